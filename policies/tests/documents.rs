@@ -1,0 +1,93 @@
+use meshmetric_policies::{ParseError, Resource, parse_documents};
+
+fn fields(text: &str) -> Vec<String> {
+    match parse_documents(text) {
+        Err(e) => e.violations().into_iter().map(|v| v.field).collect(),
+        Ok(r) => panic!("expected an error, parsed {r:?}"),
+    }
+}
+
+#[test]
+fn universal_and_kubernetes_forms() {
+    let r = parse_documents(
+        r#"
+type: MeshMetric
+name: a
+spec: {default: {backends: [{type: Prometheus, prometheus: {port: 5670}}]}}
+---
+apiVersion: kuma.io/v1alpha1
+kind: MeshMetric
+metadata: {name: b, namespace: kuma-system, labels: {kuma.io/mesh: prod}}
+spec: {targetRef: {kind: Mesh}, default: {}}
+---
+apiVersion: kuma.io/v1alpha1
+kind: Dataplane
+metadata: {name: web, labels: {team: a}}
+spec: {networking: {address: 10.0.0.1, inbound: [{port: 1, tags: {kuma.io/service: web}}]}}
+"#,
+    )
+    .unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0].meta().mesh, "default");
+    assert_eq!(r[1].meta().mesh, "prod");
+    assert!(matches!(&r[2], Resource::Dataplane(d) if d.node_id() == "default.web"));
+}
+
+#[test]
+fn json_is_accepted() {
+    let r = parse_documents(r#"{"type":"MeshMetric","name":"j","mesh":"m","spec":{"default":{}}}"#).unwrap();
+    assert_eq!(r[0].meta().name, "j");
+}
+
+#[test]
+fn every_violation_is_reported_with_its_path() {
+    let f = fields(
+        r#"
+type: MeshMetric
+name: bad
+spec:
+  targetRef: {kind: Nope}
+  default:
+    sidecar:
+      profiles:
+        appendProfiles: [{name: Fancy}]
+        exclude: [{type: Regex, match: "(unclosed"}, {type: Glob, match: ""}]
+    applications: [{port: 70000, path: metrics}]
+    backends:
+      - type: Prometheus
+      - type: OpenTelemetry
+        openTelemetry: {endpoint: "http://collector:4317", refreshInterval: 0s}
+      - type: Kafka
+"#,
+    );
+    assert_eq!(
+        f,
+        [
+            "spec.targetRef.kind",
+            "spec.default.sidecar.profiles.appendProfiles[0].name",
+            "spec.default.sidecar.profiles.exclude[0].match",
+            "spec.default.sidecar.profiles.exclude[1].type",
+            "spec.default.sidecar.profiles.exclude[1].match",
+            "spec.default.applications[0].port",
+            "spec.default.applications[0].path",
+            "spec.default.backends[0].prometheus",
+            "spec.default.backends[1].openTelemetry.endpoint",
+            "spec.default.backends[1].openTelemetry.refreshInterval",
+            "spec.default.backends[2].type",
+        ]
+    );
+}
+
+#[test]
+fn type_errors_and_unknown_fields_name_the_field() {
+    assert_eq!(fields("type: MeshMetric\nname: x\nspec: {default: {backends: [{type: Prometheus, prometheus: {port: abc}}]}}"), ["spec.default.backends[0].prometheus.port"]);
+    assert_eq!(fields("type: MeshMetric\nname: x\nspec: {default: {sidecar: {includeUnsued: true}}}"), ["spec.default.sidecar.includeUnsued"]);
+    assert_eq!(fields("type: Dataplane\nname: d\nnetworking: {address: nope}"), ["networking.address"]);
+}
+
+#[test]
+fn syntax_errors_carry_line_and_column() {
+    let err = parse_documents("type: MeshMetric\nname: x\nspec: {default: [\n").unwrap_err();
+    let ParseError::Syntax(msg) = err else { panic!("{err:?}") };
+    assert!(msg.contains("line"), "{msg}");
+}
