@@ -1,1 +1,7 @@
+//! meshmetric control plane: resource store, REST API, ADS server and Envoy resource
+//! generation. The binaries (`meshmetric-cp`) only wire these together.
 
+pub mod ads;
+pub mod api;
+pub mod store;
+pub mod xds;

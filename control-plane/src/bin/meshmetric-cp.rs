@@ -1,1 +1,71 @@
-fn main(){}
+//! `meshmetric-cp`: the control plane. Loads resources from files, serves the REST API and ADS.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+
+use meshmetric_control_plane::{ads::Ads, api, store::Store};
+
+/// meshmetric control plane: validates MeshMetric policies, merges them per proxy and serves
+/// each Envoy its metrics config over ADS.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Files or directories of resources (YAML/JSON, Universal or Kubernetes form) to load at start.
+    #[arg(short = 'f', long = "resources")]
+    resources: Vec<PathBuf>,
+    /// Address of the REST API.
+    #[arg(long, env = "MESHMETRIC_API_ADDRESS", default_value = "127.0.0.1:5681")]
+    api_address: SocketAddr,
+    /// Address of the ADS (xDS gRPC) server.
+    #[arg(long, env = "MESHMETRIC_XDS_ADDRESS", default_value = "127.0.0.1:5678")]
+    xds_address: SocketAddr,
+    /// Where proxies' sockets go when their node metadata names no `meshmetricWorkdir`.
+    #[arg(long, default_value = "/tmp/meshmetric")]
+    default_workdir_root: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let store = Arc::new(Store::default());
+    let initial = api::load_paths(&args.resources).context("loading resources")?;
+    tracing::info!(count = initial.len(), "resources loaded");
+    store.apply(initial);
+
+    let api_listener = tokio::net::TcpListener::bind(args.api_address).await.with_context(|| format!("binding the API on {}", args.api_address))?;
+    let xds_listener = tokio::net::TcpListener::bind(args.xds_address).await.with_context(|| format!("binding ADS on {}", args.xds_address))?;
+    tracing::info!(api = %args.api_address, xds = %args.xds_address, "control plane listening");
+
+    let api = axum::serve(api_listener, api::router(store.clone())).with_graceful_shutdown(shutdown());
+    let ads = tonic::transport::Server::builder()
+        .add_service(AggregatedDiscoveryServiceServer::new(Ads::new(store, args.default_workdir_root)))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
+    tokio::select! {
+        r = api => r.context("API server")?,
+        r = ads => r.context("ADS server")?,
+    }
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,227 @@
+//! ADS (State of the World, gRPC) server for Envoy proxies.
+//!
+//! A proxy's `node.id` is `<mesh>.<name>` of its Dataplane; its node metadata may carry
+//! `meshmetricWorkdir` (where the plugin's sockets live), `metricsCertPath` and
+//! `metricsKeyPath`. Each stream watches the store and pushes CDS then LDS within
+//! milliseconds of a change. ACKs are recorded; a NACK is logged with Envoy's error and the
+//! rejected version is not resent (Envoy keeps its last good config) until the config changes.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::value::Kind as PbKind;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::store::Store;
+use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, ProxyPaths, Snapshot};
+
+/// The ADS service.
+#[derive(Clone)]
+pub struct Ads {
+    store: Arc<Store>,
+    default_workdir_root: String,
+}
+
+impl Ads {
+    /// `default_workdir_root`: where a proxy's sockets go when its node metadata names no
+    /// `meshmetricWorkdir` (`<root>/<mesh>.<name>`).
+    pub fn new(store: Arc<Store>, default_workdir_root: impl Into<String>) -> Self {
+        Self { store, default_workdir_root: default_workdir_root.into() }
+    }
+}
+
+/// Identity and paths of a connected proxy, from its first request.
+#[derive(Debug, Clone)]
+struct Proxy {
+    mesh: String,
+    name: String,
+    paths: ProxyPaths,
+}
+
+fn metadata_str(node: &Node, key: &str) -> Option<String> {
+    node.metadata.as_ref()?.fields.get(key).and_then(|v| match &v.kind {
+        Some(PbKind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    })
+}
+
+fn proxy_of(node: &Node, root: &str) -> Result<Proxy, Status> {
+    let Some((mesh, name)) = node.id.split_once('.') else {
+        return Err(Status::invalid_argument(format!(
+            "node.id {:?} must be <mesh>.<dataplane name>, e.g. default.web-01",
+            node.id
+        )));
+    };
+    let workdir = metadata_str(node, "meshmetricWorkdir").unwrap_or_else(|| format!("{root}/{}", node.id));
+    let mut paths = ProxyPaths::in_workdir(&workdir);
+    paths.tls_cert = metadata_str(node, "metricsCertPath");
+    paths.tls_key = metadata_str(node, "metricsKeyPath");
+    Ok(Proxy { mesh: mesh.to_string(), name: name.to_string(), paths })
+}
+
+#[derive(Default)]
+struct TypeState {
+    nonce: String,
+    sent_version: Option<String>,
+    nacked_version: Option<String>,
+}
+
+struct Session {
+    store: Arc<Store>,
+    proxy: Proxy,
+    snapshot: Snapshot,
+    types: HashMap<String, TypeState>,
+    nonce: u64,
+    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+}
+
+impl Session {
+    fn rebuild(&mut self) {
+        let eff = self.store.effective(&self.proxy.mesh, &self.proxy.name);
+        let snap = match &eff {
+            Some((dp, conf)) => xds::generate(dp, conf.as_ref().map(|(c, _)| c), &self.proxy.paths),
+            None => Snapshot { version: "unknown-dataplane".into(), ..Default::default() },
+        };
+        if eff.is_none() {
+            tracing::warn!(mesh = %self.proxy.mesh, dataplane = %self.proxy.name, "proxy connected but no Dataplane with this name is known; apply one to configure it");
+        }
+        for w in &snap.warnings {
+            tracing::warn!(mesh = %self.proxy.mesh, dataplane = %self.proxy.name, warning = %w, "resource not generated");
+        }
+        self.snapshot = snap;
+    }
+
+    async fn send(&mut self, type_url: &str) -> bool {
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let resp = DiscoveryResponse {
+            version_info: self.snapshot.version.clone(),
+            resources: self.snapshot.resources(type_url),
+            type_url: type_url.to_string(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        };
+        let st = self.types.entry(type_url.to_string()).or_default();
+        st.nonce = nonce;
+        st.sent_version = Some(self.snapshot.version.clone());
+        tracing::debug!(dataplane = %self.proxy.name, type_url, version = %self.snapshot.version, resources = resp.resources.len(), "sending");
+        self.tx.send(Ok(resp)).await.is_ok()
+    }
+
+    /// Pushes every subscribed type whose sent version is not the current one (CDS before LDS).
+    async fn push_changed(&mut self) -> bool {
+        let mut order: Vec<String> = self.types.keys().cloned().collect();
+        order.sort_by_key(|t| match t.as_str() {
+            CLUSTER_TYPE => 0,
+            LISTENER_TYPE => 1,
+            _ => 2,
+        });
+        for t in order {
+            let st = &self.types[&t];
+            if st.sent_version.as_deref() != Some(self.snapshot.version.as_str()) && !self.send(&t).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn on_request(&mut self, req: DiscoveryRequest) -> bool {
+        let t = req.type_url.clone();
+        let current = self.snapshot.version.clone();
+        let st = self.types.entry(t.clone()).or_default();
+        if req.response_nonce.is_empty() {
+            // a new subscription (or a reconnect): always answer
+            return self.send(&t).await;
+        }
+        if req.response_nonce != st.nonce {
+            return true; // stale: answers an older response
+        }
+        if let Some(err) = &req.error_detail {
+            if st.nacked_version.as_ref() != st.sent_version.as_ref() {
+                tracing::error!(
+                    mesh = %self.proxy.mesh, dataplane = %self.proxy.name, type_url = %t,
+                    rejected_version = ?st.sent_version, kept_version = %req.version_info,
+                    envoy_error = %err.message,
+                    "Envoy rejected the config (NACK); it keeps its last good config"
+                );
+            }
+            st.nacked_version = st.sent_version.clone();
+            return true;
+        }
+        tracing::debug!(dataplane = %self.proxy.name, type_url = %t, version = %req.version_info, "ACK");
+        st.nacked_version = None;
+        if st.sent_version.as_deref() != Some(current.as_str()) {
+            return self.send(&t).await;
+        }
+        true
+    }
+}
+
+type AdsStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+type DeltaStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = AdsStream;
+    type DeltaAggregatedResourcesStream = DeltaStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let mut incoming = request.into_inner();
+        let first = match incoming.message().await? {
+            Some(r) => r,
+            None => return Err(Status::cancelled("stream closed before the first request")),
+        };
+        let node = first.node.clone().ok_or_else(|| Status::invalid_argument("first DiscoveryRequest must carry node"))?;
+        let proxy = proxy_of(&node, &self.default_workdir_root)?;
+        let (tx, rx) = mpsc::channel(16);
+        let store = self.store.clone();
+        tracing::info!(mesh = %proxy.mesh, dataplane = %proxy.name, config_socket = %proxy.paths.config_socket, "proxy connected");
+        tokio::spawn(async move {
+            let mut changes = store.subscribe();
+            let mut s = Session { store, proxy, snapshot: Snapshot::default(), types: HashMap::new(), nonce: 0, tx };
+            s.rebuild();
+            if !s.on_request(first).await {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    msg = incoming.message() => match msg {
+                        Ok(Some(req)) => if !s.on_request(req).await { break },
+                        Ok(None) => break,
+                        Err(e) => { tracing::debug!(dataplane = %s.proxy.name, error = %e, "stream error"); break }
+                    },
+                    changed = changes.changed() => {
+                        if changed.is_err() { break }
+                        let before = s.snapshot.version.clone();
+                        s.rebuild();
+                        if s.snapshot.version != before {
+                            tracing::info!(mesh = %s.proxy.mesh, dataplane = %s.proxy.name, version = %s.snapshot.version, "config changed, pushing");
+                            if !s.push_changed().await { break }
+                        }
+                    }
+                }
+            }
+            tracing::info!(mesh = %s.proxy.mesh, dataplane = %s.proxy.name, "proxy disconnected");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented("delta xDS is not supported; configure api_type GRPC (State of the World)"))
+    }
+}

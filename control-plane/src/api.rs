@@ -1,0 +1,189 @@
+//! REST API (Kuma-style paths).
+//!
+//! - `GET /meshes/{mesh}/meshmetrics`, `GET|PUT|DELETE /meshes/{mesh}/meshmetrics/{name}`
+//! - `GET /meshes/{mesh}/dataplanes`, `GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}`
+//! - `GET /meshes/{mesh}/dataplanes/{name}/meshmetric`: the effective (merged) config, the
+//!   policies that contributed (most specific last) and the config served to the plugin
+//! - `POST /apply`: one or more documents (multi-document YAML), all or nothing
+//!
+//! Bodies are YAML or JSON in the Universal or Kubernetes form. An invalid document gets
+//! `400` with every violation (`{"title","details","causes":[{"field","message"}]}`) and
+//! changes nothing.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use meshmetric_policies::dpconfig::DpConfig;
+use meshmetric_policies::{Dataplane, MeshMetric, ParseError, Resource, Violation, parse_documents};
+
+use crate::store::{Kind, Store};
+
+/// Builds the API router over `store`.
+pub fn router(store: Arc<Store>) -> Router {
+    Router::new()
+        .route("/ready", get(|| async { "ok" }))
+        .route("/apply", post(apply))
+        .route("/meshes/{mesh}/meshmetrics", get(list_meshmetrics))
+        .route("/meshes/{mesh}/meshmetrics/{name}", get(get_meshmetric).put(put_meshmetric).delete(delete_meshmetric))
+        .route("/meshes/{mesh}/dataplanes", get(list_dataplanes))
+        .route("/meshes/{mesh}/dataplanes/{name}", get(get_dataplane).put(put_dataplane).delete(delete_dataplane))
+        .route("/meshes/{mesh}/dataplanes/{name}/meshmetric", get(effective))
+        .with_state(store)
+}
+
+fn error(status: StatusCode, title: &str, details: String, causes: Vec<Violation>) -> Response {
+    (status, axum::Json(json!({"title": title, "details": details, "causes": causes}))).into_response()
+}
+
+fn invalid(e: ParseError) -> Response {
+    let details = match &e {
+        ParseError::Syntax(_) => "Resource is not valid YAML/JSON".to_string(),
+        ParseError::Invalid { kind, name, .. } => format!("{kind} {name:?} is not valid"),
+    };
+    error(StatusCode::BAD_REQUEST, "Could not process a resource", details, e.violations())
+}
+
+/// Universal-form JSON of a MeshMetric.
+pub fn meshmetric_json(m: &MeshMetric) -> Value {
+    json!({"type": "MeshMetric", "mesh": m.meta.mesh, "name": m.meta.name, "labels": m.meta.labels, "spec": m.spec})
+}
+
+/// Universal-form JSON of a Dataplane.
+pub fn dataplane_json(d: &Dataplane) -> Value {
+    json!({"type": "Dataplane", "mesh": d.meta.mesh, "name": d.meta.name, "labels": d.meta.labels, "networking": d.networking})
+}
+
+async fn apply(State(store): State<Arc<Store>>, body: String) -> Response {
+    match parse_documents(&body) {
+        Ok(rs) => {
+            let applied: Vec<Value> = rs.iter().map(|r| json!({"kind": r.kind(), "mesh": r.meta().mesh, "name": r.meta().name})).collect();
+            tracing::info!(count = rs.len(), "resources applied");
+            store.apply(rs);
+            axum::Json(json!({"applied": applied})).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "apply rejected; nothing changed");
+            invalid(e)
+        }
+    }
+}
+
+async fn put(store: Arc<Store>, kind: Kind, mesh: String, name: String, body: String) -> Response {
+    let mut rs = match parse_documents(&body) {
+        Ok(rs) => rs,
+        Err(e) => {
+            tracing::warn!(%mesh, %name, error = %e, "resource rejected; the previous config keeps serving");
+            return invalid(e);
+        }
+    };
+    if rs.len() != 1 {
+        return error(StatusCode::BAD_REQUEST, "Could not process a resource", format!("expected exactly one document, got {}", rs.len()), vec![]);
+    }
+    let r = rs.remove(0);
+    let want = match kind {
+        Kind::MeshMetric => "MeshMetric",
+        Kind::Dataplane => "Dataplane",
+    };
+    let mut causes = Vec::new();
+    if r.kind() != want {
+        causes.push(Violation::new("type", format!("this path takes a {want}, got {}", r.kind())));
+    }
+    if r.meta().name != name {
+        causes.push(Violation::new("name", format!("{:?} does not match the name in the path {name:?}", r.meta().name)));
+    }
+    if r.meta().mesh != mesh {
+        causes.push(Violation::new("mesh", format!("{:?} does not match the mesh in the path {mesh:?}", r.meta().mesh)));
+    }
+    if !causes.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "Could not process a resource", "Resource is not valid".into(), causes);
+    }
+    let existed = match kind {
+        Kind::MeshMetric => store.meshmetric(&mesh, &name).is_some(),
+        Kind::Dataplane => store.dataplane(&mesh, &name).is_some(),
+    };
+    tracing::info!(kind = want, %mesh, %name, "resource stored");
+    store.apply(vec![r]);
+    if existed { StatusCode::OK.into_response() } else { StatusCode::CREATED.into_response() }
+}
+
+fn not_found(kind: &str, mesh: &str, name: &str) -> Response {
+    error(StatusCode::NOT_FOUND, "Could not find a resource", format!("{kind} {name:?} not found in mesh {mesh:?}"), vec![])
+}
+
+async fn put_meshmetric(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>, body: String) -> Response {
+    put(s, Kind::MeshMetric, mesh, name, body).await
+}
+async fn put_dataplane(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>, body: String) -> Response {
+    put(s, Kind::Dataplane, mesh, name, body).await
+}
+async fn get_meshmetric(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
+    match s.meshmetric(&mesh, &name) {
+        Some(m) => axum::Json(meshmetric_json(&m)).into_response(),
+        None => not_found("MeshMetric", &mesh, &name),
+    }
+}
+async fn get_dataplane(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
+    match s.dataplane(&mesh, &name) {
+        Some(d) => axum::Json(dataplane_json(&d)).into_response(),
+        None => not_found("Dataplane", &mesh, &name),
+    }
+}
+async fn delete_meshmetric(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
+    if s.delete(Kind::MeshMetric, &mesh, &name) { StatusCode::OK.into_response() } else { not_found("MeshMetric", &mesh, &name) }
+}
+async fn delete_dataplane(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
+    if s.delete(Kind::Dataplane, &mesh, &name) { StatusCode::OK.into_response() } else { not_found("Dataplane", &mesh, &name) }
+}
+async fn list_meshmetrics(State(s): State<Arc<Store>>, Path(mesh): Path<String>) -> Response {
+    let items: Vec<Value> = s.meshmetrics(Some(&mesh)).iter().map(meshmetric_json).collect();
+    axum::Json(json!({"total": items.len(), "items": items})).into_response()
+}
+async fn list_dataplanes(State(s): State<Arc<Store>>, Path(mesh): Path<String>) -> Response {
+    let items: Vec<Value> = s.dataplanes(Some(&mesh)).iter().map(dataplane_json).collect();
+    axum::Json(json!({"total": items.len(), "items": items})).into_response()
+}
+
+async fn effective(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
+    match s.effective(&mesh, &name) {
+        None => not_found("Dataplane", &mesh, &name),
+        Some((dp, None)) => axum::Json(json!({"dataplane": dp.node_id(), "policies": [], "conf": null, "dpConfig": null})).into_response(),
+        Some((dp, Some((conf, contributions)))) => {
+            let dpc = DpConfig::build(&conf, &dp);
+            axum::Json(json!({"dataplane": dp.node_id(), "policies": contributions, "conf": conf, "dpConfig": dpc})).into_response()
+        }
+    }
+}
+
+/// Loads every `.yaml`, `.yml` and `.json` file under `paths` (files or directories, sorted),
+/// all or nothing. Errors name the file and every violation.
+pub fn load_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Resource>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        let rs = parse_documents(&text).map_err(|e| {
+            let lines: Vec<String> = e.violations().iter().map(|v| format!("  {v}")).collect();
+            anyhow::anyhow!("{}: {e}\n{}", f.display(), lines.join("\n"))
+        })?;
+        out.extend(rs);
+    }
+    Ok(out)
+}

@@ -1,0 +1,108 @@
+//! In-memory resource store with change notification.
+//!
+//! Writes are all-or-nothing: a batch is validated by `meshmetric-policies` before it reaches
+//! the store, and a rejected batch changes nothing, so the previous config keeps serving.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use tokio::sync::watch;
+
+use meshmetric_policies::{Conf, Contribution, Dataplane, MeshMetric, Resource, effective_conf};
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    meshmetrics: BTreeMap<Key, MeshMetric>,
+    dataplanes: BTreeMap<Key, Dataplane>,
+}
+
+/// Resource store. Every change bumps a generation that subscribers watch.
+pub struct Store {
+    inner: RwLock<Inner>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self { inner: RwLock::default(), changes: watch::channel(0).0 }
+    }
+}
+
+/// Kind of resource addressed by the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    MeshMetric,
+    Dataplane,
+}
+
+impl Store {
+    /// Stores (creates or replaces) every resource of a validated batch, then notifies once.
+    pub fn apply(&self, resources: Vec<Resource>) {
+        {
+            let mut g = self.inner.write().expect("store lock");
+            for r in resources {
+                let key = (r.meta().mesh.clone(), r.meta().name.clone());
+                match r {
+                    Resource::MeshMetric(m) => {
+                        g.meshmetrics.insert(key, m);
+                    }
+                    Resource::Dataplane(d) => {
+                        g.dataplanes.insert(key, d);
+                    }
+                }
+            }
+        }
+        self.changes.send_modify(|g| *g += 1);
+    }
+
+    /// Deletes one resource; returns whether it existed.
+    pub fn delete(&self, kind: Kind, mesh: &str, name: &str) -> bool {
+        let key = (mesh.to_string(), name.to_string());
+        let existed = {
+            let mut g = self.inner.write().expect("store lock");
+            match kind {
+                Kind::MeshMetric => g.meshmetrics.remove(&key).is_some(),
+                Kind::Dataplane => g.dataplanes.remove(&key).is_some(),
+            }
+        };
+        if existed {
+            self.changes.send_modify(|g| *g += 1);
+        }
+        existed
+    }
+
+    pub fn meshmetric(&self, mesh: &str, name: &str) -> Option<MeshMetric> {
+        self.inner.read().expect("store lock").meshmetrics.get(&(mesh.to_string(), name.to_string())).cloned()
+    }
+
+    pub fn dataplane(&self, mesh: &str, name: &str) -> Option<Dataplane> {
+        self.inner.read().expect("store lock").dataplanes.get(&(mesh.to_string(), name.to_string())).cloned()
+    }
+
+    /// MeshMetrics of `mesh` (all meshes when None), ordered by mesh then name.
+    pub fn meshmetrics(&self, mesh: Option<&str>) -> Vec<MeshMetric> {
+        let g = self.inner.read().expect("store lock");
+        g.meshmetrics.values().filter(|m| mesh.is_none_or(|x| m.meta.mesh == x)).cloned().collect()
+    }
+
+    /// Dataplanes of `mesh` (all meshes when None), ordered by mesh then name.
+    pub fn dataplanes(&self, mesh: Option<&str>) -> Vec<Dataplane> {
+        let g = self.inner.read().expect("store lock");
+        g.dataplanes.values().filter(|d| mesh.is_none_or(|x| d.meta.mesh == x)).cloned().collect()
+    }
+
+    /// The Dataplane and its effective (merged) config; `None` when the Dataplane is unknown.
+    pub fn effective(&self, mesh: &str, name: &str) -> Option<(Dataplane, Option<(Conf, Vec<Contribution>)>)> {
+        let g = self.inner.read().expect("store lock");
+        let dp = g.dataplanes.get(&(mesh.to_string(), name.to_string()))?.clone();
+        let eff = effective_conf(g.meshmetrics.range((mesh.to_string(), String::new())..).map(|(_, v)| v).take_while(|m| m.meta.mesh == mesh), &dp);
+        Some((dp, eff))
+    }
+
+    /// A receiver that sees every change (its value is a generation counter).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}

@@ -1,0 +1,359 @@
+//! Envoy resources for one proxy (DESIGN.md §4.5).
+//!
+//! Per proxy:
+//! - CDS: `_meshmetric_dp` (the plugin's metrics unix socket) and one `localhost_<port>` per
+//!   inbound (the workload);
+//! - LDS: `_meshmetric_config` on the config unix socket (route `/meshmetric`: 304 when
+//!   `If-None-Match` equals the ETag, else 200 with the JSON and `Etag`), one
+//!   `_meshmetric_prometheus_<port>` per Prometheus backend on `<address>:<port>` routing
+//!   `<path>` to the plugin, and one `inbound_<port>` per inbound routing to the workload.
+//!
+//! Internal names start with `_meshmetric` so the Basic profile drops their stats.
+
+use std::hash::{Hash, Hasher};
+
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, DataSource, HeaderValue, HeaderValueOption, Pipe, SocketAddress, TransportSocket, address, data_source,
+    socket_address, transport_socket,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, header_matcher,
+    route, route_action, route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CommonTlsContext, DownstreamTlsContext, TlsCertificate,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+use envoy_types::util::pack_any;
+use prost::Message;
+
+use meshmetric_policies::dataplane::Dataplane;
+use meshmetric_policies::dpconfig::DpConfig;
+use meshmetric_policies::meshmetric::Conf;
+
+/// Type URL of LDS resources.
+pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+/// Type URL of CDS resources.
+pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// Name of the cluster pointing at the plugin's metrics socket.
+pub const DP_CLUSTER: &str = "_meshmetric_dp";
+/// Name (and stat prefix) of the config listener.
+pub const CONFIG_LISTENER: &str = "_meshmetric_config";
+/// Path the plugin polls and the Prometheus listeners rewrite to.
+pub const CONFIG_PATH: &str = "/meshmetric";
+/// Longest unix socket path Envoy and the kernel accept on every platform (sun_path).
+pub const MAX_SOCKET_PATH: usize = 104;
+
+/// Where a proxy's sockets and files are, from its xDS node metadata (set by the bootstrap
+/// `meshmetric-dp` writes) or defaults under `/tmp/meshmetric/<mesh>.<name>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProxyPaths {
+    /// Unix socket Envoy binds for the CP → DP config.
+    pub config_socket: String,
+    /// Unix socket the plugin serves merged metrics on.
+    pub metrics_socket: String,
+    /// Certificate and key for `ProvidedTLS` Prometheus backends.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+}
+
+impl ProxyPaths {
+    /// Paths for a proxy whose plugin works in `workdir`.
+    pub fn in_workdir(workdir: &str) -> Self {
+        let w = workdir.trim_end_matches('/');
+        Self {
+            config_socket: format!("{w}/config.sock"),
+            metrics_socket: format!("{w}/metrics.sock"),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// The resources of one proxy, with a version that changes exactly when they change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub version: String,
+    pub clusters: Vec<Cluster>,
+    pub listeners: Vec<Listener>,
+    /// Why a Prometheus backend produced no listener, one line each (shown in logs and inspect).
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    /// The resources of `type_url` packed for a DiscoveryResponse (empty for unknown types).
+    pub fn resources(&self, type_url: &str) -> Vec<Any> {
+        match type_url {
+            LISTENER_TYPE => self.listeners.iter().cloned().map(pack_any).collect(),
+            CLUSTER_TYPE => self.clusters.iter().cloned().map(pack_any).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn socket(ip: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    }
+}
+
+fn pipe(path: &str, mode: u32) -> Address {
+    Address { address: Some(address::Address::Pipe(Pipe { path: path.to_string(), mode })) }
+}
+
+fn static_cluster(name: &str, addr: Address) -> Cluster {
+    Cluster {
+        name: name.to_string(),
+        connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(addr),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn hcm_listener(name: &str, addr: Address, stat_prefix: &str, routes: RouteConfiguration, tls: Option<TransportSocket>) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: stat_prefix.to_string(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(routes)),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Listener {
+        name: name.to_string(),
+        stat_prefix: stat_prefix.to_string(),
+        address: Some(addr),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+            }],
+            transport_socket: tls,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn route_config(name: &str, routes: Vec<Route>, max_body: Option<u32>) -> RouteConfiguration {
+    RouteConfiguration {
+        name: name.to_string(),
+        virtual_hosts: vec![VirtualHost {
+            name: name.to_string(),
+            domains: vec!["*".to_string()],
+            routes,
+            ..Default::default()
+        }],
+        max_direct_response_body_size_bytes: max_body.map(|value| UInt32Value { value }),
+        ..Default::default()
+    }
+}
+
+fn to_cluster(cluster: &str, path_match: route_match::PathSpecifier, rewrite: Option<&str>) -> Route {
+    Route {
+        r#match: Some(RouteMatch { path_specifier: Some(path_match), ..Default::default() }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            prefix_rewrite: rewrite.unwrap_or_default().to_string(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// The config listener: serves `body` at `/meshmetric` with `Etag: etag`, 304 on a matching
+/// `If-None-Match`. Envoy's default direct-response limit is 4 KiB, so it is raised above the body.
+pub fn config_listener(path: &str, body: &str, etag: &str) -> Listener {
+    let exact = |s: &str| StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Exact(s.to_string())),
+        ignore_case: false,
+    };
+    let not_modified = Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Path(CONFIG_PATH.to_string())),
+            headers: vec![HeaderMatcher {
+                name: "if-none-match".to_string(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(exact(etag))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        action: Some(route::Action::DirectResponse(DirectResponseAction { status: 304, body: None, ..Default::default() })),
+        response_headers_to_add: vec![etag_header(etag)],
+        ..Default::default()
+    };
+    let full = Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Path(CONFIG_PATH.to_string())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::DirectResponse(DirectResponseAction {
+            status: 200,
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(body.to_string())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+        response_headers_to_add: vec![
+            etag_header(etag),
+            HeaderValueOption {
+                header: Some(HeaderValue { key: "content-type".into(), value: "application/json".into(), ..Default::default() }),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let max = u32::try_from(body.len()).unwrap_or(u32::MAX).saturating_mul(2).max(4096);
+    hcm_listener(CONFIG_LISTENER, pipe(path, 0o600), CONFIG_LISTENER, route_config(CONFIG_LISTENER, vec![not_modified, full], Some(max)), None)
+}
+
+fn etag_header(etag: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue { key: "etag".into(), value: etag.into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn tls_socket(cert: &str, key: &str) -> TransportSocket {
+    let file = |p: &str| DataSource { specifier: Some(data_source::Specifier::Filename(p.to_string())), ..Default::default() };
+    let ctx = DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificates: vec![TlsCertificate {
+                certificate_chain: Some(file(cert)),
+                private_key: Some(file(key)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(ctx))),
+    }
+}
+
+/// Generates the resources of `dp` given its merged config (`None` when no MeshMetric applies:
+/// the proxy then gets only its inbound listeners and clusters, and no metrics listeners).
+pub fn generate(dp: &Dataplane, conf: Option<&Conf>, paths: &ProxyPaths) -> Snapshot {
+    let mut s = Snapshot::default();
+    let addr = dp.networking.address.as_str();
+    for ib in &dp.networking.inbound {
+        let wport = ib.workload_port();
+        let waddr = ib.service_address.as_deref().unwrap_or("127.0.0.1");
+        let cname = format!("localhost_{wport}");
+        if !s.clusters.iter().any(|c| c.name == cname) {
+            s.clusters.push(static_cluster(&cname, socket(waddr, wport)));
+        }
+        let lname = format!("inbound_{}", ib.port);
+        let routes = route_config(&lname, vec![to_cluster(&cname, route_match::PathSpecifier::Prefix("/".into()), None)], None);
+        let stat = format!("inbound_{}", ib.port);
+        s.listeners.push(hcm_listener(&lname, socket(addr, u16::try_from(ib.port).unwrap_or(0)), &stat, routes, None));
+    }
+    if let Some(conf) = conf {
+        let dpconf = DpConfig::build(conf, dp);
+        let (body, etag) = dpconf.to_body_and_etag();
+        if paths.config_socket.len() > MAX_SOCKET_PATH {
+            s.warnings.push(format!("config socket path {:?} is longer than {MAX_SOCKET_PATH} bytes; no metrics config served", paths.config_socket));
+        } else {
+            s.listeners.push(config_listener(&paths.config_socket, &body, &etag));
+        }
+        let mut any_prometheus = false;
+        for b in conf.backends.iter().flatten() {
+            let Some(p) = &b.prometheus else { continue };
+            let port = p.port_or_default();
+            let name = format!("_meshmetric_prometheus_{port}");
+            let tls = match p.tls.as_ref().map(|t| t.mode.as_str()) {
+                Some("ProvidedTLS") => match (&paths.tls_cert, &paths.tls_key) {
+                    (Some(c), Some(k)) => Some(tls_socket(c, k)),
+                    _ => {
+                        s.warnings.push(format!("Prometheus backend on port {port} asks for ProvidedTLS but the proxy gave no certificate (metricsCertPath/metricsKeyPath); listener not created"));
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            any_prometheus = true;
+            let route = to_cluster(DP_CLUSTER, route_match::PathSpecifier::Prefix(p.path_or_default().to_string()), Some(CONFIG_PATH));
+            s.listeners.push(hcm_listener(&name, socket(addr, port), &name, route_config(&name, vec![route], None), tls));
+        }
+        if any_prometheus {
+            s.clusters.push(static_cluster(DP_CLUSTER, pipe(&paths.metrics_socket, 0)));
+        }
+    }
+    s.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    s.listeners.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut h = std::hash::DefaultHasher::new();
+    for c in &s.clusters {
+        c.encode_to_vec().hash(&mut h);
+    }
+    for l in &s.listeners {
+        l.encode_to_vec().hash(&mut h);
+    }
+    s.version = format!("{:016x}", h.finish());
+    s
+}
+
+/// A readable, stable rendering of a snapshot for golden files: each resource's Debug form
+/// with its HTTP connection manager decoded.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    for c in &s.clusters {
+        out.push_str(&format!("# cluster {}\n{:#?}\n", c.name, c));
+    }
+    for l in &s.listeners {
+        let mut l = l.clone();
+        let mut hcms = Vec::new();
+        for fc in &mut l.filter_chains {
+            for f in &mut fc.filters {
+                if let Some(filter::ConfigType::TypedConfig(any)) = f.config_type.take() {
+                    hcms.push(HttpConnectionManager::decode(any.value.as_slice()).expect("HCM decodes"));
+                }
+            }
+            if let Some(ts) = &mut fc.transport_socket {
+                if let Some(transport_socket::ConfigType::TypedConfig(any)) = ts.config_type.take() {
+                    out.push_str(&format!("# tls {:#?}\n", DownstreamTlsContext::decode(any.value.as_slice()).expect("TLS decodes")));
+                }
+            }
+        }
+        out.push_str(&format!("# listener {}\n{:#?}\n", l.name, l));
+        for h in hcms {
+            let mut h = h;
+            h.http_filters.iter_mut().for_each(|f| f.config_type = None);
+            out.push_str(&format!("{h:#?}\n"));
+        }
+    }
+    out
+}
