@@ -1,1 +1,2 @@
-
+pub mod merge;
+pub mod parse;

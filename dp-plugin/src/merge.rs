@@ -1,0 +1,280 @@
+//! Filtering, merging and encoding: Envoy stats (filtered by profiles) + application metrics
+//! + extra labels → one Prometheus text 0.0.4 body.
+//!
+//! - Envoy families are kept per [`FamilyFilter::keep_family`]; when Basic is the broadest
+//!   profile, series whose `envoy_cluster_name`, `envoy_http_conn_manager_prefix` or
+//!   `envoy_listener_address` names an internal entity are dropped.
+//! - Families with the same name from several sources are emitted once (one `# TYPE`),
+//!   samples concatenated; a family whose type differs from the first one seen is dropped
+//!   and counted (Prometheus would reject the whole scrape otherwise).
+//! - Extra labels (names sanitised to `[a-zA-Z0-9_]`, e.g. `kuma.workload` → `kuma_workload`)
+//!   are appended to every series. A series that already has a label of that name keeps its
+//!   value under `exported_<name>`, as Prometheus does with `honor_labels: false`; nothing is
+//!   overwritten silently, and each rename is counted.
+
+use std::collections::HashMap;
+
+use meshmetric_policies::profiles::{FamilyFilter, INTERNAL_LABELS, is_internal_name};
+
+use crate::parse::{Family, MetricType, Sample, labels};
+
+/// Extra labels, pre-rendered once per config.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraLabels {
+    names: Vec<String>,
+    /// `name="value",...` (escaped), no leading or trailing comma.
+    rendered: String,
+}
+
+/// Sanitises a label name to `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn sanitize_label_name(name: &str) -> String {
+    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if s.as_bytes().first().is_none_or(|b| b.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
+}
+
+/// Escapes a label value for the text format (`\`, `"`, newline).
+pub fn escape_label_value(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl ExtraLabels {
+    /// Builds from `(name, value)` pairs (names are sanitised; later duplicates ignored).
+    pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut e = ExtraLabels::default();
+        for (k, v) in pairs {
+            let k = sanitize_label_name(k);
+            if e.names.contains(&k) {
+                continue;
+            }
+            if !e.rendered.is_empty() {
+                e.rendered.push(',');
+            }
+            e.rendered.push_str(&k);
+            e.rendered.push_str("=\"");
+            escape_label_value(v, &mut e.rendered);
+            e.rendered.push('"');
+            e.names.push(k);
+        }
+        e
+    }
+}
+
+/// Where a batch of families came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Envoy,
+    Application,
+}
+
+/// Counters of what merging dropped or changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    pub families_filtered: u64,
+    pub series_filtered_internal: u64,
+    pub families_type_conflict: u64,
+    pub labels_renamed: u64,
+    pub series_out: u64,
+}
+
+struct OutFamily<'a, 'f> {
+    name: &'f str,
+    kind: MetricType,
+    help: Option<&'a str>,
+    parts: Vec<&'f [Sample<'a>]>,
+}
+
+fn is_internal_series(raw_labels: &str) -> bool {
+    if raw_labels.is_empty() || !raw_labels.starts_with("envoy_") && !raw_labels.contains(",envoy_") {
+        return false;
+    }
+    labels(raw_labels).any(|(n, v)| INTERNAL_LABELS.contains(&n) && is_internal_name(v.as_bytes()))
+}
+
+/// Merges `sources` (Envoy's first, then applications in config order) and encodes them as
+/// Prometheus text 0.0.4 into `out`.
+pub fn merge_encode<'a>(
+    sources: &[(Origin, &[Family<'a>])],
+    filter: &FamilyFilter,
+    extra: &ExtraLabels,
+    out: &mut Vec<u8>,
+    stats: &mut MergeStats,
+) {
+    let mut order: Vec<OutFamily<'a, '_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut filtered: Vec<Vec<Sample<'a>>> = Vec::new();
+    // first pass: decide families and, for Envoy under Basic, drop internal series
+    let mut plan: Vec<(usize, usize, Option<usize>)> = Vec::new(); // (source, family, filtered idx)
+    for (si, (origin, fams)) in sources.iter().enumerate() {
+        for (fi, f) in fams.iter().enumerate() {
+            if *origin == Origin::Envoy {
+                if !filter.keep_family(&f.name) {
+                    stats.families_filtered += 1;
+                    continue;
+                }
+                if filter.drops_internal() && f.samples.iter().any(|s| is_internal_series(s.labels)) {
+                    let kept: Vec<Sample<'a>> = f.samples.iter().filter(|s| !is_internal_series(s.labels)).cloned().collect();
+                    stats.series_filtered_internal += (f.samples.len() - kept.len()) as u64;
+                    filtered.push(kept);
+                    plan.push((si, fi, Some(filtered.len() - 1)));
+                    continue;
+                }
+            }
+            plan.push((si, fi, None));
+        }
+    }
+    for (si, fi, fidx) in plan {
+        let f = &sources[si].1[fi];
+        let samples: &[Sample<'a>] = match fidx {
+            Some(i) => &filtered[i],
+            None => &f.samples,
+        };
+        if samples.is_empty() {
+            continue;
+        }
+        match index.get(f.name.as_ref()) {
+            Some(&i) => {
+                if order[i].kind != f.kind {
+                    stats.families_type_conflict += 1;
+                    continue;
+                }
+                order[i].parts.push(samples);
+            }
+            None => {
+                index.insert(f.name.as_ref(), order.len());
+                order.push(OutFamily { name: f.name.as_ref(), kind: f.kind, help: f.help, parts: vec![samples] });
+            }
+        }
+    }
+    let mut buf = itoa::Buffer::new();
+    for f in &order {
+        if let Some(h) = f.help {
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(f.name.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(h.as_bytes());
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"# TYPE ");
+        out.extend_from_slice(f.name.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(f.kind.as_str().as_bytes());
+        out.push(b'\n');
+        for part in &f.parts {
+            for s in part.iter() {
+                stats.series_out += 1;
+                out.extend_from_slice(s.name.as_bytes());
+                out.push(b'{');
+                let conflict = !s.labels.is_empty()
+                    && !extra.names.is_empty()
+                    && labels(s.labels).any(|(n, _)| extra.names.iter().any(|e| e == n));
+                if conflict {
+                    let mut first = true;
+                    for (n, v) in labels(s.labels) {
+                        if !first {
+                            out.push(b',');
+                        }
+                        first = false;
+                        if extra.names.iter().any(|e| e == n) {
+                            stats.labels_renamed += 1;
+                            out.extend_from_slice(b"exported_");
+                        }
+                        out.extend_from_slice(n.as_bytes());
+                        out.extend_from_slice(b"=\"");
+                        out.extend_from_slice(v.as_bytes());
+                        out.push(b'"');
+                    }
+                } else {
+                    out.extend_from_slice(s.labels.as_bytes());
+                }
+                if !extra.rendered.is_empty() {
+                    if !s.labels.is_empty() {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(extra.rendered.as_bytes());
+                }
+                out.extend_from_slice(b"} ");
+                out.extend_from_slice(s.raw_value.as_bytes());
+                if let Some(ts) = s.timestamp_ms {
+                    out.push(b' ');
+                    out.extend_from_slice(buf.format(ts).as_bytes());
+                }
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{Format, ParseStats, parse};
+    use meshmetric_policies::meshmetric::{Profile, Profiles, Selector};
+
+    fn run(envoy: &str, app: &str, profiles: Option<Profiles>) -> (String, MergeStats) {
+        let mut st = ParseStats::default();
+        let e = parse(envoy, Format::Text, &mut st);
+        let a = parse(app, Format::Text, &mut st);
+        let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
+        let extra = ExtraLabels::new([("mesh", "default"), ("kuma.workload", "web\"1")]);
+        let mut out = Vec::new();
+        let mut ms = MergeStats::default();
+        merge_encode(&[(Origin::Envoy, &e), (Origin::Application, &a)], &filter, &extra, &mut out, &mut ms);
+        (String::from_utf8(out).unwrap(), ms)
+    }
+
+    const ENVOY: &str = "# TYPE envoy_cluster_upstream_rq_total counter\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"localhost_8080\"} 3\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"ads_cluster\"} 9\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"_meshmetric_dp\"} 9\n# TYPE envoy_http_downstream_rq_total counter\nenvoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"admin\"} 4\n# TYPE envoy_cluster_version gauge\nenvoy_cluster_version{envoy_cluster_name=\"localhost_8080\"} 0\n# TYPE envoy_server_live gauge\nenvoy_server_live{} 1\n";
+    const APP: &str = "# HELP app_requests_total Requests.\n# TYPE app_requests_total counter\napp_requests_total{mesh=\"mine\",code=\"200\"} 5 1700000000000\n# TYPE envoy_server_live counter\nenvoy_server_live 2\n";
+
+    #[test]
+    fn basic_filters_internal_and_merges_apps() {
+        let (out, ms) = run(ENVOY, APP, None);
+        let expected = "# TYPE envoy_cluster_upstream_rq_total counter\n\
+envoy_cluster_upstream_rq_total{envoy_cluster_name=\"localhost_8080\",mesh=\"default\",kuma_workload=\"web\\\"1\"} 3\n\
+# TYPE envoy_server_live gauge\n\
+envoy_server_live{mesh=\"default\",kuma_workload=\"web\\\"1\"} 1\n\
+# HELP app_requests_total Requests.\n\
+# TYPE app_requests_total counter\n\
+app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_workload=\"web\\\"1\"} 5 1700000000000\n";
+        assert_eq!(out, expected);
+        assert_eq!(ms.series_filtered_internal, 3);
+        assert_eq!(ms.families_filtered, 1); // envoy_cluster_version is not in Basic
+        assert_eq!(ms.families_type_conflict, 1);
+        assert_eq!(ms.labels_renamed, 1);
+    }
+
+    #[test]
+    fn all_keeps_internal_and_exclude_drops() {
+        let p = Profiles {
+            append_profiles: Some(vec![Profile { name: "All".into() }]),
+            include: None,
+            exclude: Some(vec![Selector { kind: "Regex".into(), pattern: "version$".into() }]),
+        };
+        let (out, _) = run(ENVOY, "", Some(p));
+        assert!(out.contains("envoy_cluster_name=\"ads_cluster\""));
+        assert!(out.contains("envoy_http_conn_manager_prefix=\"admin\""));
+        assert!(!out.contains("envoy_cluster_version"));
+    }
+
+    #[test]
+    fn output_parses_back_identically() {
+        let (out, _) = run(ENVOY, APP, None);
+        let mut st = ParseStats::default();
+        let fams = parse(&out, Format::Text, &mut st);
+        assert_eq!(st, ParseStats::default());
+        let mut again = Vec::new();
+        let mut ms = MergeStats::default();
+        let filter = FamilyFilter::new(Some(&Profiles { append_profiles: Some(vec![Profile { name: "All".into() }]), ..Default::default() })).unwrap();
+        merge_encode(&[(Origin::Application, &fams)], &filter, &ExtraLabels::default(), &mut again, &mut ms);
+        assert_eq!(String::from_utf8(again).unwrap(), out);
+    }
+}

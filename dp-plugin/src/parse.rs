@@ -1,0 +1,476 @@
+//! Prometheus exposition format parser (text 0.0.4 and OpenMetrics 1.0), zero-copy.
+//!
+//! Sources: Prometheus "Exposition formats" (text format 0.0.4) and the OpenMetrics 1.0
+//! specification. Handles `# TYPE`/`# HELP`/`# UNIT`/`# EOF`, `name{}`, escaped label
+//! values (`\\`, `\"`, `\n`), trailing commas, NaN/±Inf in any case (Envoy writes `nan`),
+//! timestamps (milliseconds in 0.0.4, seconds in OpenMetrics; stored as milliseconds) and
+//! OpenMetrics exemplars (dropped).
+//!
+//! Label sets are kept as the raw (still escaped) text between the braces, so re-encoding as
+//! Prometheus text copies bytes; [`labels`] iterates them when a value must be looked at.
+//! A malformed line is skipped and counted in [`ParseStats`]; it never fails the whole body.
+
+use std::borrow::Cow;
+
+/// Metric type of a family (`# TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    Untyped,
+}
+
+impl MetricType {
+    /// The keyword used in the Prometheus text format 0.0.4.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
+            MetricType::Untyped => "untyped",
+        }
+    }
+    fn suffixes(self) -> &'static [&'static str] {
+        match self {
+            MetricType::Histogram => &["_bucket", "_sum", "_count", "_created"],
+            MetricType::Summary => &["_sum", "_count", "_created"],
+            MetricType::Counter => &["_total", "_created"],
+            _ => &[],
+        }
+    }
+}
+
+/// Which exposition format a body is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// Picks the format from a `Content-Type` header value.
+    pub fn from_content_type(ct: Option<&str>) -> Self {
+        match ct {
+            Some(ct) if ct.trim_start().starts_with("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+}
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<'a> {
+    /// Full sample name (e.g. `foo_bucket`).
+    pub name: &'a str,
+    /// Raw label text between the braces, escapes kept, no trailing comma (may be empty).
+    pub labels: &'a str,
+    /// Value as written (re-encoded verbatim).
+    pub raw_value: &'a str,
+    /// Parsed value.
+    pub value: f64,
+    /// Timestamp in milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A metric family: a `# TYPE` (or an untyped run of samples) and its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family<'a> {
+    /// Family name as it must appear on the 0.0.4 `# TYPE` line (OpenMetrics counters get
+    /// their `_total` suffix back).
+    pub name: Cow<'a, str>,
+    pub kind: MetricType,
+    /// Raw (escaped) help text.
+    pub help: Option<&'a str>,
+    pub samples: Vec<Sample<'a>>,
+}
+
+/// Counts of what the parser skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParseStats {
+    /// Lines that could not be parsed.
+    pub bad_lines: u64,
+    /// OpenMetrics-only samples with no 0.0.4 equivalent (`_created`), dropped.
+    pub dropped_samples: u64,
+    /// The first problem, with its 1-based line number.
+    pub first_error: Option<String>,
+}
+
+impl ParseStats {
+    fn bad(&mut self, line_no: usize, msg: &str, line: &str) {
+        self.bad_lines += 1;
+        if self.first_error.is_none() {
+            let shown: String = line.chars().take(80).collect();
+            self.first_error = Some(format!("line {line_no}: {msg}: {shown:?}"));
+        }
+    }
+}
+
+fn is_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+}
+fn is_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+fn parse_type(s: &str) -> Option<MetricType> {
+    Some(match s {
+        "counter" => MetricType::Counter,
+        "gauge" => MetricType::Gauge,
+        "histogram" => MetricType::Histogram,
+        "summary" => MetricType::Summary,
+        "untyped" | "unknown" => MetricType::Untyped,
+        // OpenMetrics types without a 0.0.4 equivalent
+        "info" | "stateset" => MetricType::Gauge,
+        "gaugehistogram" => MetricType::Untyped,
+        _ => return None,
+    })
+}
+
+/// Parses a float as Prometheus does (`NaN`, `+Inf`, `-Inf`, any case).
+pub fn parse_value(s: &str) -> Option<f64> {
+    match s.as_bytes().first()? {
+        b'0'..=b'9' | b'-' | b'+' | b'.' | b'n' | b'N' | b'i' | b'I' => {}
+        _ => return None,
+    }
+    s.parse::<f64>().ok()
+}
+
+/// Scans a label set starting after `{`; returns the raw inner text (trailing comma and
+/// spaces removed) and the index just past `}`.
+fn scan_labels(b: &[u8], mut i: usize) -> Result<(usize, usize), &'static str> {
+    let mut end_content = i;
+    loop {
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i >= b.len() {
+            return Err("unterminated label set");
+        }
+        if b[i] == b'}' {
+            return Ok((end_content, i + 1));
+        }
+        if !is_name_start(b[i]) || b[i] == b':' {
+            return Err("invalid label name");
+        }
+        while i < b.len() && is_name_char(b[i]) && b[i] != b':' {
+            i += 1;
+        }
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i >= b.len() || b[i] != b'=' {
+            return Err("expected '=' after label name");
+        }
+        i += 1;
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i >= b.len() || b[i] != b'"' {
+            return Err("expected '\"' to start a label value");
+        }
+        i += 1;
+        loop {
+            match memchr::memchr2(b'"', b'\\', &b[i..]) {
+                None => return Err("unterminated label value"),
+                Some(off) => {
+                    i += off;
+                    if b[i] == b'\\' {
+                        if i + 1 >= b.len() {
+                            return Err("unterminated label value");
+                        }
+                        i += 2;
+                    } else {
+                        i += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        end_content = i;
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i < b.len() && b[i] == b',' {
+            i += 1;
+        } else if i < b.len() && b[i] != b'}' {
+            return Err("expected ',' or '}' after a label value");
+        }
+    }
+}
+
+/// Iterates `(name, raw escaped value)` pairs of a raw label text produced by this parser.
+pub fn labels(raw: &str) -> LabelIter<'_> {
+    LabelIter { s: raw, i: 0 }
+}
+
+/// Iterator returned by [`labels`].
+pub struct LabelIter<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Iterator for LabelIter<'a> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.s.as_bytes();
+        let mut i = self.i;
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b',') {
+            i += 1;
+        }
+        if i >= b.len() {
+            return None;
+        }
+        let ns = i;
+        while i < b.len() && is_name_char(b[i]) {
+            i += 1;
+        }
+        let name = &self.s[ns..i];
+        let q = ns + memchr::memchr(b'"', &b[i..])? + (i - ns);
+        let vs = q + 1;
+        let mut j = vs;
+        loop {
+            let off = memchr::memchr2(b'"', b'\\', &b[j..])?;
+            j += off;
+            if b[j] == b'\\' {
+                j += 2;
+            } else {
+                break;
+            }
+        }
+        self.i = j + 1;
+        Some((name, &self.s[vs..j]))
+    }
+}
+
+/// Unescapes a raw label value (`\\`, `\"`, `\n`).
+pub fn unescape(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('\\') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some(o) => out.push(o),
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Parses `text` in `format` into families, in input order. Never fails: bad lines are
+/// skipped and counted in `stats`.
+pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<Family<'a>> {
+    let mut families: Vec<Family<'a>> = Vec::new();
+    // the family name as declared by # TYPE (OpenMetrics counters: without `_total`)
+    let mut declared: &str = "";
+    let mut pending_help: Option<(&'a str, &'a str)> = None;
+    let bytes = text.as_bytes();
+    let mut pos = 0;
+    let mut line_no = 0;
+    let om = format == Format::OpenMetrics;
+    while pos < bytes.len() {
+        line_no += 1;
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |o| pos + o);
+        let mut line = &text[pos..end];
+        pos = end + 1;
+        if let Some(l) = line.strip_suffix('\r') {
+            line = l;
+        }
+        let trimmed = line.trim_start_matches([' ', '\t']);
+        if trimmed.is_empty() {
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix('#') {
+            let rest = rest.trim_start_matches([' ', '\t']);
+            let mut parts = rest.splitn(3, [' ', '\t']);
+            let keyword = parts.next().unwrap_or_default();
+            match keyword {
+                "TYPE" => {
+                    let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                        stats.bad(line_no, "TYPE line needs a name and a type", line);
+                        continue;
+                    };
+                    let Some(kind) = parse_type(kind.trim()) else {
+                        stats.bad(line_no, "unknown metric type", line);
+                        continue;
+                    };
+                    declared = name;
+                    let out_name: Cow<'a, str> = if om && kind == MetricType::Counter {
+                        Cow::Owned(format!("{name}_total"))
+                    } else {
+                        Cow::Borrowed(name)
+                    };
+                    let help = pending_help.take().filter(|(n, _)| *n == name).map(|(_, h)| h);
+                    families.push(Family { name: out_name, kind, help, samples: Vec::new() });
+                }
+                "HELP" => {
+                    if let Some(name) = parts.next() {
+                        let help = parts.next().unwrap_or_default();
+                        match families.last_mut() {
+                            Some(f) if declared == name && f.help.is_none() => f.help = Some(help),
+                            _ => pending_help = Some((name, help)),
+                        }
+                    }
+                }
+                "EOF" if om => break,
+                _ => {} // comments, UNIT
+            }
+            continue;
+        }
+        // sample line
+        let b = trimmed.as_bytes();
+        if !is_name_start(b[0]) {
+            stats.bad(line_no, "invalid metric name", line);
+            continue;
+        }
+        let mut i = 1;
+        while i < b.len() && is_name_char(b[i]) {
+            i += 1;
+        }
+        let name = &trimmed[..i];
+        let mut labels_raw = "";
+        if i < b.len() && b[i] == b'{' {
+            match scan_labels(b, i + 1) {
+                Ok((content_end, next)) => {
+                    labels_raw = &trimmed[i + 1..content_end];
+                    i = next;
+                }
+                Err(e) => {
+                    stats.bad(line_no, e, line);
+                    continue;
+                }
+            }
+        }
+        let rest = trimmed[i..].trim_start_matches([' ', '\t']);
+        if rest.len() == trimmed.len() - i && !rest.is_empty() {
+            stats.bad(line_no, "expected a space before the value", line);
+            continue;
+        }
+        let rest = match (om, rest.find(" #")) {
+            (true, Some(x)) => &rest[..x], // exemplar
+            _ => rest,
+        };
+        let mut fields = rest.split_ascii_whitespace();
+        let Some(raw_value) = fields.next() else {
+            stats.bad(line_no, "missing value", line);
+            continue;
+        };
+        let Some(value) = parse_value(raw_value) else {
+            stats.bad(line_no, "invalid value", line);
+            continue;
+        };
+        let timestamp_ms = match fields.next() {
+            None => None,
+            Some(ts) if om => match ts.parse::<f64>() {
+                Ok(s) => Some((s * 1000.0).round() as i64),
+                Err(_) => {
+                    stats.bad(line_no, "invalid timestamp", line);
+                    continue;
+                }
+            },
+            Some(ts) => match ts.parse::<i64>() {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    stats.bad(line_no, "invalid timestamp", line);
+                    continue;
+                }
+            },
+        };
+        if fields.next().is_some() {
+            stats.bad(line_no, "unexpected text after the timestamp", line);
+            continue;
+        }
+        // which family does this sample belong to?
+        let belongs = families.last().is_some_and(|f| {
+            name == declared || f.kind.suffixes().iter().any(|s| name.len() == declared.len() + s.len() && name.starts_with(declared) && name.ends_with(s))
+        }) && !declared.is_empty();
+        if belongs {
+            let f = families.last_mut().expect("checked");
+            if om && name.ends_with("_created") && f.kind != MetricType::Gauge && f.kind != MetricType::Untyped {
+                stats.dropped_samples += 1;
+                continue;
+            }
+            f.samples.push(Sample { name, labels: labels_raw, raw_value, value, timestamp_ms });
+        } else {
+            declared = "";
+            match families.last_mut() {
+                Some(f) if f.kind == MetricType::Untyped && f.name == name => {
+                    f.samples.push(Sample { name, labels: labels_raw, raw_value, value, timestamp_ms })
+                }
+                _ => families.push(Family {
+                    name: Cow::Borrowed(name),
+                    kind: MetricType::Untyped,
+                    help: None,
+                    samples: vec![Sample { name, labels: labels_raw, raw_value, value, timestamp_ms }],
+                }),
+            }
+        }
+    }
+    families
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str, f: Format) -> (Vec<Family<'_>>, ParseStats) {
+        let mut st = ParseStats::default();
+        let fams = parse(text, f, &mut st);
+        (fams, st)
+    }
+
+    #[test]
+    fn envoy_style() {
+        let text = "# TYPE envoy_cluster_upstream_rq_total counter\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 3\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"b\",} 4\n# TYPE envoy_server_live gauge\nenvoy_server_live{} 1\n# TYPE envoy_x histogram\nenvoy_x_bucket{le=\"0.5\"} 1\nenvoy_x_bucket{le=\"+Inf\"} 2\nenvoy_x_sum{} 1.0000000000000002\nenvoy_x_count{} 2\n# TYPE envoy_s summary\nenvoy_s{quantile=\"0.5\"} nan\nenvoy_s_sum{} 0\n";
+        let (f, st) = p(text, Format::Text);
+        assert_eq!(st, ParseStats::default());
+        assert_eq!(f.len(), 4);
+        assert_eq!(f[0].samples[1].labels, "envoy_cluster_name=\"b\"");
+        assert_eq!(f[1].samples[0].labels, "");
+        assert_eq!(f[2].kind, MetricType::Histogram);
+        assert_eq!(f[2].samples.len(), 4);
+        assert!(f[2].samples[1].value.is_infinite() || f[2].samples[1].labels.contains("+Inf"));
+        assert!(f[3].samples[0].value.is_nan());
+    }
+
+    #[test]
+    fn escapes_help_timestamps_and_bad_lines() {
+        let text = "# HELP http_requests_total The total \\\\ number.\n# TYPE http_requests_total counter\nhttp_requests_total{method=\"po\\\"st\",path=\"a\\\\b\\nc\"} 1027 1395066363000\nbad line here\nhttp_requests_total{method=\"x\" 1\nmetric_without_type -Inf\nmetric_without_type{a=\"}\"} +inf\n";
+        let (f, st) = p(text, Format::Text);
+        assert_eq!(st.bad_lines, 2);
+        assert!(st.first_error.as_deref().unwrap().starts_with("line 4"));
+        assert_eq!(f[0].help, Some("The total \\\\ number."));
+        let s = &f[0].samples[0];
+        assert_eq!(s.timestamp_ms, Some(1395066363000));
+        let l: Vec<_> = labels(s.labels).collect();
+        assert_eq!(l, [("method", "po\\\"st"), ("path", "a\\\\b\\nc")]);
+        assert_eq!(unescape(l[1].1), "a\\b\nc");
+        assert_eq!(f[1].kind, MetricType::Untyped);
+        assert_eq!(f[1].samples.len(), 2);
+        assert_eq!(labels(f[1].samples[1].labels).next(), Some(("a", "}")));
+    }
+
+    #[test]
+    fn openmetrics_counters_created_exemplars_eof() {
+        let text = "# TYPE foo counter\n# HELP foo Foo.\nfoo_total{a=\"1\"} 17.0 1520879607.789 # {trace_id=\"x\"} 1\nfoo_created{a=\"1\"} 1520430000.123\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\nafter_eof 1\n";
+        let (f, st) = p(text, Format::OpenMetrics);
+        assert_eq!(st.bad_lines, 0);
+        assert_eq!(st.dropped_samples, 1);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].name, "foo_total");
+        assert_eq!(f[0].help, Some("Foo."));
+        assert_eq!(f[0].samples[0].timestamp_ms, Some(1520879607789));
+        assert_eq!(f[0].samples[0].raw_value, "17.0");
+    }
+}
