@@ -1,1 +1,176 @@
-fn main(){}
+//! `meshmetric-dp`: the dataplane plugin binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use meshmetric_dp::bootstrap::{BootstrapParams, bootstrap};
+use meshmetric_dp::collect::{Collector, CollectorSettings};
+use meshmetric_dp::config::{self, ActiveConfig};
+use meshmetric_dp::http::{Endpoint, HttpClient};
+use meshmetric_dp::serve;
+
+/// meshmetric dataplane plugin: scrapes Envoy and applications, filters and merges them, and
+/// serves the result to Prometheus through Envoy.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the plugin (and, with --envoy-binary, Envoy as its child).
+    Run(RunArgs),
+    /// Print the Envoy bootstrap for this proxy (JSON).
+    Bootstrap(ProxyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ProxyArgs {
+    /// Mesh of the Dataplane.
+    #[arg(long, default_value = "default")]
+    mesh: String,
+    /// Name of the Dataplane (the xDS node id is <mesh>.<name>).
+    #[arg(long)]
+    name: String,
+    /// Directory for the config and metrics unix sockets (≤ 90 bytes so socket paths fit).
+    #[arg(long)]
+    workdir: PathBuf,
+    /// Control plane ADS address (host:port).
+    #[arg(long, default_value = "127.0.0.1:5678")]
+    cp_address: String,
+    /// Envoy admin address (ip:port).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin_address: String,
+    /// Certificate served by ProvidedTLS Prometheus listeners.
+    #[arg(long)]
+    metrics_cert_path: Option<String>,
+    /// Key of --metrics-cert-path.
+    #[arg(long)]
+    metrics_key_path: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Envoy admin endpoint to scrape: host:port or unix:/path (default: --admin-address).
+    #[arg(long)]
+    envoy_admin: Option<String>,
+    /// Also serve the merged metrics on this TCP address.
+    #[arg(long)]
+    metrics_address: Option<SocketAddr>,
+    /// How often to poll the config socket.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// Timeout of one scrape of Envoy or an application.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    scrape_timeout: Duration,
+    /// Largest accepted scrape body, in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_body_bytes: usize,
+    /// Run this Envoy binary as a child with the generated bootstrap.
+    #[arg(long)]
+    envoy_binary: Option<PathBuf>,
+    /// Extra arguments for Envoy (repeatable).
+    #[arg(long = "envoy-arg", allow_hyphen_values = true)]
+    envoy_args: Vec<String>,
+}
+
+fn params(p: &ProxyArgs) -> anyhow::Result<BootstrapParams> {
+    let workdir = std::path::absolute(&p.workdir)?;
+    Ok(BootstrapParams {
+        mesh: p.mesh.clone(),
+        name: p.name.clone(),
+        cp_address: p.cp_address.clone(),
+        admin_address: p.admin_address.clone(),
+        workdir: workdir.to_string_lossy().into_owned(),
+        metrics_cert_path: p.metrics_cert_path.clone(),
+        metrics_key_path: p.metrics_key_path.clone(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Bootstrap(p) => {
+            println!("{}", serde_json::to_string_pretty(&bootstrap(&params(&p)?)?)?);
+            Ok(())
+        }
+        Cmd::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let p = params(&args.proxy)?;
+    let workdir = PathBuf::from(&p.workdir);
+    std::fs::create_dir_all(&workdir).with_context(|| format!("creating workdir {}", workdir.display()))?;
+    let config_socket = workdir.join("config.sock");
+    let metrics_socket = workdir.join("metrics.sock");
+    if metrics_socket.as_os_str().len() > 104 {
+        anyhow::bail!("workdir {} is too long: socket paths must fit in 104 bytes", workdir.display());
+    }
+
+    let mut child = None;
+    if let Some(envoy) = &args.envoy_binary {
+        let bs = workdir.join("envoy-bootstrap.json");
+        std::fs::write(&bs, serde_json::to_vec_pretty(&bootstrap(&p)?)?)?;
+        let mut cmd = tokio::process::Command::new(envoy);
+        cmd.arg("-c").arg(&bs).args(["--disable-hot-restart", "--concurrency", "1", "-l", "warn"]).args(&args.envoy_args).kill_on_drop(true);
+        let c = cmd.spawn().with_context(|| format!("starting Envoy {}", envoy.display()))?;
+        tracing::info!(pid = c.id(), bootstrap = %bs.display(), "Envoy started");
+        child = Some(c);
+    }
+
+    let http = HttpClient::default();
+    let (tx, rx) = watch::channel(Arc::new(ActiveConfig::initial()));
+    tokio::spawn(config::poll(http.clone(), config_socket.clone(), args.poll_interval, tx));
+    let admin = Endpoint::parse(args.envoy_admin.as_deref().unwrap_or(&p.admin_address));
+    let collector = Collector::new(http, CollectorSettings { envoy_admin: admin.clone(), scrape_timeout: args.scrape_timeout, max_body_bytes: args.max_body_bytes }, rx);
+
+    let unix = serve::bind_unix(&metrics_socket)?;
+    tracing::info!(metrics_socket = %metrics_socket.display(), config_socket = %config_socket.display(), envoy_admin = %admin, "plugin running");
+    let router = serve::router(collector);
+    let unix_srv = axum::serve(unix, router.clone().into_make_service());
+    let tcp_srv = async {
+        match args.metrics_address {
+            Some(a) => {
+                let l = tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding {a}"))?;
+                tracing::info!(address = %a, "serving metrics on TCP");
+                axum::serve(l, router).await.context("TCP metrics server")
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let envoy_exit = async {
+        match child.as_mut() {
+            Some(c) => c.wait().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = tokio::select! {
+        r = unix_srv => r.context("unix metrics server"),
+        r = tcp_srv => r,
+        s = envoy_exit => Err(anyhow::anyhow!("Envoy exited ({s:?}); stopping")),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    };
+    if let Some(mut c) = child {
+        let _ = c.start_kill();
+        let _ = c.wait().await;
+    }
+    let _ = std::fs::remove_file(&metrics_socket);
+    tracing::info!("plugin stopped");
+    result
+}

@@ -47,6 +47,13 @@ pub fn escape_label_value(v: &str, out: &mut String) {
     }
 }
 
+/// [`escape_label_value`] into a new string.
+pub fn escape_to_string(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    escape_label_value(v, &mut s);
+    s
+}
+
 impl ExtraLabels {
     /// Builds from `(name, value)` pairs (names are sanitised; later duplicates ignored).
     pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {

@@ -42,6 +42,12 @@ pub fn is_internal_name(value: &[u8]) -> bool {
         || value == b"admin"
 }
 
+/// Whether a family only ever describes internal entities: Envoy's admin listener
+/// (`envoy_listener_admin_*`) or a stat prefix of ours embedded in the name.
+pub fn is_internal_family(name: &str) -> bool {
+    name.starts_with("envoy_listener_admin_") || name.contains("__meshmetric")
+}
+
 /// A compiled list of selectors.
 #[derive(Debug, Clone, Default)]
 struct Compiled {
@@ -131,7 +137,7 @@ impl FamilyFilter {
             || self
                 .basic
                 .as_ref()
-                .is_some_and(|b| b.matches(name) && !(self.drop_internal && name.contains("__meshmetric")));
+                .is_some_and(|b| b.matches(name) && !(self.drop_internal && is_internal_family(name)));
         kept && !self.exclude.matches(name)
     }
 
@@ -164,6 +170,8 @@ mod tests {
         assert!(f.keep_family("envoy_cluster_membership_healthy"));
         assert!(!f.keep_family("envoy_cluster_lb_zone_routing_all_directly"));
         assert!(!f.keep_family("envoy_listener__meshmetric_config_downstream_cx_total"));
+        assert!(!f.keep_family("envoy_listener_admin_downstream_cx_total"));
+        assert!(f.keep_family("envoy_listener_downstream_cx_total"));
         assert!(f.drops_internal());
     }
 

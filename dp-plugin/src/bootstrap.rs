@@ -1,0 +1,64 @@
+//! Envoy bootstrap for a proxy: node id `<mesh>.<name>`, admin address, ADS (SotW, gRPC) to
+//! the control plane for CDS and LDS, and node metadata telling the control plane where this
+//! plugin's sockets are (`meshmetricWorkdir`) and, for ProvidedTLS, the certificate files.
+
+use serde_json::{Value, json};
+
+/// Inputs of [`bootstrap`].
+#[derive(Debug, Clone)]
+pub struct BootstrapParams {
+    pub mesh: String,
+    pub name: String,
+    /// Control plane ADS address, `host:port`.
+    pub cp_address: String,
+    /// Envoy admin `ip:port`.
+    pub admin_address: String,
+    /// Directory of the plugin's sockets (absolute).
+    pub workdir: String,
+    pub metrics_cert_path: Option<String>,
+    pub metrics_key_path: Option<String>,
+}
+
+fn socket_address(hostport: &str) -> anyhow::Result<(String, u16)> {
+    let (h, p) = hostport.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("{hostport:?}: expected host:port"))?;
+    let port = p.parse().map_err(|_| anyhow::anyhow!("{hostport:?}: invalid port"))?;
+    Ok((h.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+}
+
+/// The bootstrap as JSON (Envoy accepts JSON for `-c`).
+pub fn bootstrap(p: &BootstrapParams) -> anyhow::Result<Value> {
+    let (cp_host, cp_port) = socket_address(&p.cp_address)?;
+    let (admin_host, admin_port) = socket_address(&p.admin_address)?;
+    let is_ip = cp_host.parse::<std::net::IpAddr>().is_ok();
+    let mut metadata = json!({"meshmetricWorkdir": p.workdir});
+    if let (Some(c), Some(k)) = (&p.metrics_cert_path, &p.metrics_key_path) {
+        metadata["metricsCertPath"] = json!(c);
+        metadata["metricsKeyPath"] = json!(k);
+    }
+    Ok(json!({
+        "node": {"id": format!("{}.{}", p.mesh, p.name), "cluster": p.name, "metadata": metadata},
+        "admin": {"address": {"socket_address": {"address": admin_host, "port_value": admin_port}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "ads_cluster"}}],
+                "set_node_on_first_message_only": true
+            },
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"}
+        },
+        "static_resources": {"clusters": [{
+            "name": "ads_cluster",
+            "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {"connection_keepalive": {"interval": "10s", "timeout": "10s"}}}
+            }},
+            "load_assignment": {"cluster_name": "ads_cluster", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": cp_host, "port_value": cp_port}
+            }}}]}]}
+        }]}
+    }))
+}

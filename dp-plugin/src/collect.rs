@@ -1,0 +1,174 @@
+//! One collection: scrape Envoy admin and every application concurrently (each with its own
+//! timeout and body limit), parse, filter, merge and encode. Concurrent requests share one
+//! in-flight collection (single-flight).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::sync::watch;
+
+use crate::config::ActiveConfig;
+use crate::http::{Endpoint, HttpClient};
+use crate::merge::{MergeStats, Origin, merge_encode};
+use crate::parse::{Format, ParseStats, parse};
+
+/// Limits and endpoints of the collector.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    /// Envoy's admin endpoint.
+    pub envoy_admin: Endpoint,
+    /// Timeout of one scrape (Envoy or application).
+    pub scrape_timeout: Duration,
+    /// Largest accepted body of one scrape, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Result of one scrape of one source.
+#[derive(Debug)]
+struct Scraped {
+    source: String,
+    application: Option<String>,
+    format: Format,
+    body: Result<Bytes, String>,
+    duration: Duration,
+}
+
+/// Scrapes, merges and encodes; shared by every output.
+pub struct Collector {
+    http: HttpClient,
+    settings: CollectorSettings,
+    config: watch::Receiver<Arc<ActiveConfig>>,
+    inflight: Mutex<Option<Shared<BoxFuture<'static, Bytes>>>>,
+}
+
+const ACCEPT: &str = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+
+impl Collector {
+    pub fn new(http: HttpClient, settings: CollectorSettings, config: watch::Receiver<Arc<ActiveConfig>>) -> Arc<Self> {
+        Arc::new(Self { http, settings, config, inflight: Mutex::new(None) })
+    }
+
+    /// The merged Prometheus text; joins a collection already in flight if there is one.
+    pub async fn collect(self: &Arc<Self>) -> Bytes {
+        let fut = {
+            let mut g = self.inflight.lock().expect("inflight lock");
+            match g.as_ref() {
+                Some(f) => f.clone(),
+                None => {
+                    let me = self.clone();
+                    let f = async move {
+                        let out = me.collect_once().await;
+                        *me.inflight.lock().expect("inflight lock") = None;
+                        out
+                    }
+                    .boxed()
+                    .shared();
+                    *g = Some(f.clone());
+                    f
+                }
+            }
+        };
+        fut.await
+    }
+
+    async fn scrape(&self, source: String, application: Option<String>, ep: Endpoint, path: String) -> Scraped {
+        let start = Instant::now();
+        let r = self.http.get(&ep, &path, &[("accept", ACCEPT)], self.settings.scrape_timeout, self.settings.max_body_bytes).await;
+        let (format, body) = match r {
+            Ok(f) if f.status == 200 => {
+                let ct = f.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                (Format::from_content_type(ct), Ok(f.body))
+            }
+            Ok(f) => (Format::Text, Err(format!("HTTP status {}", f.status))),
+            Err(e) => (Format::Text, Err(e.to_string())),
+        };
+        Scraped { source, application, format, body, duration: start.elapsed() }
+    }
+
+    /// Runs one full collection.
+    pub async fn collect_once(&self) -> Bytes {
+        let cfg = self.config.borrow().clone();
+        let mut stats_q = String::from("/stats?format=prometheus&text_readouts");
+        if !cfg.include_unused() {
+            stats_q.push_str("&usedonly");
+        }
+        let mut futs = vec![self.scrape("envoy".into(), None, self.settings.envoy_admin.clone(), stats_q).boxed()];
+        for a in &cfg.config.metrics().applications {
+            let addr = if a.address.is_empty() { "127.0.0.1" } else { a.address.as_str() };
+            let host = if addr.contains(':') { format!("[{addr}]") } else { addr.to_string() };
+            let name = a.name.clone().unwrap_or_else(|| a.port.to_string());
+            futs.push(self.scrape("application".into(), Some(name), Endpoint::Tcp(format!("{host}:{}", a.port)), a.path.clone()).boxed());
+        }
+        let scraped = futures::future::join_all(futs).await;
+
+        let mut self_metrics = String::with_capacity(1024);
+        let mut up = String::new();
+        let mut dur = String::new();
+        let mut texts: Vec<(Origin, &str, Format)> = Vec::with_capacity(scraped.len());
+        for s in &scraped {
+            let lbl = match &s.application {
+                Some(a) => format!("source=\"{}\",application=\"{}\"", s.source, crate::merge::escape_to_string(a)),
+                None => format!("source=\"{}\"", s.source),
+            };
+            let origin = if s.application.is_some() { Origin::Application } else { Origin::Envoy };
+            let ok = match &s.body {
+                Ok(b) => match std::str::from_utf8(b) {
+                    Ok(t) => {
+                        texts.push((origin, t, s.format));
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(source = %s.source, application = ?s.application, error = %e, "scrape body is not UTF-8; skipped");
+                        false
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(source = %s.source, application = ?s.application, error = %e, "scrape failed; skipped");
+                    false
+                }
+            };
+            up.push_str(&format!("meshmetric_dp_scrape_up{{{lbl}}} {}\n", u8::from(ok)));
+            dur.push_str(&format!("meshmetric_dp_scrape_duration_seconds{{{lbl}}} {}\n", s.duration.as_secs_f64()));
+        }
+        let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len());
+        let parsed: Vec<(Origin, Vec<crate::parse::Family<'_>>)> = texts
+            .iter()
+            .map(|(o, t, f)| {
+                let mut st = ParseStats::default();
+                let fams = parse(t, *f, &mut st);
+                if let Some(e) = &st.first_error {
+                    tracing::debug!(bad_lines = st.bad_lines, first = %e, "skipped malformed lines");
+                }
+                parse_stats.push(st);
+                (*o, fams)
+            })
+            .collect();
+        let bad_lines: u64 = parse_stats.iter().map(|s| s.bad_lines).sum();
+        self_metrics.push_str("# TYPE meshmetric_dp_scrape_up gauge\n");
+        self_metrics.push_str(&up);
+        self_metrics.push_str("# TYPE meshmetric_dp_scrape_duration_seconds gauge\n");
+        self_metrics.push_str(&dur);
+        let mut out = Vec::with_capacity(texts.iter().map(|t| t.1.len()).sum::<usize>() / 2 + 4096);
+        let mut ms = MergeStats::default();
+        let sources: Vec<(Origin, &[crate::parse::Family<'_>])> = parsed.iter().map(|(o, f)| (*o, f.as_slice())).collect();
+        merge_encode(&sources, &cfg.filter, &cfg.extra, &mut out, &mut ms);
+        self_metrics.push_str(&format!(
+            "# TYPE meshmetric_dp_malformed_lines gauge\nmeshmetric_dp_malformed_lines {bad_lines}\n\
+# TYPE meshmetric_dp_series gauge\nmeshmetric_dp_series {}\n\
+# TYPE meshmetric_dp_dropped gauge\n\
+meshmetric_dp_dropped{{reason=\"profile\",unit=\"family\"}} {}\n\
+meshmetric_dp_dropped{{reason=\"internal\",unit=\"series\"}} {}\n\
+meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
+# TYPE meshmetric_dp_labels_renamed gauge\nmeshmetric_dp_labels_renamed {}\n",
+            ms.series_out, ms.families_filtered, ms.series_filtered_internal, ms.families_type_conflict, ms.labels_renamed
+        ));
+        let mut st = ParseStats::default();
+        let own = parse(&self_metrics, Format::Text, &mut st);
+        debug_assert_eq!(st.bad_lines, 0, "self metrics must parse");
+        merge_encode(&[(Origin::Application, &own)], &cfg.filter, &cfg.extra, &mut out, &mut MergeStats::default());
+        Bytes::from(out)
+    }
+}

@@ -1,0 +1,132 @@
+//! Bounded HTTP GETs over TCP or a unix socket (hyper client; one pool per transport).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::Request;
+use hyper::header::HeaderMap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use hyperlocal::UnixConnector;
+
+/// Where an HTTP server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `host:port`.
+    Tcp(String),
+    /// Path of a unix socket.
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// Parses `unix:/path`, `/path` (unix socket) or `host:port`.
+    pub fn parse(s: &str) -> Self {
+        if let Some(p) = s.strip_prefix("unix:") {
+            Endpoint::Unix(PathBuf::from(p))
+        } else if s.starts_with('/') {
+            Endpoint::Unix(PathBuf::from(s))
+        } else {
+            Endpoint::Tcp(s.trim_start_matches("http://").trim_end_matches('/').to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "{a}"),
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("response body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("reading the body failed: {0}")]
+    Body(String),
+}
+
+/// A fetched response.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// HTTP client for both transports.
+#[derive(Clone)]
+pub struct HttpClient {
+    tcp: Client<HttpConnector, Empty<Bytes>>,
+    unix: Client<UnixConnector, Empty<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        let mut c = HttpConnector::new();
+        c.set_connect_timeout(Some(Duration::from_secs(2)));
+        c.set_nodelay(true);
+        Self {
+            tcp: Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(c),
+            unix: Client::builder(TokioExecutor::new()).build(UnixConnector),
+        }
+    }
+}
+
+impl HttpClient {
+    /// GETs `path_and_query` from `ep` with `headers`, failing after `timeout` (whole exchange)
+    /// or when the body exceeds `limit` bytes.
+    pub async fn get(&self, ep: &Endpoint, path_and_query: &str, headers: &[(&str, &str)], timeout: Duration, limit: usize) -> Result<Fetched, FetchError> {
+        let fut = async {
+            let uri: hyper::Uri = match ep {
+                Endpoint::Tcp(a) => format!("http://{a}{path_and_query}").parse().map_err(|e| FetchError::Request(format!("bad URI: {e}")))?,
+                Endpoint::Unix(p) => hyperlocal::Uri::new(p, path_and_query).into(),
+            };
+            let mut req = Request::get(uri);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let req = req.body(Empty::new()).map_err(|e| FetchError::Request(e.to_string()))?;
+            let resp = match ep {
+                Endpoint::Tcp(_) => self.tcp.request(req).await,
+                Endpoint::Unix(_) => self.unix.request(req).await,
+            }
+            .map_err(|e| FetchError::Request(error_chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            if let Some(len) = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+                if len > limit {
+                    return Err(FetchError::TooLarge(limit));
+                }
+            }
+            let body = Limited::new(body, limit).collect().await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() { FetchError::TooLarge(limit) } else { FetchError::Body(e.to_string()) }
+            })?;
+            Ok(Fetched { status: parts.status.as_u16(), headers: parts.headers, body: body.to_bytes() })
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(timeout)),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,47 @@
+//! The Prometheus endpoint: merged metrics as text 0.0.4 on the plugin's unix socket (what
+//! Envoy's Prometheus listeners forward to, any path) and optionally on a TCP address.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::collect::Collector;
+
+/// Content type of the Prometheus text format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Router answering every GET with the merged metrics.
+pub fn router(collector: Arc<Collector>) -> Router {
+    Router::new().fallback(metrics).with_state(collector)
+}
+
+async fn metrics(State(c): State<Arc<Collector>>) -> impl IntoResponse {
+    let body = c.collect().await;
+    ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body)
+}
+
+/// Binds a unix socket at `path` with mode 0660, replacing a stale socket file left by a dead
+/// process. Errors: a live process already serves there, or the path is not a socket.
+pub fn bind_unix(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(md) = std::fs::symlink_metadata(path) {
+        if !md.file_type().is_socket() {
+            anyhow::bail!("{} exists and is not a socket; remove it or choose another workdir", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("{} is in use by a running process", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let l = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
