@@ -78,7 +78,9 @@ impl Default for HttpClient {
         c.set_nodelay(true);
         Self {
             tcp: Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(c),
-            unix: Client::builder(TokioExecutor::new()).build(UnixConnector),
+            // no pooling: a kept-alive connection to a listener Envoy is draining after an
+            // update would keep answering with the old config until the drain closes it
+            unix: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(UnixConnector),
         }
     }
 }

