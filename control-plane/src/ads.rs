@@ -35,7 +35,10 @@ impl Ads {
     /// `default_workdir_root`: where a proxy's sockets go when its node metadata names no
     /// `meshmetricWorkdir` (`<root>/<mesh>.<name>`).
     pub fn new(store: Arc<Store>, default_workdir_root: impl Into<String>) -> Self {
-        Self { store, default_workdir_root: default_workdir_root.into() }
+        Self {
+            store,
+            default_workdir_root: default_workdir_root.into(),
+        }
     }
 }
 
@@ -65,7 +68,11 @@ fn proxy_of(node: &Node, root: &str) -> Result<Proxy, Status> {
     let mut paths = ProxyPaths::in_workdir(&workdir);
     paths.tls_cert = metadata_str(node, "metricsCertPath");
     paths.tls_key = metadata_str(node, "metricsKeyPath");
-    Ok(Proxy { mesh: mesh.to_string(), name: name.to_string(), paths })
+    Ok(Proxy {
+        mesh: mesh.to_string(),
+        name: name.to_string(),
+        paths,
+    })
 }
 
 #[derive(Default)]
@@ -89,7 +96,10 @@ impl Session {
         let eff = self.store.effective(&self.proxy.mesh, &self.proxy.name);
         let snap = match &eff {
             Some((dp, conf)) => xds::generate(dp, conf.as_ref().map(|(c, _)| c), &self.proxy.paths),
-            None => Snapshot { version: "unknown-dataplane".into(), ..Default::default() },
+            None => Snapshot {
+                version: "unknown-dataplane".into(),
+                ..Default::default()
+            },
         };
         if eff.is_none() {
             tracing::warn!(mesh = %self.proxy.mesh, dataplane = %self.proxy.name, "proxy connected but no Dataplane with this name is known; apply one to configure it");
@@ -183,14 +193,24 @@ impl AggregatedDiscoveryService for Ads {
             Some(r) => r,
             None => return Err(Status::cancelled("stream closed before the first request")),
         };
-        let node = first.node.clone().ok_or_else(|| Status::invalid_argument("first DiscoveryRequest must carry node"))?;
+        let node = first
+            .node
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("first DiscoveryRequest must carry node"))?;
         let proxy = proxy_of(&node, &self.default_workdir_root)?;
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
         tracing::info!(mesh = %proxy.mesh, dataplane = %proxy.name, config_socket = %proxy.paths.config_socket, "proxy connected");
         tokio::spawn(async move {
             let mut changes = store.subscribe();
-            let mut s = Session { store, proxy, snapshot: Snapshot::default(), types: HashMap::new(), nonce: 0, tx };
+            let mut s = Session {
+                store,
+                proxy,
+                snapshot: Snapshot::default(),
+                types: HashMap::new(),
+                nonce: 0,
+                tx,
+            };
             s.rebuild();
             if !s.on_request(first).await {
                 return;
@@ -222,6 +242,8 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         _request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented("delta xDS is not supported; configure api_type GRPC (State of the World)"))
+        Err(Status::unimplemented(
+            "delta xDS is not supported; configure api_type GRPC (State of the World)",
+        ))
     }
 }

@@ -30,15 +30,25 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/ready", get(|| async { "ok" }))
         .route("/apply", post(apply))
         .route("/meshes/{mesh}/meshmetrics", get(list_meshmetrics))
-        .route("/meshes/{mesh}/meshmetrics/{name}", get(get_meshmetric).put(put_meshmetric).delete(delete_meshmetric))
+        .route(
+            "/meshes/{mesh}/meshmetrics/{name}",
+            get(get_meshmetric).put(put_meshmetric).delete(delete_meshmetric),
+        )
         .route("/meshes/{mesh}/dataplanes", get(list_dataplanes))
-        .route("/meshes/{mesh}/dataplanes/{name}", get(get_dataplane).put(put_dataplane).delete(delete_dataplane))
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}",
+            get(get_dataplane).put(put_dataplane).delete(delete_dataplane),
+        )
         .route("/meshes/{mesh}/dataplanes/{name}/meshmetric", get(effective))
         .with_state(store)
 }
 
 fn error(status: StatusCode, title: &str, details: String, causes: Vec<Violation>) -> Response {
-    (status, axum::Json(json!({"title": title, "details": details, "causes": causes}))).into_response()
+    (
+        status,
+        axum::Json(json!({"title": title, "details": details, "causes": causes})),
+    )
+        .into_response()
 }
 
 fn invalid(e: ParseError) -> Response {
@@ -46,7 +56,12 @@ fn invalid(e: ParseError) -> Response {
         ParseError::Syntax(_) => "Resource is not valid YAML/JSON".to_string(),
         ParseError::Invalid { kind, name, .. } => format!("{kind} {name:?} is not valid"),
     };
-    error(StatusCode::BAD_REQUEST, "Could not process a resource", details, e.violations())
+    error(
+        StatusCode::BAD_REQUEST,
+        "Could not process a resource",
+        details,
+        e.violations(),
+    )
 }
 
 /// Universal-form JSON of a MeshMetric.
@@ -62,7 +77,10 @@ pub fn dataplane_json(d: &Dataplane) -> Value {
 async fn apply(State(store): State<Arc<Store>>, body: String) -> Response {
     match parse_documents(&body) {
         Ok(rs) => {
-            let applied: Vec<Value> = rs.iter().map(|r| json!({"kind": r.kind(), "mesh": r.meta().mesh, "name": r.meta().name})).collect();
+            let applied: Vec<Value> = rs
+                .iter()
+                .map(|r| json!({"kind": r.kind(), "mesh": r.meta().mesh, "name": r.meta().name}))
+                .collect();
             tracing::info!(count = rs.len(), "resources applied");
             store.apply(rs);
             axum::Json(json!({"applied": applied})).into_response()
@@ -83,7 +101,12 @@ async fn put(store: Arc<Store>, kind: Kind, mesh: String, name: String, body: St
         }
     };
     if rs.len() != 1 {
-        return error(StatusCode::BAD_REQUEST, "Could not process a resource", format!("expected exactly one document, got {}", rs.len()), vec![]);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Could not process a resource",
+            format!("expected exactly one document, got {}", rs.len()),
+            vec![],
+        );
     }
     let r = rs.remove(0);
     let want = match kind {
@@ -92,16 +115,30 @@ async fn put(store: Arc<Store>, kind: Kind, mesh: String, name: String, body: St
     };
     let mut causes = Vec::new();
     if r.kind() != want {
-        causes.push(Violation::new("type", format!("this path takes a {want}, got {}", r.kind())));
+        causes.push(Violation::new(
+            "type",
+            format!("this path takes a {want}, got {}", r.kind()),
+        ));
     }
     if r.meta().name != name {
-        causes.push(Violation::new("name", format!("{:?} does not match the name in the path {name:?}", r.meta().name)));
+        causes.push(Violation::new(
+            "name",
+            format!("{:?} does not match the name in the path {name:?}", r.meta().name),
+        ));
     }
     if r.meta().mesh != mesh {
-        causes.push(Violation::new("mesh", format!("{:?} does not match the mesh in the path {mesh:?}", r.meta().mesh)));
+        causes.push(Violation::new(
+            "mesh",
+            format!("{:?} does not match the mesh in the path {mesh:?}", r.meta().mesh),
+        ));
     }
     if !causes.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "Could not process a resource", "Resource is not valid".into(), causes);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Could not process a resource",
+            "Resource is not valid".into(),
+            causes,
+        );
     }
     let existed = match kind {
         Kind::MeshMetric => store.meshmetric(&mesh, &name).is_some(),
@@ -109,17 +146,34 @@ async fn put(store: Arc<Store>, kind: Kind, mesh: String, name: String, body: St
     };
     tracing::info!(kind = want, %mesh, %name, "resource stored");
     store.apply(vec![r]);
-    if existed { StatusCode::OK.into_response() } else { StatusCode::CREATED.into_response() }
+    if existed {
+        StatusCode::OK.into_response()
+    } else {
+        StatusCode::CREATED.into_response()
+    }
 }
 
 fn not_found(kind: &str, mesh: &str, name: &str) -> Response {
-    error(StatusCode::NOT_FOUND, "Could not find a resource", format!("{kind} {name:?} not found in mesh {mesh:?}"), vec![])
+    error(
+        StatusCode::NOT_FOUND,
+        "Could not find a resource",
+        format!("{kind} {name:?} not found in mesh {mesh:?}"),
+        vec![],
+    )
 }
 
-async fn put_meshmetric(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>, body: String) -> Response {
+async fn put_meshmetric(
+    State(s): State<Arc<Store>>,
+    Path((mesh, name)): Path<(String, String)>,
+    body: String,
+) -> Response {
     put(s, Kind::MeshMetric, mesh, name, body).await
 }
-async fn put_dataplane(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>, body: String) -> Response {
+async fn put_dataplane(
+    State(s): State<Arc<Store>>,
+    Path((mesh, name)): Path<(String, String)>,
+    body: String,
+) -> Response {
     put(s, Kind::Dataplane, mesh, name, body).await
 }
 async fn get_meshmetric(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
@@ -135,10 +189,18 @@ async fn get_dataplane(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(St
     }
 }
 async fn delete_meshmetric(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    if s.delete(Kind::MeshMetric, &mesh, &name) { StatusCode::OK.into_response() } else { not_found("MeshMetric", &mesh, &name) }
+    if s.delete(Kind::MeshMetric, &mesh, &name) {
+        StatusCode::OK.into_response()
+    } else {
+        not_found("MeshMetric", &mesh, &name)
+    }
 }
 async fn delete_dataplane(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    if s.delete(Kind::Dataplane, &mesh, &name) { StatusCode::OK.into_response() } else { not_found("Dataplane", &mesh, &name) }
+    if s.delete(Kind::Dataplane, &mesh, &name) {
+        StatusCode::OK.into_response()
+    } else {
+        not_found("Dataplane", &mesh, &name)
+    }
 }
 async fn list_meshmetrics(State(s): State<Arc<Store>>, Path(mesh): Path<String>) -> Response {
     let items: Vec<Value> = s.meshmetrics(Some(&mesh)).iter().map(meshmetric_json).collect();
@@ -152,10 +214,14 @@ async fn list_dataplanes(State(s): State<Arc<Store>>, Path(mesh): Path<String>) 
 async fn effective(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
     match s.effective(&mesh, &name) {
         None => not_found("Dataplane", &mesh, &name),
-        Some((dp, None)) => axum::Json(json!({"dataplane": dp.node_id(), "policies": [], "conf": null, "dpConfig": null})).into_response(),
+        Some((dp, None)) => {
+            axum::Json(json!({"dataplane": dp.node_id(), "policies": [], "conf": null, "dpConfig": null}))
+                .into_response()
+        }
         Some((dp, Some((conf, contributions)))) => {
             let dpc = DpConfig::build(&conf, &dp);
-            axum::Json(json!({"dataplane": dp.node_id(), "policies": contributions, "conf": conf, "dpConfig": dpc})).into_response()
+            axum::Json(json!({"dataplane": dp.node_id(), "policies": contributions, "conf": conf, "dpConfig": dpc}))
+                .into_response()
         }
     }
 }

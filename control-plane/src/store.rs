@@ -12,6 +12,9 @@ use meshmetric_policies::{Conf, Contribution, Dataplane, MeshMetric, Resource, e
 
 type Key = (String, String);
 
+/// A merged config and the policies that made it, in merge order.
+pub type Effective = (Conf, Vec<Contribution>);
+
 #[derive(Default)]
 struct Inner {
     meshmetrics: BTreeMap<Key, MeshMetric>,
@@ -26,7 +29,10 @@ pub struct Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Self { inner: RwLock::default(), changes: watch::channel(0).0 }
+        Self {
+            inner: RwLock::default(),
+            changes: watch::channel(0).0,
+        }
     }
 }
 
@@ -74,30 +80,54 @@ impl Store {
     }
 
     pub fn meshmetric(&self, mesh: &str, name: &str) -> Option<MeshMetric> {
-        self.inner.read().expect("store lock").meshmetrics.get(&(mesh.to_string(), name.to_string())).cloned()
+        self.inner
+            .read()
+            .expect("store lock")
+            .meshmetrics
+            .get(&(mesh.to_string(), name.to_string()))
+            .cloned()
     }
 
     pub fn dataplane(&self, mesh: &str, name: &str) -> Option<Dataplane> {
-        self.inner.read().expect("store lock").dataplanes.get(&(mesh.to_string(), name.to_string())).cloned()
+        self.inner
+            .read()
+            .expect("store lock")
+            .dataplanes
+            .get(&(mesh.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// MeshMetrics of `mesh` (all meshes when None), ordered by mesh then name.
     pub fn meshmetrics(&self, mesh: Option<&str>) -> Vec<MeshMetric> {
         let g = self.inner.read().expect("store lock");
-        g.meshmetrics.values().filter(|m| mesh.is_none_or(|x| m.meta.mesh == x)).cloned().collect()
+        g.meshmetrics
+            .values()
+            .filter(|m| mesh.is_none_or(|x| m.meta.mesh == x))
+            .cloned()
+            .collect()
     }
 
     /// Dataplanes of `mesh` (all meshes when None), ordered by mesh then name.
     pub fn dataplanes(&self, mesh: Option<&str>) -> Vec<Dataplane> {
         let g = self.inner.read().expect("store lock");
-        g.dataplanes.values().filter(|d| mesh.is_none_or(|x| d.meta.mesh == x)).cloned().collect()
+        g.dataplanes
+            .values()
+            .filter(|d| mesh.is_none_or(|x| d.meta.mesh == x))
+            .cloned()
+            .collect()
     }
 
     /// The Dataplane and its effective (merged) config; `None` when the Dataplane is unknown.
-    pub fn effective(&self, mesh: &str, name: &str) -> Option<(Dataplane, Option<(Conf, Vec<Contribution>)>)> {
+    pub fn effective(&self, mesh: &str, name: &str) -> Option<(Dataplane, Option<Effective>)> {
         let g = self.inner.read().expect("store lock");
         let dp = g.dataplanes.get(&(mesh.to_string(), name.to_string()))?.clone();
-        let eff = effective_conf(g.meshmetrics.range((mesh.to_string(), String::new())..).map(|(_, v)| v).take_while(|m| m.meta.mesh == mesh), &dp);
+        let eff = effective_conf(
+            g.meshmetrics
+                .range((mesh.to_string(), String::new())..)
+                .map(|(_, v)| v)
+                .take_while(|m| m.meta.mesh == mesh),
+            &dp,
+        );
         Some((dp, eff))
     }
 

@@ -22,8 +22,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, header_matcher,
-    route, route_action, route_match,
+    DirectResponseAction, HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    header_matcher, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -112,14 +112,21 @@ fn socket(ip: &str, port: u16) -> Address {
 }
 
 fn pipe(path: &str, mode: u32) -> Address {
-    Address { address: Some(address::Address::Pipe(Pipe { path: path.to_string(), mode })) }
+    Address {
+        address: Some(address::Address::Pipe(Pipe {
+            path: path.to_string(),
+            mode,
+        })),
+    }
 }
 
 fn static_cluster(name: &str, addr: Address) -> Cluster {
     Cluster {
         name: name.to_string(),
         connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.to_string(),
             endpoints: vec![LocalityLbEndpoints {
@@ -138,7 +145,13 @@ fn static_cluster(name: &str, addr: Address) -> Cluster {
     }
 }
 
-fn hcm_listener(name: &str, addr: Address, stat_prefix: &str, routes: RouteConfiguration, tls: Option<TransportSocket>) -> Listener {
+fn hcm_listener(
+    name: &str,
+    addr: Address,
+    stat_prefix: &str,
+    routes: RouteConfiguration,
+    tls: Option<TransportSocket>,
+) -> Listener {
     let hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
@@ -182,7 +195,10 @@ fn route_config(name: &str, routes: Vec<Route>, max_body: Option<u32>) -> RouteC
 
 fn to_cluster(cluster: &str, path_match: route_match::PathSpecifier, rewrite: Option<&str>) -> Route {
     Route {
-        r#match: Some(RouteMatch { path_specifier: Some(path_match), ..Default::default() }),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(path_match),
+            ..Default::default()
+        }),
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
             prefix_rewrite: rewrite.unwrap_or_default().to_string(),
@@ -209,7 +225,11 @@ pub fn config_listener(path: &str, body: &str, etag: &str) -> Listener {
             }],
             ..Default::default()
         }),
-        action: Some(route::Action::DirectResponse(DirectResponseAction { status: 304, body: None, ..Default::default() })),
+        action: Some(route::Action::DirectResponse(DirectResponseAction {
+            status: 304,
+            body: None,
+            ..Default::default()
+        })),
         response_headers_to_add: vec![etag_header(etag)],
         ..Default::default()
     };
@@ -229,25 +249,45 @@ pub fn config_listener(path: &str, body: &str, etag: &str) -> Listener {
         response_headers_to_add: vec![
             etag_header(etag),
             HeaderValueOption {
-                header: Some(HeaderValue { key: "content-type".into(), value: "application/json".into(), ..Default::default() }),
+                header: Some(HeaderValue {
+                    key: "content-type".into(),
+                    value: "application/json".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ],
         ..Default::default()
     };
-    let max = u32::try_from(body.len()).unwrap_or(u32::MAX).saturating_mul(2).max(4096);
-    hcm_listener(CONFIG_LISTENER, pipe(path, 0o600), CONFIG_LISTENER, route_config(CONFIG_LISTENER, vec![not_modified, full], Some(max)), None)
+    let max = u32::try_from(body.len())
+        .unwrap_or(u32::MAX)
+        .saturating_mul(2)
+        .max(4096);
+    hcm_listener(
+        CONFIG_LISTENER,
+        pipe(path, 0o600),
+        CONFIG_LISTENER,
+        route_config(CONFIG_LISTENER, vec![not_modified, full], Some(max)),
+        None,
+    )
 }
 
 fn etag_header(etag: &str) -> HeaderValueOption {
     HeaderValueOption {
-        header: Some(HeaderValue { key: "etag".into(), value: etag.into(), ..Default::default() }),
+        header: Some(HeaderValue {
+            key: "etag".into(),
+            value: etag.into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
 fn tls_socket(cert: &str, key: &str) -> TransportSocket {
-    let file = |p: &str| DataSource { specifier: Some(data_source::Specifier::Filename(p.to_string())), ..Default::default() };
+    let file = |p: &str| DataSource {
+        specifier: Some(data_source::Specifier::Filename(p.to_string())),
+        ..Default::default()
+    };
     let ctx = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificates: vec![TlsCertificate {
@@ -278,15 +318,28 @@ pub fn generate(dp: &Dataplane, conf: Option<&Conf>, paths: &ProxyPaths) -> Snap
             s.clusters.push(static_cluster(&cname, socket(waddr, wport)));
         }
         let lname = format!("inbound_{}", ib.port);
-        let routes = route_config(&lname, vec![to_cluster(&cname, route_match::PathSpecifier::Prefix("/".into()), None)], None);
+        let routes = route_config(
+            &lname,
+            vec![to_cluster(&cname, route_match::PathSpecifier::Prefix("/".into()), None)],
+            None,
+        );
         let stat = format!("inbound_{}", ib.port);
-        s.listeners.push(hcm_listener(&lname, socket(addr, u16::try_from(ib.port).unwrap_or(0)), &stat, routes, None));
+        s.listeners.push(hcm_listener(
+            &lname,
+            socket(addr, u16::try_from(ib.port).unwrap_or(0)),
+            &stat,
+            routes,
+            None,
+        ));
     }
     if let Some(conf) = conf {
         let dpconf = DpConfig::build(conf, dp);
         let (body, etag) = dpconf.to_body_and_etag();
         if paths.config_socket.len() > MAX_SOCKET_PATH {
-            s.warnings.push(format!("config socket path {:?} is longer than {MAX_SOCKET_PATH} bytes; no metrics config served", paths.config_socket));
+            s.warnings.push(format!(
+                "config socket path {:?} is longer than {MAX_SOCKET_PATH} bytes; no metrics config served",
+                paths.config_socket
+            ));
         } else {
             s.listeners.push(config_listener(&paths.config_socket, &body, &etag));
         }
@@ -306,11 +359,22 @@ pub fn generate(dp: &Dataplane, conf: Option<&Conf>, paths: &ProxyPaths) -> Snap
                 _ => None,
             };
             any_prometheus = true;
-            let route = to_cluster(DP_CLUSTER, route_match::PathSpecifier::Prefix(p.path_or_default().to_string()), Some(CONFIG_PATH));
-            s.listeners.push(hcm_listener(&name, socket(addr, port), &name, route_config(&name, vec![route], None), tls));
+            let route = to_cluster(
+                DP_CLUSTER,
+                route_match::PathSpecifier::Prefix(p.path_or_default().to_string()),
+                Some(CONFIG_PATH),
+            );
+            s.listeners.push(hcm_listener(
+                &name,
+                socket(addr, port),
+                &name,
+                route_config(&name, vec![route], None),
+                tls,
+            ));
         }
         if any_prometheus {
-            s.clusters.push(static_cluster(DP_CLUSTER, pipe(&paths.metrics_socket, 0)));
+            s.clusters
+                .push(static_cluster(DP_CLUSTER, pipe(&paths.metrics_socket, 0)));
         }
     }
     s.clusters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -342,10 +406,13 @@ pub fn render(s: &Snapshot) -> String {
                     hcms.push(HttpConnectionManager::decode(any.value.as_slice()).expect("HCM decodes"));
                 }
             }
-            if let Some(ts) = &mut fc.transport_socket {
-                if let Some(transport_socket::ConfigType::TypedConfig(any)) = ts.config_type.take() {
-                    out.push_str(&format!("# tls {:#?}\n", DownstreamTlsContext::decode(any.value.as_slice()).expect("TLS decodes")));
-                }
+            if let Some(ts) = &mut fc.transport_socket
+                && let Some(transport_socket::ConfigType::TypedConfig(any)) = ts.config_type.take()
+            {
+                out.push_str(&format!(
+                    "# tls {:#?}\n",
+                    DownstreamTlsContext::decode(any.value.as_slice()).expect("TLS decodes")
+                ));
             }
         }
         out.push_str(&format!("# listener {}\n{:#?}\n", l.name, l));

@@ -20,7 +20,9 @@ pub struct BootstrapParams {
 }
 
 fn socket_address(hostport: &str) -> anyhow::Result<(String, u16)> {
-    let (h, p) = hostport.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("{hostport:?}: expected host:port"))?;
+    let (h, p) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("{hostport:?}: expected host:port"))?;
     let port = p.parse().map_err(|_| anyhow::anyhow!("{hostport:?}: invalid port"))?;
     Ok((h.trim_start_matches('[').trim_end_matches(']').to_string(), port))
 }

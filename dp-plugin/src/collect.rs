@@ -48,7 +48,12 @@ const ACCEPT: &str = "text/plain;version=0.0.4;q=1,application/openmetrics-text;
 
 impl Collector {
     pub fn new(http: HttpClient, settings: CollectorSettings, config: watch::Receiver<Arc<ActiveConfig>>) -> Arc<Self> {
-        Arc::new(Self { http, settings, config, inflight: Mutex::new(None) })
+        Arc::new(Self {
+            http,
+            settings,
+            config,
+            inflight: Mutex::new(None),
+        })
     }
 
     /// The merged Prometheus text; joins a collection already in flight if there is one.
@@ -76,7 +81,16 @@ impl Collector {
 
     async fn scrape(&self, source: String, application: Option<String>, ep: Endpoint, path: String) -> Scraped {
         let start = Instant::now();
-        let r = self.http.get(&ep, &path, &[("accept", ACCEPT)], self.settings.scrape_timeout, self.settings.max_body_bytes).await;
+        let r = self
+            .http
+            .get(
+                &ep,
+                &path,
+                &[("accept", ACCEPT)],
+                self.settings.scrape_timeout,
+                self.settings.max_body_bytes,
+            )
+            .await;
         let (format, body) = match r {
             Ok(f) if f.status == 200 => {
                 let ct = f.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -85,7 +99,13 @@ impl Collector {
             Ok(f) => (Format::Text, Err(format!("HTTP status {}", f.status))),
             Err(e) => (Format::Text, Err(e.to_string())),
         };
-        Scraped { source, application, format, body, duration: start.elapsed() }
+        Scraped {
+            source,
+            application,
+            format,
+            body,
+            duration: start.elapsed(),
+        }
     }
 
     /// Runs one full collection.
@@ -95,12 +115,31 @@ impl Collector {
         if !cfg.include_unused() {
             stats_q.push_str("&usedonly");
         }
-        let mut futs = vec![self.scrape("envoy".into(), None, self.settings.envoy_admin.clone(), stats_q).boxed()];
+        let mut futs = vec![
+            self.scrape("envoy".into(), None, self.settings.envoy_admin.clone(), stats_q)
+                .boxed(),
+        ];
         for a in &cfg.config.metrics().applications {
-            let addr = if a.address.is_empty() { "127.0.0.1" } else { a.address.as_str() };
-            let host = if addr.contains(':') { format!("[{addr}]") } else { addr.to_string() };
+            let addr = if a.address.is_empty() {
+                "127.0.0.1"
+            } else {
+                a.address.as_str()
+            };
+            let host = if addr.contains(':') {
+                format!("[{addr}]")
+            } else {
+                addr.to_string()
+            };
             let name = a.name.clone().unwrap_or_else(|| a.port.to_string());
-            futs.push(self.scrape("application".into(), Some(name), Endpoint::Tcp(format!("{host}:{}", a.port)), a.path.clone()).boxed());
+            futs.push(
+                self.scrape(
+                    "application".into(),
+                    Some(name),
+                    Endpoint::Tcp(format!("{host}:{}", a.port)),
+                    a.path.clone(),
+                )
+                .boxed(),
+            );
         }
         let scraped = futures::future::join_all(futs).await;
 
@@ -110,10 +149,18 @@ impl Collector {
         let mut texts: Vec<(Origin, &str, Format)> = Vec::with_capacity(scraped.len());
         for s in &scraped {
             let lbl = match &s.application {
-                Some(a) => format!("source=\"{}\",application=\"{}\"", s.source, crate::merge::escape_to_string(a)),
+                Some(a) => format!(
+                    "source=\"{}\",application=\"{}\"",
+                    s.source,
+                    crate::merge::escape_to_string(a)
+                ),
                 None => format!("source=\"{}\"", s.source),
             };
-            let origin = if s.application.is_some() { Origin::Application } else { Origin::Envoy };
+            let origin = if s.application.is_some() {
+                Origin::Application
+            } else {
+                Origin::Envoy
+            };
             let ok = match &s.body {
                 Ok(b) => match std::str::from_utf8(b) {
                     Ok(t) => {
@@ -131,7 +178,10 @@ impl Collector {
                 }
             };
             up.push_str(&format!("meshmetric_dp_scrape_up{{{lbl}}} {}\n", u8::from(ok)));
-            dur.push_str(&format!("meshmetric_dp_scrape_duration_seconds{{{lbl}}} {}\n", s.duration.as_secs_f64()));
+            dur.push_str(&format!(
+                "meshmetric_dp_scrape_duration_seconds{{{lbl}}} {}\n",
+                s.duration.as_secs_f64()
+            ));
         }
         let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len());
         let parsed: Vec<(Origin, Vec<crate::parse::Family<'_>>)> = texts
@@ -153,7 +203,8 @@ impl Collector {
         self_metrics.push_str(&dur);
         let mut out = Vec::with_capacity(texts.iter().map(|t| t.1.len()).sum::<usize>() / 2 + 4096);
         let mut ms = MergeStats::default();
-        let sources: Vec<(Origin, &[crate::parse::Family<'_>])> = parsed.iter().map(|(o, f)| (*o, f.as_slice())).collect();
+        let sources: Vec<(Origin, &[crate::parse::Family<'_>])> =
+            parsed.iter().map(|(o, f)| (*o, f.as_slice())).collect();
         merge_encode(&sources, &cfg.filter, &cfg.extra, &mut out, &mut ms);
         self_metrics.push_str(&format!(
             "# TYPE meshmetric_dp_malformed_lines gauge\nmeshmetric_dp_malformed_lines {bad_lines}\n\
@@ -163,12 +214,22 @@ meshmetric_dp_dropped{{reason=\"profile\",unit=\"family\"}} {}\n\
 meshmetric_dp_dropped{{reason=\"internal\",unit=\"series\"}} {}\n\
 meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
 # TYPE meshmetric_dp_labels_renamed gauge\nmeshmetric_dp_labels_renamed {}\n",
-            ms.series_out, ms.families_filtered, ms.series_filtered_internal, ms.families_type_conflict, ms.labels_renamed
+            ms.series_out,
+            ms.families_filtered,
+            ms.series_filtered_internal,
+            ms.families_type_conflict,
+            ms.labels_renamed
         ));
         let mut st = ParseStats::default();
         let own = parse(&self_metrics, Format::Text, &mut st);
         debug_assert_eq!(st.bad_lines, 0, "self metrics must parse");
-        merge_encode(&[(Origin::Application, &own)], &cfg.filter, &cfg.extra, &mut out, &mut MergeStats::default());
+        merge_encode(
+            &[(Origin::Application, &own)],
+            &cfg.filter,
+            &cfg.extra,
+            &mut out,
+            &mut MergeStats::default(),
+        );
         Bytes::from(out)
     }
 }

@@ -29,7 +29,12 @@ impl ActiveConfig {
         let m = config.metrics();
         let filter = FamilyFilter::new(m.sidecar.as_ref().and_then(|s| s.profiles.as_ref()))?;
         let extra = ExtraLabels::new(m.extra_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        Ok(Self { etag, config, filter, extra })
+        Ok(Self {
+            etag,
+            config,
+            filter,
+            extra,
+        })
     }
 
     /// The config used before the first one arrives: profile Basic, no applications.
@@ -38,7 +43,12 @@ impl ActiveConfig {
     }
 
     pub fn include_unused(&self) -> bool {
-        self.config.metrics().sidecar.as_ref().and_then(|s| s.include_unused).unwrap_or(false)
+        self.config
+            .metrics()
+            .sidecar
+            .as_ref()
+            .and_then(|s| s.include_unused)
+            .unwrap_or(false)
     }
 }
 
@@ -54,13 +64,27 @@ pub async fn poll(client: HttpClient, socket: PathBuf, interval: Duration, tx: w
             return;
         }
         let etag = tx.borrow().etag.clone();
-        let headers: Vec<(&str, &str)> = if etag.is_empty() { vec![] } else { vec![("if-none-match", etag.as_str())] };
-        let r = client.get(&ep, "/meshmetric", &headers, Duration::from_secs(5), 16 << 20).await;
+        let headers: Vec<(&str, &str)> = if etag.is_empty() {
+            vec![]
+        } else {
+            vec![("if-none-match", etag.as_str())]
+        };
+        let r = client
+            .get(&ep, "/meshmetric", &headers, Duration::from_secs(5), 16 << 20)
+            .await;
         let problem = match r {
             Ok(f) if f.status == 304 => None,
             Ok(f) if f.status == 200 => {
-                let new_etag = f.headers.get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-                match serde_json::from_slice::<DpConfig>(&f.body).map_err(|e| e.to_string()).and_then(|c| ActiveConfig::new(new_etag.clone(), c).map_err(|e| e.to_string())) {
+                let new_etag = f
+                    .headers
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                match serde_json::from_slice::<DpConfig>(&f.body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| ActiveConfig::new(new_etag.clone(), c).map_err(|e| e.to_string()))
+                {
                     Ok(active) => {
                         let m = active.config.metrics();
                         tracing::info!(etag = %new_etag, applications = m.applications.len(), backends = m.backends.len(), "new metrics config applied");

@@ -77,10 +77,14 @@ impl Default for HttpClient {
         c.set_connect_timeout(Some(Duration::from_secs(2)));
         c.set_nodelay(true);
         Self {
-            tcp: Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(c),
+            tcp: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(c),
             // no pooling: a kept-alive connection to a listener Envoy is draining after an
             // update would keep answering with the old config until the drain closes it
-            unix: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(UnixConnector),
+            unix: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(UnixConnector),
         }
     }
 }
@@ -88,10 +92,19 @@ impl Default for HttpClient {
 impl HttpClient {
     /// GETs `path_and_query` from `ep` with `headers`, failing after `timeout` (whole exchange)
     /// or when the body exceeds `limit` bytes.
-    pub async fn get(&self, ep: &Endpoint, path_and_query: &str, headers: &[(&str, &str)], timeout: Duration, limit: usize) -> Result<Fetched, FetchError> {
+    pub async fn get(
+        &self,
+        ep: &Endpoint,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Fetched, FetchError> {
         let fut = async {
             let uri: hyper::Uri = match ep {
-                Endpoint::Tcp(a) => format!("http://{a}{path_and_query}").parse().map_err(|e| FetchError::Request(format!("bad URI: {e}")))?,
+                Endpoint::Tcp(a) => format!("http://{a}{path_and_query}")
+                    .parse()
+                    .map_err(|e| FetchError::Request(format!("bad URI: {e}")))?,
                 Endpoint::Unix(p) => hyperlocal::Uri::new(p, path_and_query).into(),
             };
             let mut req = Request::get(uri);
@@ -105,15 +118,25 @@ impl HttpClient {
             }
             .map_err(|e| FetchError::Request(error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
-            if let Some(len) = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
-                if len > limit {
-                    return Err(FetchError::TooLarge(limit));
-                }
+            let declared = parts.headers.get(hyper::header::CONTENT_LENGTH);
+            if declared
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .is_some_and(|len| len > limit)
+            {
+                return Err(FetchError::TooLarge(limit));
             }
             let body = Limited::new(body, limit).collect().await.map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() { FetchError::TooLarge(limit) } else { FetchError::Body(e.to_string()) }
+                if e.is::<http_body_util::LengthLimitError>() {
+                    FetchError::TooLarge(limit)
+                } else {
+                    FetchError::Body(e.to_string())
+                }
             })?;
-            Ok(Fetched { status: parts.status.as_u16(), headers: parts.headers, body: body.to_bytes() })
+            Ok(Fetched {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: body.to_bytes(),
+            })
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,

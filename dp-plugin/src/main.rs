@@ -118,7 +118,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config_socket = workdir.join("config.sock");
     let metrics_socket = workdir.join("metrics.sock");
     if metrics_socket.as_os_str().len() > 104 {
-        anyhow::bail!("workdir {} is too long: socket paths must fit in 104 bytes", workdir.display());
+        anyhow::bail!(
+            "workdir {} is too long: socket paths must fit in 104 bytes",
+            workdir.display()
+        );
     }
 
     let mut child = None;
@@ -126,17 +129,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let bs = workdir.join("envoy-bootstrap.json");
         std::fs::write(&bs, serde_json::to_vec_pretty(&bootstrap(&p)?)?)?;
         let mut cmd = tokio::process::Command::new(envoy);
-        cmd.arg("-c").arg(&bs).args(["--disable-hot-restart", "--concurrency", "1", "-l", "warn"]).args(&args.envoy_args).kill_on_drop(true);
-        let c = cmd.spawn().with_context(|| format!("starting Envoy {}", envoy.display()))?;
+        cmd.arg("-c")
+            .arg(&bs)
+            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warn"])
+            .args(&args.envoy_args)
+            .kill_on_drop(true);
+        let c = cmd
+            .spawn()
+            .with_context(|| format!("starting Envoy {}", envoy.display()))?;
         tracing::info!(pid = c.id(), bootstrap = %bs.display(), "Envoy started");
         child = Some(c);
     }
 
     let http = HttpClient::default();
     let (tx, rx) = watch::channel(Arc::new(ActiveConfig::initial()));
-    tokio::spawn(config::poll(http.clone(), config_socket.clone(), args.poll_interval, tx));
+    tokio::spawn(config::poll(
+        http.clone(),
+        config_socket.clone(),
+        args.poll_interval,
+        tx,
+    ));
     let admin = Endpoint::parse(args.envoy_admin.as_deref().unwrap_or(&p.admin_address));
-    let collector = Collector::new(http, CollectorSettings { envoy_admin: admin.clone(), scrape_timeout: args.scrape_timeout, max_body_bytes: args.max_body_bytes }, rx);
+    let collector = Collector::new(
+        http,
+        CollectorSettings {
+            envoy_admin: admin.clone(),
+            scrape_timeout: args.scrape_timeout,
+            max_body_bytes: args.max_body_bytes,
+        },
+        rx,
+    );
 
     let unix = serve::bind_unix(&metrics_socket)?;
     tracing::info!(metrics_socket = %metrics_socket.display(), config_socket = %config_socket.display(), envoy_admin = %admin, "plugin running");
@@ -145,7 +167,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let tcp_srv = async {
         match args.metrics_address {
             Some(a) => {
-                let l = tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding {a}"))?;
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding {a}"))?;
                 tracing::info!(address = %a, "serving metrics on TCP");
                 axum::serve(l, router).await.context("TCP metrics server")
             }

@@ -28,7 +28,10 @@ pub struct ExtraLabels {
 
 /// Sanitises a label name to `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn sanitize_label_name(name: &str) -> String {
-    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
     if s.as_bytes().first().is_none_or(|b| b.is_ascii_digit()) {
         s.insert(0, '_');
     }
@@ -129,7 +132,12 @@ pub fn merge_encode<'a>(
                     continue;
                 }
                 if filter.drops_internal() && f.samples.iter().any(|s| is_internal_series(s.labels)) {
-                    let kept: Vec<Sample<'a>> = f.samples.iter().filter(|s| !is_internal_series(s.labels)).cloned().collect();
+                    let kept: Vec<Sample<'a>> = f
+                        .samples
+                        .iter()
+                        .filter(|s| !is_internal_series(s.labels))
+                        .cloned()
+                        .collect();
                     stats.series_filtered_internal += (f.samples.len() - kept.len()) as u64;
                     filtered.push(kept);
                     plan.push((si, fi, Some(filtered.len() - 1)));
@@ -158,7 +166,12 @@ pub fn merge_encode<'a>(
             }
             None => {
                 index.insert(f.name.as_ref(), order.len());
-                order.push(OutFamily { name: f.name.as_ref(), kind: f.kind, help: f.help, parts: vec![samples] });
+                order.push(OutFamily {
+                    name: f.name.as_ref(),
+                    kind: f.kind,
+                    help: f.help,
+                    parts: vec![samples],
+                });
             }
         }
     }
@@ -235,7 +248,13 @@ mod tests {
         let extra = ExtraLabels::new([("mesh", "default"), ("kuma.workload", "web\"1")]);
         let mut out = Vec::new();
         let mut ms = MergeStats::default();
-        merge_encode(&[(Origin::Envoy, &e), (Origin::Application, &a)], &filter, &extra, &mut out, &mut ms);
+        merge_encode(
+            &[(Origin::Envoy, &e), (Origin::Application, &a)],
+            &filter,
+            &extra,
+            &mut out,
+            &mut ms,
+        );
         (String::from_utf8(out).unwrap(), ms)
     }
 
@@ -264,7 +283,10 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         let p = Profiles {
             append_profiles: Some(vec![Profile { name: "All".into() }]),
             include: None,
-            exclude: Some(vec![Selector { kind: "Regex".into(), pattern: "version$".into() }]),
+            exclude: Some(vec![Selector {
+                kind: "Regex".into(),
+                pattern: "version$".into(),
+            }]),
         };
         let (out, _) = run(ENVOY, "", Some(p));
         assert!(out.contains("envoy_cluster_name=\"ads_cluster\""));
@@ -280,8 +302,18 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         assert_eq!(st, ParseStats::default());
         let mut again = Vec::new();
         let mut ms = MergeStats::default();
-        let filter = FamilyFilter::new(Some(&Profiles { append_profiles: Some(vec![Profile { name: "All".into() }]), ..Default::default() })).unwrap();
-        merge_encode(&[(Origin::Application, &fams)], &filter, &ExtraLabels::default(), &mut again, &mut ms);
+        let filter = FamilyFilter::new(Some(&Profiles {
+            append_profiles: Some(vec![Profile { name: "All".into() }]),
+            ..Default::default()
+        }))
+        .unwrap();
+        merge_encode(
+            &[(Origin::Application, &fams)],
+            &filter,
+            &ExtraLabels::default(),
+            &mut again,
+            &mut ms,
+        );
         assert_eq!(String::from_utf8(again).unwrap(), out);
     }
 }

@@ -312,7 +312,12 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
                         Cow::Borrowed(name)
                     };
                     let help = pending_help.take().filter(|(n, _)| *n == name).map(|(_, h)| h);
-                    families.push(Family { name: out_name, kind, help, samples: Vec::new() });
+                    families.push(Family {
+                        name: out_name,
+                        kind,
+                        help,
+                        samples: Vec::new(),
+                    });
                 }
                 "HELP" => {
                     if let Some(name) = parts.next() {
@@ -393,7 +398,11 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
         }
         // which family does this sample belong to?
         let belongs = families.last().is_some_and(|f| {
-            name == declared || f.kind.suffixes().iter().any(|s| name.len() == declared.len() + s.len() && name.starts_with(declared) && name.ends_with(s))
+            name == declared
+                || f.kind
+                    .suffixes()
+                    .iter()
+                    .any(|s| name.len() == declared.len() + s.len() && name.starts_with(declared) && name.ends_with(s))
         }) && !declared.is_empty();
         if belongs {
             let f = families.last_mut().expect("checked");
@@ -401,18 +410,34 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
                 stats.dropped_samples += 1;
                 continue;
             }
-            f.samples.push(Sample { name, labels: labels_raw, raw_value, value, timestamp_ms });
+            f.samples.push(Sample {
+                name,
+                labels: labels_raw,
+                raw_value,
+                value,
+                timestamp_ms,
+            });
         } else {
             declared = "";
             match families.last_mut() {
-                Some(f) if f.kind == MetricType::Untyped && f.name == name => {
-                    f.samples.push(Sample { name, labels: labels_raw, raw_value, value, timestamp_ms })
-                }
+                Some(f) if f.kind == MetricType::Untyped && f.name == name => f.samples.push(Sample {
+                    name,
+                    labels: labels_raw,
+                    raw_value,
+                    value,
+                    timestamp_ms,
+                }),
                 _ => families.push(Family {
                     name: Cow::Borrowed(name),
                     kind: MetricType::Untyped,
                     help: None,
-                    samples: vec![Sample { name, labels: labels_raw, raw_value, value, timestamp_ms }],
+                    samples: vec![Sample {
+                        name,
+                        labels: labels_raw,
+                        raw_value,
+                        value,
+                        timestamp_ms,
+                    }],
                 }),
             }
         }

@@ -31,7 +31,10 @@ pub fn bind_unix(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(md) = std::fs::symlink_metadata(path) {
         if !md.file_type().is_socket() {
-            anyhow::bail!("{} exists and is not a socket; remove it or choose another workdir", path.display());
+            anyhow::bail!(
+                "{} exists and is not a socket; remove it or choose another workdir",
+                path.display()
+            );
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!("{} is in use by a running process", path.display());

@@ -26,7 +26,10 @@ impl Dataplane {
     }
     /// All inbound tags of all inbounds, for `MeshSubset` style matching.
     pub fn services(&self) -> impl Iterator<Item = &str> {
-        self.networking.inbound.iter().filter_map(|i| i.tags.get(SERVICE_TAG).map(String::as_str))
+        self.networking
+            .inbound
+            .iter()
+            .filter_map(|i| i.tags.get(SERVICE_TAG).map(String::as_str))
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Meta {
 
 /// A parsed and validated resource.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // few resources, parsed once
 pub enum Resource {
     MeshMetric(MeshMetric),
     Dataplane(Dataplane),
@@ -85,8 +86,7 @@ impl ParseError {
 /// Errors: [`ParseError::Syntax`] with line and column for malformed text;
 /// [`ParseError::Invalid`] with every violation of the first invalid document.
 pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseError> {
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
@@ -106,7 +106,14 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
         violations: Violations(v),
     };
     let Value::Object(mut obj) = doc else {
-        return Err(invalid("", "", vec![Violation::new("", "a document must be a mapping with `type` (Universal) or `kind` (Kubernetes)")]));
+        return Err(invalid(
+            "",
+            "",
+            vec![Violation::new(
+                "",
+                "a document must be a mapping with `type` (Universal) or `kind` (Kubernetes)",
+            )],
+        ));
     };
     let mut violations = Vec::new();
     let k8s = obj.contains_key("apiVersion") || obj.contains_key("kind");
@@ -122,7 +129,10 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
         let mut md = match obj.remove("metadata") {
             Some(Value::Object(m)) => m,
             other => {
-                violations.push(Violation::new("metadata", format!("must be a mapping with `name`, got {}", show(other.as_ref()))));
+                violations.push(Violation::new(
+                    "metadata",
+                    format!("must be a mapping with `name`, got {}", show(other.as_ref())),
+                ));
                 Default::default()
             }
         };
@@ -130,11 +140,20 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
         let _namespace = md.remove("namespace");
         let labels = take_labels(&mut md, "metadata.labels", &mut violations);
         for k in md.keys() {
-            if !matches!(k.as_str(), "annotations" | "uid" | "resourceVersion" | "creationTimestamp" | "generation" | "managedFields") {
-                violations.push(Violation::new(format!("metadata.{k}"), "unknown field; accepted: name, namespace, labels, annotations"));
+            if !matches!(
+                k.as_str(),
+                "annotations" | "uid" | "resourceVersion" | "creationTimestamp" | "generation" | "managedFields"
+            ) {
+                violations.push(Violation::new(
+                    format!("metadata.{k}"),
+                    "unknown field; accepted: name, namespace, labels, annotations",
+                ));
             }
         }
-        let mesh = labels.get(MESH_LABEL).cloned().unwrap_or_else(|| DEFAULT_MESH.to_string());
+        let mesh = labels
+            .get(MESH_LABEL)
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_MESH.to_string());
         let body = obj.remove("spec").unwrap_or(Value::Object(Default::default()));
         let body = if kind == "Dataplane" {
             // Kubernetes Dataplane: spec.networking
@@ -142,7 +161,10 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
                 Value::Object(mut s) => {
                     let n = s.remove("networking").unwrap_or(Value::Null);
                     for k in s.keys() {
-                        violations.push(Violation::new(format!("spec.{k}"), "unknown field; accepted: networking"));
+                        violations.push(Violation::new(
+                            format!("spec.{k}"),
+                            "unknown field; accepted: networking",
+                        ));
                     }
                     n
                 }
@@ -152,7 +174,10 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
             body
         };
         for k in obj.keys() {
-            violations.push(Violation::new(k.clone(), "unknown field; accepted: apiVersion, kind, metadata, spec"));
+            violations.push(Violation::new(
+                k.clone(),
+                "unknown field; accepted: apiVersion, kind, metadata, spec",
+            ));
         }
         (kind, Meta { mesh, name, labels }, body)
     } else {
@@ -162,7 +187,10 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
             None => DEFAULT_MESH.to_string(),
             Some(Value::String(s)) => s,
             Some(other) => {
-                violations.push(Violation::new("mesh", format!("must be a string, got {}", show(Some(&other)))));
+                violations.push(Violation::new(
+                    "mesh",
+                    format!("must be a string, got {}", show(Some(&other))),
+                ));
                 String::new()
             }
         };
@@ -171,21 +199,34 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
         let body = obj.remove(body_key).unwrap_or(Value::Null);
         for k in obj.keys() {
             if !matches!(k.as_str(), "creationTime" | "modificationTime") {
-                violations.push(Violation::new(k.clone(), format!("unknown field; accepted: type, name, mesh, labels, {body_key}")));
+                violations.push(Violation::new(
+                    k.clone(),
+                    format!("unknown field; accepted: type, name, mesh, labels, {body_key}"),
+                ));
             }
         }
         (kind, Meta { mesh, name, labels }, body)
     };
     if meta.name.is_empty() && !violations.iter().any(|v| v.field.ends_with("name")) {
-        violations.push(Violation::new(if k8s { "metadata.name" } else { "name" }, "must not be empty"));
+        violations.push(Violation::new(
+            if k8s { "metadata.name" } else { "name" },
+            "must not be empty",
+        ));
     }
     match kind.as_str() {
         "MeshMetric" => {
-            let body = if body.is_null() { Value::Object(Default::default()) } else { body };
+            let body = if body.is_null() {
+                Value::Object(Default::default())
+            } else {
+                body
+            };
             let spec: Option<MeshMetricSpec> = match serde_path_to_error::deserialize(body) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    violations.push(Violation::new(join("spec", &e.path().to_string()), e.inner().to_string()));
+                    violations.push(Violation::new(
+                        join("spec", &e.path().to_string()),
+                        e.inner().to_string(),
+                    ));
                     None
                 }
             };
@@ -200,17 +241,26 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
         "Dataplane" => {
             let prefix = if k8s { "spec.networking" } else { "networking" };
             if body.is_null() {
-                violations.push(Violation::new(prefix, "required: a mapping with `address` and `inbound`"));
+                violations.push(Violation::new(
+                    prefix,
+                    "required: a mapping with `address` and `inbound`",
+                ));
                 return Err(invalid(&kind, &meta.name, violations));
             }
             let networking: Option<Networking> = match serde_path_to_error::deserialize(body) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    violations.push(Violation::new(join(prefix, &e.path().to_string()), e.inner().to_string()));
+                    violations.push(Violation::new(
+                        join(prefix, &e.path().to_string()),
+                        e.inner().to_string(),
+                    ));
                     None
                 }
             };
-            let dp = networking.map(|networking| Dataplane { meta: meta.clone(), networking });
+            let dp = networking.map(|networking| Dataplane {
+                meta: meta.clone(),
+                networking,
+            });
             if let Some(dp) = &dp {
                 violations.extend(validate_dataplane(dp, prefix).0);
             }
@@ -222,7 +272,10 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
         other => {
             let field = if k8s { "kind" } else { "type" };
             if !other.is_empty() || !violations.iter().any(|v| v.field == field) {
-                violations.push(Violation::new(field, format!("unknown resource {other:?}; accepted: MeshMetric, Dataplane")));
+                violations.push(Violation::new(
+                    field,
+                    format!("unknown resource {other:?}; accepted: MeshMetric, Dataplane"),
+                ));
             }
             Err(invalid(other, &meta.name, violations))
         }
@@ -244,7 +297,11 @@ fn show(v: Option<&Value>) -> String {
         None => "nothing".into(),
         Some(v) => {
             let s = v.to_string();
-            if s.len() > 60 { format!("{}…", &s[..s.floor_char_boundary(60)]) } else { s }
+            if s.len() > 60 {
+                format!("{}…", &s[..s.floor_char_boundary(60)])
+            } else {
+                s
+            }
         }
     }
 }
@@ -253,13 +310,20 @@ fn take_string(obj: &mut serde_json::Map<String, Value>, key: &str, violations: 
     match obj.remove(key) {
         Some(Value::String(s)) => s,
         other => {
-            violations.push(Violation::new(key, format!("required string, got {}", show(other.as_ref()))));
+            violations.push(Violation::new(
+                key,
+                format!("required string, got {}", show(other.as_ref())),
+            ));
             String::new()
         }
     }
 }
 
-fn take_labels(obj: &mut serde_json::Map<String, Value>, field: &str, violations: &mut Vec<Violation>) -> BTreeMap<String, String> {
+fn take_labels(
+    obj: &mut serde_json::Map<String, Value>,
+    field: &str,
+    violations: &mut Vec<Violation>,
+) -> BTreeMap<String, String> {
     let key = field.rsplit('.').next().unwrap_or(field);
     match obj.remove(key) {
         None | Some(Value::Null) => BTreeMap::new(),

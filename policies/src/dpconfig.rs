@@ -97,7 +97,10 @@ impl DpConfig {
                 },
                 open_telemetry: b.open_telemetry.as_ref().map(|o| DpOpenTelemetry {
                     endpoint: o.endpoint.clone(),
-                    refresh_interval: o.refresh_interval.clone().unwrap_or_else(|| DEFAULT_REFRESH_INTERVAL.to_string()),
+                    refresh_interval: o
+                        .refresh_interval
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_REFRESH_INTERVAL.to_string()),
                 }),
             })
             .collect();
@@ -113,7 +116,12 @@ impl DpConfig {
         extra_labels.insert("kuma.proxy_role".to_string(), "sidecar".to_string());
         DpConfig {
             observability: Observability {
-                metrics: MetricsConfig { applications, backends, sidecar: conf.sidecar.clone(), extra_labels },
+                metrics: MetricsConfig {
+                    applications,
+                    backends,
+                    sidecar: conf.sidecar.clone(),
+                    extra_labels,
+                },
             },
         }
     }

@@ -20,6 +20,6 @@ pub mod validate;
 pub use dataplane::Dataplane;
 pub use document::{Meta, ParseError, Resource, parse_documents};
 pub use dpconfig::DpConfig;
-pub use matching::{effective_conf, Contribution};
+pub use matching::{Contribution, effective_conf};
 pub use meshmetric::{Conf, MeshMetric};
 pub use validate::{Violation, Violations};

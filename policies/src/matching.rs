@@ -25,7 +25,8 @@ pub struct Contribution {
 /// Whether `target_ref` (None = Mesh) selects `dp`.
 pub fn selects(target_ref: Option<&TargetRef>, dp: &Dataplane) -> bool {
     let Some(tr) = target_ref else { return true };
-    let subset = |want: &std::collections::BTreeMap<String, String>, have: &std::collections::BTreeMap<String, String>| {
+    let subset = |want: &std::collections::BTreeMap<String, String>,
+                  have: &std::collections::BTreeMap<String, String>| {
         want.iter().all(|(k, v)| have.get(k) == Some(v))
     };
     match tr.kind.as_str() {
@@ -34,7 +35,10 @@ pub fn selects(target_ref: Option<&TargetRef>, dp: &Dataplane) -> bool {
             let by_name = tr.name.as_ref().is_none_or(|n| *n == dp.meta.name);
             let by_labels = tr.labels.as_ref().is_none_or(|l| subset(l, &dp.meta.labels));
             let by_section = tr.section_name.as_ref().is_none_or(|s| {
-                dp.networking.inbound.iter().any(|i| i.name.as_deref() == Some(s.as_str()) || i.port.to_string() == *s)
+                dp.networking
+                    .inbound
+                    .iter()
+                    .any(|i| i.name.as_deref() == Some(s.as_str()) || i.port.to_string() == *s)
             });
             by_name && by_labels && by_section
         }
@@ -49,7 +53,10 @@ pub fn selects(target_ref: Option<&TargetRef>, dp: &Dataplane) -> bool {
         "MeshServiceSubset" => {
             let name = tr.name.as_deref().unwrap_or_default();
             let tags = tr.tags.clone().unwrap_or_default();
-            dp.networking.inbound.iter().any(|i| i.tags.get(SERVICE_TAG).map(String::as_str) == Some(name) && subset(&tags, &i.tags))
+            dp.networking
+                .inbound
+                .iter()
+                .any(|i| i.tags.get(SERVICE_TAG).map(String::as_str) == Some(name) && subset(&tags, &i.tags))
         }
         _ => false,
     }
@@ -87,7 +94,10 @@ pub fn matching<'a>(policies: impl IntoIterator<Item = &'a MeshMetric>, dp: &Dat
 
 /// Merges the policies that select `dp` into one effective [`Conf`].
 /// Returns `None` when no policy selects the proxy (it then gets no metrics config).
-pub fn effective_conf<'a>(policies: impl IntoIterator<Item = &'a MeshMetric>, dp: &Dataplane) -> Option<(Conf, Vec<Contribution>)> {
+pub fn effective_conf<'a>(
+    policies: impl IntoIterator<Item = &'a MeshMetric>,
+    dp: &Dataplane,
+) -> Option<(Conf, Vec<Contribution>)> {
     let ordered = matching(policies, dp);
     if ordered.is_empty() {
         return None;
@@ -99,7 +109,11 @@ pub fn effective_conf<'a>(policies: impl IntoIterator<Item = &'a MeshMetric>, dp
         merge_patch(&mut acc, patch, &mut Vec::new());
         contributions.push(Contribution {
             name: p.meta.name.clone(),
-            target_ref_kind: p.spec.target_ref.as_ref().map_or("Mesh".to_string(), |t| t.kind.clone()),
+            target_ref_kind: p
+                .spec
+                .target_ref
+                .as_ref()
+                .map_or("Mesh".to_string(), |t| t.kind.clone()),
         });
     }
     let conf: Conf = serde_json::from_value(acc).expect("merge of valid Confs is a valid Conf");
@@ -110,7 +124,11 @@ pub fn effective_conf<'a>(policies: impl IntoIterator<Item = &'a MeshMetric>, dp
 pub fn merge_confs<'a>(confs: impl IntoIterator<Item = &'a Conf>) -> Conf {
     let mut acc = Value::Object(Default::default());
     for c in confs {
-        merge_patch(&mut acc, serde_json::to_value(c).expect("Conf serializes"), &mut Vec::new());
+        merge_patch(
+            &mut acc,
+            serde_json::to_value(c).expect("Conf serializes"),
+            &mut Vec::new(),
+        );
     }
     serde_json::from_value(acc).expect("merge of valid Confs is a valid Conf")
 }
@@ -199,7 +217,10 @@ spec:
 "#
         ));
         let (conf, contrib) = effective_conf(&p, &d[0]).unwrap();
-        assert_eq!(contrib.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["mesh-wide", "team-a"]);
+        assert_eq!(
+            contrib.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["mesh-wide", "team-a"]
+        );
         let apps: Vec<i64> = conf.applications.unwrap().iter().map(|a| a.port).collect();
         assert_eq!(apps, [2000]);
         let sidecar = conf.sidecar.unwrap();

@@ -17,20 +17,55 @@ use crate::meshmetric::{Profiles, Selector};
 pub const INTERNAL_PREFIX: &str = "_meshmetric";
 
 /// Labels whose value names an Envoy entity; Basic drops series where it is internal.
-pub const INTERNAL_LABELS: &[&str] = &["envoy_cluster_name", "envoy_http_conn_manager_prefix", "envoy_listener_address"];
+pub const INTERNAL_LABELS: &[&str] = &[
+    "envoy_cluster_name",
+    "envoy_http_conn_manager_prefix",
+    "envoy_listener_address",
+];
 
 const BASIC_CONTAINS: &[&str] = &[
-    "rq_time", "cx_length_ms", "cx_count", "_rq", "bytes", "timeout", "health_check", "lb_healthy_panic",
-    "cx_destroy", "error", "fail", "reset", "eject", "overflow", "cancelled", "max_duration_reached",
-    "no_cluster", "no_route", "no_filter_chain", "reject", "denied", "days_until_first_cert_expiring",
-    "rbac", "cx_active", "cx_connect", "circuit_breakers", "cx_total", "ssl_handshake",
+    "rq_time",
+    "cx_length_ms",
+    "cx_count",
+    "_rq",
+    "bytes",
+    "timeout",
+    "health_check",
+    "lb_healthy_panic",
+    "cx_destroy",
+    "error",
+    "fail",
+    "reset",
+    "eject",
+    "overflow",
+    "cancelled",
+    "max_duration_reached",
+    "no_cluster",
+    "no_route",
+    "no_filter_chain",
+    "reject",
+    "denied",
+    "days_until_first_cert_expiring",
+    "rbac",
+    "cx_active",
+    "cx_connect",
+    "circuit_breakers",
+    "cx_total",
+    "ssl_handshake",
     "ssl_context_update_by_sds",
 ];
 const BASIC_EXACT: &[&str] = &[
-    "envoy_cluster_membership_degraded", "envoy_cluster_membership_healthy", "envoy_cluster_ssl_handshake",
+    "envoy_cluster_membership_degraded",
+    "envoy_cluster_membership_healthy",
+    "envoy_cluster_ssl_handshake",
     "envoy_cluster_membership_total",
 ];
-const BASIC_PREFIX: &[&str] = &["envoy_server", "envoy_control_plane", "envoy_dns_filter", "envoy_dns_cares"];
+const BASIC_PREFIX: &[&str] = &[
+    "envoy_server",
+    "envoy_control_plane",
+    "envoy_dns_filter",
+    "envoy_dns_cares",
+];
 
 /// Whether an Envoy entity name (cluster, HTTP connection manager prefix, listener address)
 /// is internal: prefix `system_` or `_`, `ads_cluster`, `access_log_sink` or `admin`.
@@ -116,16 +151,21 @@ impl FamilyFilter {
             .unwrap_or_else(|| vec!["Basic"]);
         let all = names.contains(&"All");
         let basic = names.contains(&"Basic");
-        let basic = basic.then(|| {
-            let mut c = Compiled::default();
-            c.exact = BASIC_EXACT.iter().map(|s| s.to_string()).collect();
-            c.prefix = BASIC_PREFIX.iter().map(|s| s.to_string()).collect();
-            c.contains = Some(AhoCorasick::new(BASIC_CONTAINS).expect("literal patterns compile"));
-            c
+        let basic = basic.then(|| Compiled {
+            exact: BASIC_EXACT.iter().map(|s| s.to_string()).collect(),
+            prefix: BASIC_PREFIX.iter().map(|s| s.to_string()).collect(),
+            contains: Some(AhoCorasick::new(BASIC_CONTAINS).expect("literal patterns compile")),
+            ..Default::default()
         });
         let include = Compiled::new(profiles.and_then(|p| p.include.as_ref()).into_iter().flatten())?;
         let exclude = Compiled::new(profiles.and_then(|p| p.exclude.as_ref()).into_iter().flatten())?;
-        Ok(Self { all, drop_internal: !all && basic.is_some(), basic, include, exclude })
+        Ok(Self {
+            all,
+            drop_internal: !all && basic.is_some(),
+            basic,
+            include,
+            exclude,
+        })
     }
 
     /// Whether the family `name` is kept.
@@ -153,7 +193,16 @@ mod tests {
     use crate::meshmetric::Profile;
 
     fn mk(profiles: &[&str], include: &[(&str, &str)], exclude: &[(&str, &str)]) -> FamilyFilter {
-        let sel = |l: &[(&str, &str)]| Some(l.iter().map(|(k, m)| Selector { kind: k.to_string(), pattern: m.to_string() }).collect());
+        let sel = |l: &[(&str, &str)]| {
+            Some(
+                l.iter()
+                    .map(|(k, m)| Selector {
+                        kind: k.to_string(),
+                        pattern: m.to_string(),
+                    })
+                    .collect(),
+            )
+        };
         let p = Profiles {
             append_profiles: Some(profiles.iter().map(|n| Profile { name: n.to_string() }).collect()),
             include: sel(include),
@@ -185,7 +234,11 @@ mod tests {
         assert!(f.keep_family("envoy_cluster_version"));
         assert!(!f.keep_family("envoy_server_uptime"));
         // include wins over exclude
-        let f = mk(&["Basic"], &[("Prefix", "envoy_server_live")], &[("Prefix", "envoy_server")]);
+        let f = mk(
+            &["Basic"],
+            &[("Prefix", "envoy_server_live")],
+            &[("Prefix", "envoy_server")],
+        );
         assert!(f.keep_family("envoy_server_live"));
         assert!(!f.keep_family("envoy_server_uptime"));
         let f = mk(&["Basic", "All"], &[], &[("Contains", "uptime")]);

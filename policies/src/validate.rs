@@ -24,13 +24,20 @@ pub struct Violation {
 
 impl Violation {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() { write!(f, "{}", self.message) } else { write!(f, "{}: {}", self.field, self.message) }
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
     }
 }
 
@@ -72,17 +79,25 @@ pub fn validate_meshmetric(spec: &MeshMetricSpec) -> Violations {
     if let Some(tr) = &spec.target_ref {
         let f = "spec.targetRef";
         if !TARGET_REF_KINDS.contains(&tr.kind.as_str()) {
-            v.push(format!("{f}.kind"), format!("unknown kind {:?}; accepted: {}", tr.kind, TARGET_REF_KINDS.join(", ")));
+            v.push(
+                format!("{f}.kind"),
+                format!("unknown kind {:?}; accepted: {}", tr.kind, TARGET_REF_KINDS.join(", ")),
+            );
         }
         let needs_name = matches!(tr.kind.as_str(), "MeshService" | "MeshServiceSubset");
         if needs_name && tr.name.as_deref().unwrap_or("").is_empty() {
             v.push(format!("{f}.name"), format!("required for kind {}", tr.kind));
         }
-        if tr.kind == "Mesh" && (tr.name.is_some() || tr.labels.is_some() || tr.tags.is_some() || tr.section_name.is_some()) {
+        if tr.kind == "Mesh"
+            && (tr.name.is_some() || tr.labels.is_some() || tr.tags.is_some() || tr.section_name.is_some())
+        {
             v.push(f, "kind Mesh takes no name, labels, tags or sectionName");
         }
         if tr.tags.is_some() && !matches!(tr.kind.as_str(), "MeshSubset" | "MeshServiceSubset") {
-            v.push(format!("{f}.tags"), "only allowed with kind MeshSubset or MeshServiceSubset");
+            v.push(
+                format!("{f}.tags"),
+                "only allowed with kind MeshSubset or MeshServiceSubset",
+            );
         }
         if tr.labels.is_some() && tr.kind != "Dataplane" {
             v.push(format!("{f}.labels"), "only allowed with kind Dataplane");
@@ -105,7 +120,10 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
         for (i, p) in profiles.append_profiles.iter().flatten().enumerate() {
             let field = format!("{pf}.appendProfiles[{i}].name");
             if !PROFILE_NAMES.contains(&p.name.as_str()) {
-                v.push(field, format!("unknown profile {:?}; accepted: {}", p.name, PROFILE_NAMES.join(", ")));
+                v.push(
+                    field,
+                    format!("unknown profile {:?}; accepted: {}", p.name, PROFILE_NAMES.join(", ")),
+                );
             } else if !seen.insert(p.name.as_str()) {
                 v.push(field, format!("profile {:?} is listed twice", p.name));
             }
@@ -124,14 +142,20 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
         if let Some(p) = &a.path {
             check_path(p, &format!("{af}.path"), v);
         }
-        if let Some(n) = &a.name {
-            if let Some(j) = app_names.insert(n.clone(), i) {
-                v.push(format!("{af}.name"), format!("name {n:?} is already used by applications[{j}]"));
-            }
+        if let Some(n) = &a.name
+            && let Some(j) = app_names.insert(n.clone(), i)
+        {
+            v.push(
+                format!("{af}.name"),
+                format!("name {n:?} is already used by applications[{j}]"),
+            );
         }
         let key = (a.address.clone().unwrap_or_default(), a.port);
         if let Some(j) = app_ports.insert(key, i) {
-            v.push(format!("{af}.port"), format!("port {} is already scraped by applications[{j}]", a.port));
+            v.push(
+                format!("{af}.port"),
+                format!("port {} is already scraped by applications[{j}]", a.port),
+            );
         }
     }
     let mut client_ids = BTreeMap::new();
@@ -156,18 +180,36 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
                 }
                 let port = p.port.unwrap_or(crate::meshmetric::DEFAULT_PROMETHEUS_PORT as i64);
                 if let Some(j) = ports.insert(port, i) {
-                    v.push(format!("{pf}.port"), format!("port {port} is already used by backends[{j}]; each Prometheus backend needs its own port"));
+                    v.push(
+                        format!("{pf}.port"),
+                        format!(
+                            "port {port} is already used by backends[{j}]; each Prometheus backend needs its own port"
+                        ),
+                    );
                 }
                 let cid = p.client_id.clone().unwrap_or_default();
                 if let Some(j) = client_ids.insert(cid.clone(), i) {
-                    let what = if cid.is_empty() { "no clientId (the default client)".to_string() } else { format!("clientId {cid:?}") };
-                    v.push(format!("{pf}.clientId"), format!("backends[{j}] already has {what}; clientIds must be unique"));
+                    let what = if cid.is_empty() {
+                        "no clientId (the default client)".to_string()
+                    } else {
+                        format!("clientId {cid:?}")
+                    };
+                    v.push(
+                        format!("{pf}.clientId"),
+                        format!("backends[{j}] already has {what}; clientIds must be unique"),
+                    );
                 }
                 if let Some(tls) = &p.tls {
                     match tls.mode.as_str() {
                         "Disabled" | "ProvidedTLS" => {}
-                        "ActiveMTLSBackend" => v.push(format!("{pf}.tls.mode"), "ActiveMTLSBackend is not supported (it needs a mesh CA); accepted: Disabled, ProvidedTLS"),
-                        m => v.push(format!("{pf}.tls.mode"), format!("unknown mode {m:?}; accepted: Disabled, ProvidedTLS")),
+                        "ActiveMTLSBackend" => v.push(
+                            format!("{pf}.tls.mode"),
+                            "ActiveMTLSBackend is not supported (it needs a mesh CA); accepted: Disabled, ProvidedTLS",
+                        ),
+                        m => v.push(
+                            format!("{pf}.tls.mode"),
+                            format!("unknown mode {m:?}; accepted: Disabled, ProvidedTLS"),
+                        ),
                     }
                 }
             }
@@ -191,22 +233,35 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
                     }
                 }
             }
-            other => v.push(format!("{bf}.type"), format!("unknown backend type {other:?}; accepted: Prometheus, OpenTelemetry")),
+            other => v.push(
+                format!("{bf}.type"),
+                format!("unknown backend type {other:?}; accepted: Prometheus, OpenTelemetry"),
+            ),
         }
     }
 }
 
 fn validate_selector(s: &Selector, f: &str, v: &mut Violations) {
     if !SELECTOR_TYPES.contains(&s.kind.as_str()) {
-        v.push(format!("{f}.type"), format!("unknown selector type {:?}; accepted: {}", s.kind, SELECTOR_TYPES.join(", ")));
+        v.push(
+            format!("{f}.type"),
+            format!(
+                "unknown selector type {:?}; accepted: {}",
+                s.kind,
+                SELECTOR_TYPES.join(", ")
+            ),
+        );
     }
     if s.pattern.is_empty() {
         v.push(format!("{f}.match"), "must not be empty");
-    } else if s.kind == "Regex" {
-        if let Err(e) = regex::Regex::new(&s.pattern) {
-            let msg = e.to_string().lines().last().unwrap_or_default().trim().to_string();
-            v.push(format!("{f}.match"), format!("invalid regular expression {:?}: {msg}", s.pattern));
-        }
+    } else if s.kind == "Regex"
+        && let Err(e) = regex::Regex::new(&s.pattern)
+    {
+        let msg = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+        v.push(
+            format!("{f}.match"),
+            format!("invalid regular expression {:?}: {msg}", s.pattern),
+        );
     }
 }
 
@@ -227,10 +282,14 @@ fn check_path(path: &str, field: &str, v: &mut Violations) {
 /// Checks an OTLP endpoint given as `host:port` (Kuma rule: not a URL).
 pub fn check_host_port(endpoint: &str) -> Result<(), String> {
     if endpoint.contains("://") {
-        return Err(format!("{endpoint:?} is a URL; accepted: host:port, e.g. otel-collector:4317"));
+        return Err(format!(
+            "{endpoint:?} is a URL; accepted: host:port, e.g. otel-collector:4317"
+        ));
     }
     let Some((host, port)) = endpoint.rsplit_once(':') else {
-        return Err(format!("{endpoint:?} has no port; accepted: host:port, e.g. otel-collector:4317"));
+        return Err(format!(
+            "{endpoint:?} has no port; accepted: host:port, e.g. otel-collector:4317"
+        ));
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || host.contains('/') {
@@ -238,7 +297,9 @@ pub fn check_host_port(endpoint: &str) -> Result<(), String> {
     }
     match port.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(()),
-        _ => Err(format!("{endpoint:?} has an invalid port; accepted: host:port with port 1-65535")),
+        _ => Err(format!(
+            "{endpoint:?} has an invalid port; accepted: host:port with port 1-65535"
+        )),
     }
 }
 
@@ -257,7 +318,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
         let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -278,7 +341,10 @@ pub fn validate_dataplane(dp: &Dataplane, prefix: &str) -> Violations {
     let mut v = Violations::default();
     let n = &dp.networking;
     if n.address.parse::<std::net::IpAddr>().is_err() {
-        v.push(format!("{prefix}.address"), format!("{:?} is not an IP address; accepted: e.g. 10.0.0.1", n.address));
+        v.push(
+            format!("{prefix}.address"),
+            format!("{:?} is not an IP address; accepted: e.g. 10.0.0.1", n.address),
+        );
     }
     let mut ports = BTreeMap::new();
     for (i, ib) in n.inbound.iter().enumerate() {
@@ -288,7 +354,10 @@ pub fn validate_dataplane(dp: &Dataplane, prefix: &str) -> Violations {
             check_port(sp, &format!("{f}.servicePort"), &mut v);
         }
         if let Some(j) = ports.insert(ib.port, i) {
-            v.push(format!("{f}.port"), format!("port {} is already used by inbound[{j}]", ib.port));
+            v.push(
+                format!("{f}.port"),
+                format!("port {} is already used by inbound[{j}]", ib.port),
+            );
         }
     }
     if let Some(a) = &n.admin {

@@ -80,14 +80,25 @@ spec:
 
 #[test]
 fn type_errors_and_unknown_fields_name_the_field() {
-    assert_eq!(fields("type: MeshMetric\nname: x\nspec: {default: {backends: [{type: Prometheus, prometheus: {port: abc}}]}}"), ["spec.default.backends[0].prometheus.port"]);
-    assert_eq!(fields("type: MeshMetric\nname: x\nspec: {default: {sidecar: {includeUnsued: true}}}"), ["spec.default.sidecar.includeUnsued"]);
-    assert_eq!(fields("type: Dataplane\nname: d\nnetworking: {address: nope}"), ["networking.address"]);
+    assert_eq!(
+        fields("type: MeshMetric\nname: x\nspec: {default: {backends: [{type: Prometheus, prometheus: {port: abc}}]}}"),
+        ["spec.default.backends[0].prometheus.port"]
+    );
+    assert_eq!(
+        fields("type: MeshMetric\nname: x\nspec: {default: {sidecar: {includeUnsued: true}}}"),
+        ["spec.default.sidecar.includeUnsued"]
+    );
+    assert_eq!(
+        fields("type: Dataplane\nname: d\nnetworking: {address: nope}"),
+        ["networking.address"]
+    );
 }
 
 #[test]
 fn syntax_errors_carry_line_and_column() {
     let err = parse_documents("type: MeshMetric\nname: x\nspec: {default: [\n").unwrap_err();
-    let ParseError::Syntax(msg) = err else { panic!("{err:?}") };
+    let ParseError::Syntax(msg) = err else {
+        panic!("{err:?}")
+    };
     assert!(msg.contains("line"), "{msg}");
 }

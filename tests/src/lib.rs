@@ -10,15 +10,24 @@ use std::time::{Duration, Instant};
 
 /// Root of the workspace.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// Path of a binary of this workspace (built by `cargo build --workspace --bins`, which the
 /// test script runs first).
 pub fn bin(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
     let p = target.join("debug").join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -42,7 +51,11 @@ pub fn envoy() -> PathBuf {
 
 /// A free TCP port on `ip` (bound then released).
 pub fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).expect("bind port 0").local_addr().expect("local addr").port()
+    TcpListener::bind((ip, 0))
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 /// A loopback address in 127.0.0.0/8 derived from the PID and `salt`, whose `port` is free.
@@ -77,7 +90,11 @@ impl Proc {
             .stderr(f)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-        Proc { name: name.to_string(), child, log }
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     /// The process's log so far.
@@ -120,7 +137,11 @@ pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>) -> std::io
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let body = body.unwrap_or("");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();

@@ -43,17 +43,55 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
         ),
     )
     .unwrap();
-    std::fs::write(resources.join("policy.yaml"), policy("Basic", "exclude: [{type: Exact, match: envoy_server_uptime}]", app_port.into())).unwrap();
+    std::fs::write(
+        resources.join("policy.yaml"),
+        policy(
+            "Basic",
+            "exclude: [{type: Exact, match: envoy_server_uptime}]",
+            app_port.into(),
+        ),
+    )
+    .unwrap();
 
-    let _app = Proc::start("app", &dir, &bin("meshmetric-sample-app"), &["--address", &format!("127.0.0.1:{app_port}")]);
-    let mut cp = Proc::start("cp", &dir, &bin("meshmetric-cp"), &["-f", resources.to_str().unwrap(), "--api-address", &api, "--xds-address", &xds]);
-    wait_for(Duration::from_secs(20), || get_ok(&api, "/ready")).unwrap_or_else(|| panic!("control plane not ready:\n{}", cp.log_text()));
+    let _app = Proc::start(
+        "app",
+        &dir,
+        &bin("meshmetric-sample-app"),
+        &["--address", &format!("127.0.0.1:{app_port}")],
+    );
+    let mut cp = Proc::start(
+        "cp",
+        &dir,
+        &bin("meshmetric-cp"),
+        &[
+            "-f",
+            resources.to_str().unwrap(),
+            "--api-address",
+            &api,
+            "--xds-address",
+            &xds,
+        ],
+    );
+    wait_for(Duration::from_secs(20), || get_ok(&api, "/ready"))
+        .unwrap_or_else(|| panic!("control plane not ready:\n{}", cp.log_text()));
     let envoy = envoy();
     let mut dp = Proc::start(
         "dp",
         &dir,
         &bin("meshmetric-dp"),
-        &["run", "--name", "web-01", "--workdir", dir.join("dp").to_str().unwrap(), "--cp-address", &xds, "--admin-address", &admin, "--envoy-binary", envoy.to_str().unwrap()],
+        &[
+            "run",
+            "--name",
+            "web-01",
+            "--workdir",
+            dir.join("dp").to_str().unwrap(),
+            "--cp-address",
+            &xds,
+            "--admin-address",
+            &admin,
+            "--envoy-binary",
+            envoy.to_str().unwrap(),
+        ],
     );
     let prom = format!("{ip}:5670");
     let inbound = format!("{ip}:{inbound_port}");
@@ -62,15 +100,24 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     let basic = wait_for(Duration::from_secs(60), || {
         let _ = http("GET", &inbound, "/", None);
         let b = get_ok(&prom, "/metrics")?;
-        (has_metric(&b, "sample_app_requests_total") && b.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"localhost_")).then_some(b)
+        (has_metric(&b, "sample_app_requests_total")
+            && b.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"localhost_"))
+        .then_some(b)
     })
     .unwrap_or_else(|| {
         dp.assert_running();
         cp.assert_running();
-        panic!("merged metrics never arrived through Envoy's Prometheus listener\ncp:\n{}\ndp:\n{}", cp.log_text(), dp.log_text())
+        panic!(
+            "merged metrics never arrived through Envoy's Prometheus listener\ncp:\n{}\ndp:\n{}",
+            cp.log_text(),
+            dp.log_text()
+        )
     });
     // the application's metrics, merged with extra labels
-    assert!(basic.contains("sample_app_requests_total{path=\"/\",dataplane=\"web-01\""), "{basic}");
+    assert!(
+        basic.contains("sample_app_requests_total{path=\"/\",dataplane=\"web-01\""),
+        "{basic}"
+    );
     assert!(has_metric(&basic, "sample_app_request_duration_seconds_bucket"));
     // a Basic Envoy metric
     assert!(has_metric(&basic, "envoy_server_live"), "Basic keeps envoy_server_*");
@@ -80,23 +127,49 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     // a family outside Basic
     assert!(!has_metric(&basic, "envoy_cluster_lb_healthy_panic_x") && !has_metric(&basic, "envoy_cluster_version"));
     // no internal clusters / listeners / admin
-    for internal in ["ads_cluster", "_meshmetric", "\"admin\"", "system_", "envoy_listener_admin_"] {
-        assert!(!series(&basic).iter().any(|l| l.starts_with("envoy") && l.contains(internal)), "Basic leaked {internal}:\n{basic}");
+    for internal in [
+        "ads_cluster",
+        "_meshmetric",
+        "\"admin\"",
+        "system_",
+        "envoy_listener_admin_",
+    ] {
+        assert!(
+            !series(&basic)
+                .iter()
+                .any(|l| l.starts_with("envoy") && l.contains(internal)),
+            "Basic leaked {internal}:\n{basic}"
+        );
     }
     let basic_count = series(&basic).len();
 
     // change to All over the REST API: arrives without restarting anything
     let changed_at = Instant::now();
-    let (st, body) = http("PUT", &api, "/meshes/default/meshmetrics/metrics-default", Some(&policy("All", "", app_port.into()))).unwrap();
+    let (st, body) = http(
+        "PUT",
+        &api,
+        "/meshes/default/meshmetrics/metrics-default",
+        Some(&policy("All", "", app_port.into())),
+    )
+    .unwrap();
     assert!(st == 200 || st == 201, "{st} {body}");
     let all = wait_for(Duration::from_secs(15), || {
         let b = get_ok(&prom, "/metrics")?;
         (has_metric(&b, "envoy_server_uptime") && b.contains("envoy_cluster_name=\"ads_cluster\"")).then_some(b)
     })
-    .unwrap_or_else(|| panic!("the All profile never took effect\ncp:\n{}\ndp:\n{}", cp.log_text(), dp.log_text()));
+    .unwrap_or_else(|| {
+        panic!(
+            "the All profile never took effect\ncp:\n{}\ndp:\n{}",
+            cp.log_text(),
+            dp.log_text()
+        )
+    });
     let propagation = changed_at.elapsed();
     let all_count = series(&all).len();
-    assert!(all_count > basic_count, "All ({all_count}) must export more than Basic ({basic_count})");
+    assert!(
+        all_count > basic_count,
+        "All ({all_count}) must export more than Basic ({basic_count})"
+    );
     dp.assert_running();
 
     // an invalid policy is rejected with its field path; the old config keeps serving
@@ -111,17 +184,32 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
         assert!(body.contains(field), "400 body must name {field}: {body}");
     }
     let (_, stored) = http("GET", &api, "/meshes/default/meshmetrics/metrics-default", None).unwrap();
-    assert!(stored.contains("\"All\""), "stored policy must be the last good one: {stored}");
+    assert!(
+        stored.contains("\"All\""),
+        "stored policy must be the last good one: {stored}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     let after = get_ok(&prom, "/metrics").expect("still serving");
-    assert!(has_metric(&after, "envoy_server_uptime") && has_metric(&after, "sample_app_requests_total"), "old config must keep serving");
-    assert!(!cp.log_text().contains("NACK"), "Envoy must not have rejected any config:\n{}", cp.log_text());
+    assert!(
+        has_metric(&after, "envoy_server_uptime") && has_metric(&after, "sample_app_requests_total"),
+        "old config must keep serving"
+    );
+    assert!(
+        !cp.log_text().contains("NACK"),
+        "Envoy must not have rejected any config:\n{}",
+        cp.log_text()
+    );
 
     // the effective config of the proxy
     let (st, eff) = http("GET", &api, "/meshes/default/dataplanes/web-01/meshmetric", None).unwrap();
     assert_eq!(st, 200);
-    assert!(eff.contains("\"metrics-default\"") && eff.contains("\"kuma.workload\":\"web\""), "{eff}");
+    assert!(
+        eff.contains("\"metrics-default\"") && eff.contains("\"kuma.workload\":\"web\""),
+        "{eff}"
+    );
 
-    eprintln!("e2e: Basic returned {basic_count} series, All returned {all_count}; the All policy reached Envoy's listener in {propagation:?}");
+    eprintln!(
+        "e2e: Basic returned {basic_count} series, All returned {all_count}; the All policy reached Envoy's listener in {propagation:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -46,13 +46,20 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(count = initial.len(), "resources loaded");
     store.apply(initial);
 
-    let api_listener = tokio::net::TcpListener::bind(args.api_address).await.with_context(|| format!("binding the API on {}", args.api_address))?;
-    let xds_listener = tokio::net::TcpListener::bind(args.xds_address).await.with_context(|| format!("binding ADS on {}", args.xds_address))?;
+    let api_listener = tokio::net::TcpListener::bind(args.api_address)
+        .await
+        .with_context(|| format!("binding the API on {}", args.api_address))?;
+    let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
+        .await
+        .with_context(|| format!("binding ADS on {}", args.xds_address))?;
     tracing::info!(api = %args.api_address, xds = %args.xds_address, "control plane listening");
 
     let api = axum::serve(api_listener, api::router(store.clone())).with_graceful_shutdown(shutdown());
     let ads = tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(Ads::new(store, args.default_workdir_root)))
+        .add_service(AggregatedDiscoveryServiceServer::new(Ads::new(
+            store,
+            args.default_workdir_root,
+        )))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     tokio::select! {
         r = api => r.context("API server")?,

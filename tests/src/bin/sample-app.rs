@@ -50,16 +50,26 @@ async fn metrics(State(s): State<Arc<Stats>>) -> ([(&'static str, &'static str);
     out.push_str("# HELP sample_app_requests_total Requests served by the sample app.\n# TYPE sample_app_requests_total counter\n");
     out.push_str(&format!("sample_app_requests_total{{path=\"/\"}} {n}\n"));
     out.push_str("# HELP sample_app_uptime_seconds Seconds since the sample app started.\n# TYPE sample_app_uptime_seconds gauge\n");
-    out.push_str(&format!("sample_app_uptime_seconds {}\n", s.started.elapsed().as_secs_f64()));
+    out.push_str(&format!(
+        "sample_app_uptime_seconds {}\n",
+        s.started.elapsed().as_secs_f64()
+    ));
     out.push_str("# HELP sample_app_request_duration_seconds Request latency.\n# TYPE sample_app_request_duration_seconds histogram\n");
     let mut cum = 0;
     for (i, b) in BOUNDS.iter().enumerate() {
         cum += s.buckets[i].load(Ordering::Relaxed);
-        out.push_str(&format!("sample_app_request_duration_seconds_bucket{{le=\"{b}\"}} {cum}\n"));
+        out.push_str(&format!(
+            "sample_app_request_duration_seconds_bucket{{le=\"{b}\"}} {cum}\n"
+        ));
     }
     cum += s.buckets[3].load(Ordering::Relaxed);
-    out.push_str(&format!("sample_app_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}\n"));
-    out.push_str(&format!("sample_app_request_duration_seconds_sum {}\n", s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6));
+    out.push_str(&format!(
+        "sample_app_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}\n"
+    ));
+    out.push_str(&format!(
+        "sample_app_request_duration_seconds_sum {}\n",
+        s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    ));
     out.push_str(&format!("sample_app_request_duration_seconds_count {cum}\n"));
     ([("content-type", "text/plain; version=0.0.4")], out)
 }
@@ -73,7 +83,10 @@ async fn main() -> anyhow::Result<()> {
         buckets: Default::default(),
         sum_micros: AtomicU64::new(0),
     });
-    let app = Router::new().route("/", get(hello)).route("/metrics", get(metrics)).with_state(stats);
+    let app = Router::new()
+        .route("/", get(hello))
+        .route("/metrics", get(metrics))
+        .with_state(stats);
     let l = tokio::net::TcpListener::bind(args.address).await?;
     eprintln!("sample app listening on {}", args.address);
     axum::serve(l, app).await?;
