@@ -111,7 +111,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
     let p = params(&args.proxy)?;
     let workdir = PathBuf::from(&p.workdir);
     std::fs::create_dir_all(&workdir).with_context(|| format!("creating workdir {}", workdir.display()))?;

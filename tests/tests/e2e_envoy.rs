@@ -213,3 +213,89 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn e2e_nack_is_logged_with_envoys_error_and_recovery_follows() {
+    let dir = workdir("nack");
+    let ip = free_loopback(2, 5670);
+    let app_port = free_port("127.0.0.1");
+    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let resources = dir.join("resources");
+    std::fs::create_dir_all(&resources).unwrap();
+    std::fs::write(
+        resources.join("dataplane.yaml"),
+        format!("type: Dataplane\nname: web-02\nnetworking:\n  address: {ip}\n  inbound: [{{port: {}, servicePort: {app_port}}}]\n", free_port(&ip)),
+    )
+    .unwrap();
+    std::fs::write(resources.join("policy.yaml"), policy("Basic", "", app_port.into())).unwrap();
+    let _app = Proc::start(
+        "app",
+        &dir,
+        &bin("meshmetric-sample-app"),
+        &["--address", &format!("127.0.0.1:{app_port}")],
+    );
+    let cp = Proc::start(
+        "cp",
+        &dir,
+        &bin("meshmetric-cp"),
+        &[
+            "-f",
+            resources.to_str().unwrap(),
+            "--api-address",
+            &api,
+            "--xds-address",
+            &xds,
+        ],
+    );
+    wait_for(Duration::from_secs(20), || get_ok(&api, "/ready")).expect("control plane ready");
+    let _dp = Proc::start(
+        "dp",
+        &dir,
+        &bin("meshmetric-dp"),
+        &[
+            "run",
+            "--name",
+            "web-02",
+            "--workdir",
+            dir.join("dp").to_str().unwrap(),
+            "--cp-address",
+            &xds,
+            "--admin-address",
+            &admin,
+            "--envoy-binary",
+            envoy().to_str().unwrap(),
+        ],
+    );
+    wait_for(Duration::from_secs(60), || {
+        get_ok(&format!("{ip}:5670"), "/metrics").filter(|b| has_metric(b, "sample_app_requests_total"))
+    })
+    .unwrap_or_else(|| panic!("never served:\n{}", cp.log_text()));
+
+    // something else holds the new port: Envoy cannot bind the listener and NACKs
+    let blocked = free_port(&ip);
+    let squatter = std::net::TcpListener::bind((ip.as_str(), blocked)).unwrap();
+    let moved = policy("Basic", "", app_port.into()).replace("port: 5670", &format!("port: {blocked}"));
+    let (st, body) = http("PUT", &api, "/meshes/default/meshmetrics/metrics-default", Some(&moved)).unwrap();
+    assert!(st == 200 || st == 201, "{body}");
+    let nack = wait_for(Duration::from_secs(15), || {
+        let log = cp.log_text();
+        log.lines().find(|l| l.contains("NACK")).map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no NACK logged:\n{}", cp.log_text()));
+    assert!(
+        nack.contains("envoy_error") && nack.contains(&blocked.to_string()),
+        "the NACK log must carry Envoy's error: {nack}"
+    );
+    eprintln!("NACK as logged by the control plane: {nack}");
+    // the stream survives: once the port is free and the config changes, Envoy accepts it
+    drop(squatter);
+    let back = policy("All", "", app_port.into()).replace("port: 5670", &format!("port: {blocked}"));
+    http("PUT", &api, "/meshes/default/meshmetrics/metrics-default", Some(&back)).unwrap();
+    wait_for(Duration::from_secs(20), || {
+        get_ok(&format!("{ip}:{blocked}"), "/metrics").filter(|b| has_metric(b, "sample_app_requests_total"))
+    })
+    .unwrap_or_else(|| panic!("no recovery after the NACK:\n{}", cp.log_text()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
     if args.log_format == "json" {
         tracing_subscriber::fmt().with_env_filter(filter).json().init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
     }
     let store = Arc::new(Store::default());
     let initial = api::load_paths(&args.resources).context("loading resources")?;
