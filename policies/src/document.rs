@@ -86,7 +86,16 @@ impl ParseError {
 /// Errors: [`ParseError::Syntax`] with line and column for malformed text;
 /// [`ParseError::Invalid`] with every violation of the first invalid document.
 pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
+    let trimmed = text.trim_start();
+    let docs: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        // JSON is parsed strictly (YAML would accept `{"a": }`); an array holds several documents
+        match serde_json::from_str::<Value>(text).map_err(|e| ParseError::Syntax(format!("JSON: {e}")))? {
+            Value::Array(items) => items,
+            v => vec![v],
+        }
+    } else {
+        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))?
+    };
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
@@ -220,16 +229,7 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
             } else {
                 body
             };
-            let spec: Option<MeshMetricSpec> = match serde_path_to_error::deserialize(body) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    violations.push(Violation::new(
-                        join("spec", &e.path().to_string()),
-                        e.inner().to_string(),
-                    ));
-                    None
-                }
-            };
+            let spec: Option<MeshMetricSpec> = deserialize_all(body, "spec", &mut violations);
             if let Some(spec) = &spec {
                 violations.extend(validate_meshmetric(spec).0);
             }
@@ -247,16 +247,7 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
                 ));
                 return Err(invalid(&kind, &meta.name, violations));
             }
-            let networking: Option<Networking> = match serde_path_to_error::deserialize(body) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    violations.push(Violation::new(
-                        join(prefix, &e.path().to_string()),
-                        e.inner().to_string(),
-                    ));
-                    None
-                }
-            };
+            let networking: Option<Networking> = deserialize_all(body, prefix, &mut violations);
             let dp = networking.map(|networking| Dataplane {
                 meta: meta.clone(),
                 networking,
@@ -280,6 +271,55 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
             Err(invalid(other, &meta.name, violations))
         }
     }
+}
+
+/// Deserializes `body`, collecting every type error and unknown field (each with its path)
+/// instead of stopping at the first: the offending field is removed (an array element is
+/// replaced by `{}`) and deserialization retried. Returns the value deserialized from what
+/// remains, so rule validation can still report the rest of the document.
+fn deserialize_all<T: serde::de::DeserializeOwned>(
+    mut body: Value,
+    prefix: &str,
+    violations: &mut Vec<Violation>,
+) -> Option<T> {
+    use serde_path_to_error::Segment;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..256 {
+        let err = match serde_path_to_error::deserialize::<_, T>(body.clone()) {
+            Ok(t) => return Some(t),
+            Err(e) => e,
+        };
+        let path = err.path().to_string();
+        let msg = err.inner().to_string();
+        let msg = match msg.split_once(", expected one of ") {
+            Some((head, accepted)) => format!("{head}; accepted: {}", accepted.replace('`', "")),
+            None => msg,
+        };
+        violations.push(Violation::new(join(prefix, &path), msg));
+        if !seen.insert(path) {
+            return None;
+        }
+        let segs: Vec<&Segment> = err.path().iter().collect();
+        let (last, parents) = segs.split_last()?;
+        let mut cur = &mut body;
+        for seg in parents {
+            cur = match (seg, cur) {
+                (Segment::Map { key }, Value::Object(m)) => m.get_mut(key)?,
+                (Segment::Seq { index }, Value::Array(a)) => a.get_mut(*index)?,
+                _ => return None,
+            };
+        }
+        match (last, cur) {
+            (Segment::Map { key }, Value::Object(m)) => {
+                m.remove(key);
+            }
+            (Segment::Seq { index }, Value::Array(a)) if *index < a.len() => {
+                a[*index] = Value::Object(Default::default())
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn join(prefix: &str, path: &str) -> String {

@@ -78,7 +78,12 @@ pub fn validate_meshmetric(spec: &MeshMetricSpec) -> Violations {
     let mut v = Violations::default();
     if let Some(tr) = &spec.target_ref {
         let f = "spec.targetRef";
-        if !TARGET_REF_KINDS.contains(&tr.kind.as_str()) {
+        if tr.kind.is_empty() {
+            v.push(
+                format!("{f}.kind"),
+                format!("required; accepted: {}", TARGET_REF_KINDS.join(", ")),
+            );
+        } else if !TARGET_REF_KINDS.contains(&tr.kind.as_str()) {
             v.push(
                 format!("{f}.kind"),
                 format!("unknown kind {:?}; accepted: {}", tr.kind, TARGET_REF_KINDS.join(", ")),
@@ -119,7 +124,9 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
         let mut seen = BTreeSet::new();
         for (i, p) in profiles.append_profiles.iter().flatten().enumerate() {
             let field = format!("{pf}.appendProfiles[{i}].name");
-            if !PROFILE_NAMES.contains(&p.name.as_str()) {
+            if p.name.is_empty() {
+                v.push(field, format!("required; accepted: {}", PROFILE_NAMES.join(", ")));
+            } else if !PROFILE_NAMES.contains(&p.name.as_str()) {
                 v.push(
                     field,
                     format!("unknown profile {:?}; accepted: {}", p.name, PROFILE_NAMES.join(", ")),
@@ -160,6 +167,7 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
     }
     let mut client_ids = BTreeMap::new();
     let mut ports = BTreeMap::new();
+    let mut endpoints = BTreeMap::new();
     for (i, b) in conf.backends.iter().flatten().enumerate() {
         let bf = format!("{f}.backends[{i}]");
         match b.kind.as_str() {
@@ -202,6 +210,7 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
                 if let Some(tls) = &p.tls {
                     match tls.mode.as_str() {
                         "Disabled" | "ProvidedTLS" => {}
+                        "" => v.push(format!("{pf}.tls.mode"), "required; accepted: Disabled, ProvidedTLS"),
                         "ActiveMTLSBackend" => v.push(
                             format!("{pf}.tls.mode"),
                             "ActiveMTLSBackend is not supported (it needs a mesh CA); accepted: Disabled, ProvidedTLS",
@@ -232,7 +241,18 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
                         Err(e) => v.push(format!("{of}.refreshInterval"), e),
                     }
                 }
+                validate_otel(o, &of, v);
+                if let Some(j) = endpoints.insert(o.endpoint.clone(), i) {
+                    v.push(
+                        format!("{of}.endpoint"),
+                        format!(
+                            "endpoint {:?} is already used by backends[{j}]; each collector needs one backend",
+                            o.endpoint
+                        ),
+                    );
+                }
             }
+            "" => v.push(format!("{bf}.type"), "required; accepted: Prometheus, OpenTelemetry"),
             other => v.push(
                 format!("{bf}.type"),
                 format!("unknown backend type {other:?}; accepted: Prometheus, OpenTelemetry"),
@@ -242,7 +262,12 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
 }
 
 fn validate_selector(s: &Selector, f: &str, v: &mut Violations) {
-    if !SELECTOR_TYPES.contains(&s.kind.as_str()) {
+    if s.kind.is_empty() {
+        v.push(
+            format!("{f}.type"),
+            format!("required; accepted: {}", SELECTOR_TYPES.join(", ")),
+        );
+    } else if !SELECTOR_TYPES.contains(&s.kind.as_str()) {
         v.push(
             format!("{f}.type"),
             format!(
@@ -266,7 +291,9 @@ fn validate_selector(s: &Selector, f: &str, v: &mut Violations) {
 }
 
 fn check_port(port: i64, field: &str, v: &mut Violations) {
-    if !(1..=65535).contains(&port) {
+    if port == 0 {
+        v.push(field, "required; accepted: a port 1-65535");
+    } else if !(1..=65535).contains(&port) {
         v.push(field, format!("port {port} is out of range; accepted: 1-65535"));
     }
 }
@@ -279,8 +306,126 @@ fn check_path(path: &str, field: &str, v: &mut Violations) {
     }
 }
 
+/// Header names whose values are secrets: they must come from `valueFrom`.
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie")
+        || ["token", "secret", "key", "password", "auth"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+fn validate_otel(o: &crate::meshmetric::OpenTelemetryBackend, of: &str, v: &mut Violations) {
+    if let Some(p) = &o.protocol
+        && !matches!(p.as_str(), "grpc" | "http")
+    {
+        v.push(
+            format!("{of}.protocol"),
+            format!("unknown protocol {p:?}; accepted: grpc, http"),
+        );
+    }
+    if let Some(t) = &o.timeout {
+        match parse_duration(t) {
+            Ok(d) if d.is_zero() => v.push(format!("{of}.timeout"), "must be greater than 0"),
+            Ok(_) => {}
+            Err(e) => v.push(format!("{of}.timeout"), e),
+        }
+    }
+    if let Some(c) = &o.compression
+        && !matches!(c.as_str(), "gzip" | "none")
+    {
+        v.push(
+            format!("{of}.compression"),
+            format!("unknown compression {c:?}; accepted: gzip, none"),
+        );
+    }
+    if let Some(t) = &o.temporality
+        && !matches!(t.as_str(), "Cumulative" | "Delta")
+    {
+        v.push(
+            format!("{of}.temporality"),
+            format!("unknown temporality {t:?}; accepted: Cumulative, Delta"),
+        );
+    }
+    if let Some(q) = o.queue_size
+        && !(1..=10000).contains(&q)
+    {
+        v.push(
+            format!("{of}.queueSize"),
+            format!("{q} is out of range; accepted: 1-10000"),
+        );
+    }
+    let mut names = BTreeMap::new();
+    for (i, h) in o.headers.iter().flatten().enumerate() {
+        let hf = format!("{of}.headers[{i}]");
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if h.name.is_empty() {
+            v.push(format!("{hf}.name"), "required");
+        } else if !h.name.chars().all(token) {
+            v.push(
+                format!("{hf}.name"),
+                format!("{:?} is not a valid HTTP header name", h.name),
+            );
+        } else if let Some(j) = names.insert(h.name.to_ascii_lowercase(), i) {
+            v.push(
+                format!("{hf}.name"),
+                format!("header {:?} is already set by headers[{j}]", h.name),
+            );
+        }
+        match (&h.value, &h.value_from) {
+            (Some(_), Some(_)) => v.push(hf.clone(), "set either value or valueFrom, not both"),
+            (None, None) => v.push(hf.clone(), "required: value or valueFrom"),
+            (Some(_), None) if is_secret_header(&h.name) => v.push(
+                format!("{hf}.value"),
+                format!(
+                    "header {:?} carries a secret: give it with valueFrom.file or valueFrom.env, not inline",
+                    h.name
+                ),
+            ),
+            (_, Some(from)) => match (&from.file, &from.env) {
+                (Some(f), None) if !f.starts_with('/') => v.push(
+                    format!("{hf}.valueFrom.file"),
+                    format!("{f:?} must be an absolute path"),
+                ),
+                (None, Some(e))
+                    if e.is_empty()
+                        || e.starts_with(|c: char| c.is_ascii_digit())
+                        || !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    v.push(
+                        format!("{hf}.valueFrom.env"),
+                        format!("{e:?} is not a valid environment variable name"),
+                    )
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => v.push(format!("{hf}.valueFrom"), "set exactly one of file or env"),
+            },
+            _ => {}
+        }
+    }
+    if let Some(tls) = &o.tls {
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            v.push(format!("{of}.tls"), "certFile and keyFile must be given together");
+        }
+        for (name, path) in [
+            ("caFile", &tls.ca_file),
+            ("certFile", &tls.cert_file),
+            ("keyFile", &tls.key_file),
+        ] {
+            if let Some(p) = path
+                && !p.starts_with('/')
+            {
+                v.push(format!("{of}.tls.{name}"), format!("{p:?} must be an absolute path"));
+            }
+        }
+    }
+}
+
 /// Checks an OTLP endpoint given as `host:port` (Kuma rule: not a URL).
 pub fn check_host_port(endpoint: &str) -> Result<(), String> {
+    if endpoint.is_empty() {
+        return Err("required; accepted: host:port, e.g. otel-collector:4317".into());
+    }
     if endpoint.contains("://") {
         return Err(format!(
             "{endpoint:?} is a URL; accepted: host:port, e.g. otel-collector:4317"
