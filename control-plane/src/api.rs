@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use meshmetric_policies::dpconfig::DpConfig;
 use meshmetric_policies::{Dataplane, MeshMetric, ParseError, Resource, Violation, parse_documents};
 
 use crate::store::{Kind, Store};
@@ -212,17 +211,9 @@ async fn list_dataplanes(State(s): State<Arc<Store>>, Path(mesh): Path<String>) 
 }
 
 async fn effective(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    match s.effective(&mesh, &name) {
+    match crate::inspect::effective_view(&s, &mesh, &name) {
         None => not_found("Dataplane", &mesh, &name),
-        Some((dp, None)) => {
-            axum::Json(json!({"dataplane": dp.node_id(), "policies": [], "conf": null, "dpConfig": null}))
-                .into_response()
-        }
-        Some((dp, Some((conf, contributions)))) => {
-            let dpc = DpConfig::build(&conf, &dp);
-            axum::Json(json!({"dataplane": dp.node_id(), "policies": contributions, "conf": conf, "dpConfig": dpc}))
-                .into_response()
-        }
+        Some(v) => axum::Json(v).into_response(),
     }
 }
 

@@ -3,5 +3,6 @@
 
 pub mod ads;
 pub mod api;
+pub mod inspect;
 pub mod store;
 pub mod xds;

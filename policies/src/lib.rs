@@ -15,6 +15,7 @@ pub mod dpconfig;
 pub mod matching;
 pub mod meshmetric;
 pub mod profiles;
+pub mod schema;
 pub mod validate;
 
 pub use dataplane::Dataplane;
