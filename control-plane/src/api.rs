@@ -74,21 +74,31 @@ pub fn dataplane_json(d: &Dataplane) -> Value {
 }
 
 async fn apply(State(store): State<Arc<Store>>, body: String) -> Response {
-    match parse_documents(&body) {
-        Ok(rs) => {
-            let applied: Vec<Value> = rs
-                .iter()
-                .map(|r| json!({"kind": r.kind(), "mesh": r.meta().mesh, "name": r.meta().name}))
-                .collect();
-            tracing::info!(count = rs.len(), "resources applied");
-            store.apply(rs);
-            axum::Json(json!({"applied": applied})).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "apply rejected; nothing changed");
-            invalid(e)
-        }
+    let (rs, errs) = meshmetric_policies::parse_documents_all(&body);
+    if !errs.is_empty() {
+        tracing::warn!(invalid_documents = errs.len(), first = %errs[0], "apply rejected; nothing changed");
+        let details: Vec<String> = errs
+            .iter()
+            .map(|e| match e {
+                ParseError::Syntax(_) => "not valid YAML/JSON".to_string(),
+                ParseError::Invalid { index, kind, name, .. } => format!("document {} ({kind} {name:?})", index + 1),
+            })
+            .collect();
+        let causes = errs.iter().flat_map(|e| e.violations()).collect();
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Could not process a resource",
+            format!("invalid: {}; nothing applied", details.join(", ")),
+            causes,
+        );
     }
+    let applied: Vec<Value> = rs
+        .iter()
+        .map(|r| json!({"kind": r.kind(), "mesh": r.meta().mesh, "name": r.meta().name}))
+        .collect();
+    tracing::info!(count = rs.len(), "resources applied");
+    store.apply(rs);
+    axum::Json(json!({"applied": applied})).into_response()
 }
 
 async fn put(store: Arc<Store>, kind: Kind, mesh: String, name: String, body: String) -> Response {

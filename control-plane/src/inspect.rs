@@ -36,7 +36,12 @@ pub fn render_inspect(view: &Value) -> String {
         return out;
     }
     out.push_str("Policies, least to most specific (a later one overrides an earlier one):\n");
-    let width = policies.iter().filter_map(|p| p["name"].as_str()).map(str::len).max().unwrap_or(0);
+    let width = policies
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
     for (i, p) in policies.iter().enumerate() {
         out.push_str(&format!(
             "  {}. {:width$}  {}\n",
@@ -47,7 +52,10 @@ pub fn render_inspect(view: &Value) -> String {
     }
     out.push_str("Effective config:\n");
     out.push_str(&indented_yaml(&view["conf"], "  "));
-    out.push_str(&format!("Config served to the plugin (ETag {}):\n", view["etag"].as_str().unwrap_or("?")));
+    out.push_str(&format!(
+        "Config served to the plugin (ETag {}):\n",
+        view["etag"].as_str().unwrap_or("?")
+    ));
     out.push_str(&indented_yaml(&view["dpConfig"], "  "));
     out
 }

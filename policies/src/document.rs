@@ -106,6 +106,38 @@ pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseError> {
     Ok(out)
 }
 
+/// Like [`parse_documents`], but keeps going after an invalid document: returns the valid
+/// resources and one error per invalid document (or a single syntax error).
+pub fn parse_documents_all(text: &str) -> (Vec<Resource>, Vec<ParseError>) {
+    let trimmed = text.trim_start();
+    let docs: Result<Vec<Value>, ParseError> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        serde_json::from_str::<Value>(text)
+            .map_err(|e| ParseError::Syntax(format!("JSON: {e}")))
+            .map(|v| match v {
+                Value::Array(items) => items,
+                v => vec![v],
+            })
+    } else {
+        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))
+    };
+    let docs = match docs {
+        Ok(d) => d,
+        Err(e) => return (vec![], vec![e]),
+    };
+    let mut ok = Vec::new();
+    let mut errs = Vec::new();
+    for (index, doc) in docs.into_iter().enumerate() {
+        if doc.is_null() {
+            continue;
+        }
+        match parse_value(index, doc) {
+            Ok(r) => ok.push(r),
+            Err(e) => errs.push(e),
+        }
+    }
+    (ok, errs)
+}
+
 /// Parses and validates one document already decoded to JSON.
 pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
     let invalid = |kind: &str, name: &str, v: Vec<Violation>| ParseError::Invalid {

@@ -19,7 +19,7 @@ pub mod schema;
 pub mod validate;
 
 pub use dataplane::Dataplane;
-pub use document::{Meta, ParseError, Resource, parse_documents};
+pub use document::{Meta, ParseError, Resource, parse_documents, parse_documents_all};
 pub use dpconfig::DpConfig;
 pub use matching::{Contribution, effective_conf};
 pub use meshmetric::{Conf, MeshMetric};

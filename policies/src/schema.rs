@@ -33,7 +33,9 @@ struct UniversalMeshMetric {
 
 /// The JSON Schema (draft 2020-12) of a Universal MeshMetric document.
 pub fn json_schema() -> Value {
-    let schema = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<UniversalMeshMetric>();
+    let schema = SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<UniversalMeshMetric>();
     let mut v = serde_json::to_value(schema).expect("schema serializes");
     mark_required(&mut v);
     v

@@ -102,3 +102,19 @@ fn syntax_errors_carry_line_and_column() {
     };
     assert!(msg.contains("line"), "{msg}");
 }
+
+#[test]
+fn every_invalid_document_is_reported() {
+    let (ok, errs) = meshmetric_policies::parse_documents_all(
+        "type: MeshMetric\nname: a\nspec: {default: {applications: [{port: 0}]}}\n---\ntype: MeshMetric\nname: b\nspec: {}\n---\ntype: MeshMetric\nname: c\nspec: {targetRef: {kind: X}}\n",
+    );
+    assert_eq!(ok.len(), 1);
+    let names: Vec<String> = errs
+        .iter()
+        .map(|e| match e {
+            ParseError::Invalid { name, .. } => name.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+}

@@ -36,15 +36,34 @@ fn order(ps: &[MeshMetric]) -> Vec<String> {
 }
 
 fn app_ports(ps: &[MeshMetric]) -> Vec<i64> {
-    effective_conf(ps, &mk_dp()).unwrap().0.applications.unwrap_or_default().iter().map(|a| a.port).collect()
+    effective_conf(ps, &mk_dp())
+        .unwrap()
+        .0
+        .applications
+        .unwrap_or_default()
+        .iter()
+        .map(|a| a.port)
+        .collect()
 }
 
 #[test]
 fn mesh_subset_dataplane_section_order() {
     let ps = vec![
-        mk_mm("s", "{kind: Dataplane, sectionName: http}", "{applications: [{port: 4}]}"),
-        mk_mm("ms", "{kind: MeshSubset, tags: {version: v1}}", "{applications: [{port: 3}]}"),
-        mk_mm("d", "{kind: Dataplane, labels: {team: a}}", "{applications: [{port: 2}]}"),
+        mk_mm(
+            "s",
+            "{kind: Dataplane, sectionName: http}",
+            "{applications: [{port: 4}]}",
+        ),
+        mk_mm(
+            "ms",
+            "{kind: MeshSubset, tags: {version: v1}}",
+            "{applications: [{port: 3}]}",
+        ),
+        mk_mm(
+            "d",
+            "{kind: Dataplane, labels: {team: a}}",
+            "{applications: [{port: 2}]}",
+        ),
         mk_mm("m", "{kind: Mesh}", "{applications: [{port: 1}]}"),
     ];
     // Kuma 2.14 ranks: Mesh 1 < Dataplane 2 < Dataplane+sectionName < MeshSubset 3
@@ -55,10 +74,22 @@ fn mesh_subset_dataplane_section_order() {
 #[test]
 fn service_kinds_outrank_subsets() {
     let ps = vec![
-        mk_mm("sub", "{kind: MeshServiceSubset, name: web, tags: {version: v1}}", "{applications: [{port: 8}]}"),
+        mk_mm(
+            "sub",
+            "{kind: MeshServiceSubset, name: web, tags: {version: v1}}",
+            "{applications: [{port: 8}]}",
+        ),
         mk_mm("svc", "{kind: MeshService, name: web}", "{applications: [{port: 5}]}"),
-        mk_mm("ms", "{kind: MeshSubset, tags: {version: v1}}", "{applications: [{port: 3}]}"),
-        mk_mm("other", "{kind: MeshServiceSubset, name: web, tags: {version: v2}}", "{applications: [{port: 9}]}"),
+        mk_mm(
+            "ms",
+            "{kind: MeshSubset, tags: {version: v1}}",
+            "{applications: [{port: 3}]}",
+        ),
+        mk_mm(
+            "other",
+            "{kind: MeshServiceSubset, name: web, tags: {version: v2}}",
+            "{applications: [{port: 9}]}",
+        ),
     ];
     assert_eq!(order(&ps), ["ms", "svc", "sub"]);
     assert_eq!(app_ports(&ps), [8]);
@@ -82,46 +113,125 @@ fn lists_are_replaced_objects_merged_profiles_appended() {
             "{kind: Mesh}",
             "{sidecar: {includeUnused: true, profiles: {appendProfiles: [{name: Basic}], include: [{type: Prefix, match: a}], exclude: [{type: Prefix, match: b}]}}, backends: [{type: Prometheus, prometheus: {port: 1}}]}",
         ),
-        mk_mm("d", "{kind: Dataplane}", "{sidecar: {profiles: {appendProfiles: [{name: None}], exclude: [{type: Prefix, match: c}]}}}"),
-        mk_mm("s", "{kind: MeshSubset, tags: {version: v1}}", "{sidecar: {profiles: {appendProfiles: [{name: All}]}}, backends: [{type: Prometheus, prometheus: {port: 2}}]}"),
+        mk_mm(
+            "d",
+            "{kind: Dataplane}",
+            "{sidecar: {profiles: {appendProfiles: [{name: None}], exclude: [{type: Prefix, match: c}]}}}",
+        ),
+        mk_mm(
+            "s",
+            "{kind: MeshSubset, tags: {version: v1}}",
+            "{sidecar: {profiles: {appendProfiles: [{name: All}]}}, backends: [{type: Prometheus, prometheus: {port: 2}}]}",
+        ),
     ];
     let (conf, contributions) = effective_conf(&ps, &mk_dp()).unwrap();
-    assert_eq!(contributions.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["m", "d", "s"]);
+    assert_eq!(
+        contributions.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["m", "d", "s"]
+    );
     let sidecar = conf.sidecar.unwrap();
-    assert_eq!(sidecar.include_unused, Some(true), "objects merge: the Mesh policy's field survives");
+    assert_eq!(
+        sidecar.include_unused,
+        Some(true),
+        "objects merge: the Mesh policy's field survives"
+    );
     let p = sidecar.profiles.unwrap();
     let names: Vec<_> = p.append_profiles.unwrap().into_iter().map(|p| p.name).collect();
-    assert_eq!(names, ["Basic", "None", "All"], "appendProfiles is concatenated in merge order");
+    assert_eq!(
+        names,
+        ["Basic", "None", "All"],
+        "appendProfiles is concatenated in merge order"
+    );
     assert_eq!(p.include.unwrap()[0].pattern, "a", "untouched list kept");
     let ex = p.exclude.unwrap();
-    assert_eq!((ex.len(), ex[0].pattern.as_str()), (1, "c"), "exclude replaced, not appended");
+    assert_eq!(
+        (ex.len(), ex[0].pattern.as_str()),
+        (1, "c"),
+        "exclude replaced, not appended"
+    );
     let b = conf.backends.unwrap();
-    assert_eq!((b.len(), b[0].prometheus.as_ref().unwrap().port), (1, Some(2)), "backends replaced");
+    assert_eq!(
+        (b.len(), b[0].prometheus.as_ref().unwrap().port),
+        (1, Some(2)),
+        "backends replaced"
+    );
 }
 
 #[test]
 fn dataplane_by_name_and_non_matching_refs() {
     let ps = vec![
-        mk_mm("by-name", "{kind: Dataplane, name: web-01}", "{applications: [{port: 1}]}"),
-        mk_mm("other-name", "{kind: Dataplane, name: web-02}", "{applications: [{port: 2}]}"),
-        mk_mm("other-section", "{kind: Dataplane, sectionName: grpc}", "{applications: [{port: 3}]}"),
-        mk_mm("other-svc", "{kind: MeshService, name: api}", "{applications: [{port: 4}]}"),
-        mk_mm("other-tags", "{kind: MeshSubset, tags: {version: v2}}", "{applications: [{port: 5}]}"),
+        mk_mm(
+            "by-name",
+            "{kind: Dataplane, name: web-01}",
+            "{applications: [{port: 1}]}",
+        ),
+        mk_mm(
+            "other-name",
+            "{kind: Dataplane, name: web-02}",
+            "{applications: [{port: 2}]}",
+        ),
+        mk_mm(
+            "other-section",
+            "{kind: Dataplane, sectionName: grpc}",
+            "{applications: [{port: 3}]}",
+        ),
+        mk_mm(
+            "other-svc",
+            "{kind: MeshService, name: api}",
+            "{applications: [{port: 4}]}",
+        ),
+        mk_mm(
+            "other-tags",
+            "{kind: MeshSubset, tags: {version: v2}}",
+            "{applications: [{port: 5}]}",
+        ),
     ];
     assert_eq!(order(&ps), ["by-name"]);
 }
 
 fn pool() -> Vec<MeshMetric> {
     vec![
-        mk_mm("a", "{kind: Mesh}", "{applications: [{port: 1}], sidecar: {profiles: {appendProfiles: [{name: Basic}]}}}"),
-        mk_mm("b", "{kind: Mesh}", "{sidecar: {includeUnused: true, profiles: {appendProfiles: [{name: None}]}}}"),
+        mk_mm(
+            "a",
+            "{kind: Mesh}",
+            "{applications: [{port: 1}], sidecar: {profiles: {appendProfiles: [{name: Basic}]}}}",
+        ),
+        mk_mm(
+            "b",
+            "{kind: Mesh}",
+            "{sidecar: {includeUnused: true, profiles: {appendProfiles: [{name: None}]}}}",
+        ),
         mk_mm("c", "{kind: Dataplane}", "{applications: [{port: 3}]}"),
-        mk_mm("d", "{kind: Dataplane, labels: {team: a}}", "{sidecar: {profiles: {appendProfiles: [{name: All}]}}}"),
-        mk_mm("e", "{kind: Dataplane, sectionName: http}", "{backends: [{type: Prometheus, prometheus: {port: 7}}]}"),
-        mk_mm("f", "{kind: MeshSubset, tags: {version: v1}}", "{sidecar: {includeUnused: false}}"),
-        mk_mm("g", "{kind: MeshService, name: web}", "{sidecar: {profiles: {exclude: [{type: Prefix, match: x}]}}}"),
-        mk_mm("h", "{kind: MeshServiceSubset, name: web, tags: {version: v1}}", "{applications: [{port: 8}]}"),
-        mk_mm("i", "{kind: MeshService, name: web}", "{sidecar: {profiles: {appendProfiles: [{name: Basic}]}}}"),
+        mk_mm(
+            "d",
+            "{kind: Dataplane, labels: {team: a}}",
+            "{sidecar: {profiles: {appendProfiles: [{name: All}]}}}",
+        ),
+        mk_mm(
+            "e",
+            "{kind: Dataplane, sectionName: http}",
+            "{backends: [{type: Prometheus, prometheus: {port: 7}}]}",
+        ),
+        mk_mm(
+            "f",
+            "{kind: MeshSubset, tags: {version: v1}}",
+            "{sidecar: {includeUnused: false}}",
+        ),
+        mk_mm(
+            "g",
+            "{kind: MeshService, name: web}",
+            "{sidecar: {profiles: {exclude: [{type: Prefix, match: x}]}}}",
+        ),
+        mk_mm(
+            "h",
+            "{kind: MeshServiceSubset, name: web, tags: {version: v1}}",
+            "{applications: [{port: 8}]}",
+        ),
+        mk_mm(
+            "i",
+            "{kind: MeshService, name: web}",
+            "{sidecar: {profiles: {appendProfiles: [{name: Basic}]}}}",
+        ),
     ]
 }
 

@@ -10,9 +10,15 @@ fn docs() -> std::path::PathBuf {
 
 #[test]
 fn checked_in_schema_and_crd_are_fresh() {
-    for (file, want) in [("meshmetric.schema.json", json_schema_text()), ("meshmetric-crd.yaml", crd_yaml())] {
+    for (file, want) in [
+        ("meshmetric.schema.json", json_schema_text()),
+        ("meshmetric-crd.yaml", crd_yaml()),
+    ] {
         let got = std::fs::read_to_string(docs().join(file)).unwrap_or_default();
-        assert!(got == want, "docs/{file} is stale: run `cargo run -p meshmetric-control-plane --bin meshmetricctl -- schema --out-dir docs`");
+        assert!(
+            got == want,
+            "docs/{file} is stale: run `cargo run -p meshmetric-control-plane --bin meshmetricctl -- schema --out-dir docs`"
+        );
     }
 }
 
@@ -29,8 +35,14 @@ fn crd_is_structural() {
             return;
         }
         if let serde_json::Value::Object(m) = v {
-            assert!(!m.contains_key("$ref") && !m.contains_key("const") && !m.contains_key("$schema"), "{path}");
-            assert!(!(m.contains_key("properties") && m.contains_key("additionalProperties")), "{path}");
+            assert!(
+                !m.contains_key("$ref") && !m.contains_key("const") && !m.contains_key("$schema"),
+                "{path}"
+            );
+            assert!(
+                !(m.contains_key("properties") && m.contains_key("additionalProperties")),
+                "{path}"
+            );
             if let Some(t) = m.get("type") {
                 assert!(t.is_string(), "{path}: type must be a single string, got {t}");
             }
@@ -46,5 +58,9 @@ fn crd_is_structural() {
     let spec = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["properties"]["targetRef"]["properties"]["kind"]["enum"][0], "Mesh");
     assert_eq!(spec["properties"]["targetRef"]["required"], serde_json::json!(["kind"]));
-    assert_eq!(spec["properties"]["default"]["properties"]["backends"]["items"]["properties"]["prometheus"]["properties"]["port"]["maximum"], 65535);
+    assert_eq!(
+        spec["properties"]["default"]["properties"]["backends"]["items"]["properties"]["prometheus"]["properties"]["port"]
+            ["maximum"],
+        65535
+    );
 }

@@ -6,8 +6,16 @@ use std::time::Duration;
 use meshmetric_tests::*;
 
 fn ctl(cp: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("meshmetricctl")).args(["--cp", &format!("http://{cp}")]).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(bin("meshmetricctl"))
+        .args(["--cp", &format!("http://{cp}")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const GOOD: &str = "type: Dataplane\nname: web-01\nlabels: {team: a}\nnetworking: {address: 10.0.0.1, inbound: [{port: 1, tags: {kuma.io/service: web}}]}\n---\ntype: MeshMetric\nname: mesh-wide\nspec: {default: {backends: [{type: Prometheus, prometheus: {port: 5670}}]}}\n---\ntype: MeshMetric\nname: team-a\nspec: {targetRef: {kind: Dataplane, labels: {team: a}}, default: {applications: [{port: 8080}]}}\n";
@@ -29,32 +37,57 @@ fn e2e_ctl_validate_offline_apply_get_inspect_delete() {
     assert!(out.contains("3 resource(s) valid"), "{out}");
     let (code, _, err) = ctl(&nowhere, &["validate", "-f", bad]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("spec.default.applications[0].port") && err.contains("spec.default.backends[0].openTelemetry.endpoint"), "{err}");
+    assert!(
+        err.contains("spec.default.applications[0].port")
+            && err.contains("spec.default.backends[0].openTelemetry.endpoint"),
+        "{err}"
+    );
 
     let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let cp = Proc::start("cp", &dir, &bin("meshmetric-cp"), &["--api-address", &api, "--xds-address", &xds]);
+    let cp = Proc::start(
+        "cp",
+        &dir,
+        &bin("meshmetric-cp"),
+        &["--api-address", &api, "--xds-address", &xds],
+    );
     wait_for(Duration::from_secs(20), || get_ok(&api, "/ready")).unwrap_or_else(|| panic!("{}", cp.log_text()));
 
     let (code, out, err) = ctl(&api, &["apply", "-f", good]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("MeshMetric default/team-a applied"), "{out}");
     let (_, before, _) = ctl(&api, &["inspect", "dataplane", "web-01"]);
-    assert!(before.contains("1. mesh-wide") && before.contains("2. team-a"), "most specific last:\n{before}");
+    assert!(
+        before.contains("1. mesh-wide") && before.contains("2. team-a"),
+        "most specific last:\n{before}"
+    );
 
     // invalid apply: refused locally, and refused by the control plane when sent directly
     let (code, _, err) = ctl(&api, &["apply", "-f", bad]);
     assert_eq!(code, 1);
-    assert!(err.contains("nothing applied") && err.contains("spec.default.applications[0].port"), "{err}");
+    assert!(
+        err.contains("nothing applied") && err.contains("spec.default.applications[0].port"),
+        "{err}"
+    );
     let (st, body) = http("POST", &api, "/apply", Some(BAD)).unwrap();
     assert_eq!(st, 400, "{body}");
-    assert!(body.contains("spec.default.applications[0].port") && body.contains("spec.default.backends[0].openTelemetry.endpoint"), "{body}");
+    assert!(
+        body.contains("spec.default.applications[0].port")
+            && body.contains("spec.default.backends[0].openTelemetry.endpoint"),
+        "{body}"
+    );
     let (_, after, _) = ctl(&api, &["inspect", "dataplane", "web-01"]);
-    assert_eq!(before, after, "an invalid apply must leave the running config untouched");
+    assert_eq!(
+        before, after,
+        "an invalid apply must leave the running config untouched"
+    );
 
     let (code, out, _) = ctl(&api, &["get", "meshmetrics"]);
     assert_eq!(code, 0);
-    assert!(out.contains("team-a") && out.contains("Dataplane") && out.contains("mesh-wide"), "{out}");
+    assert!(
+        out.contains("team-a") && out.contains("Dataplane") && out.contains("mesh-wide"),
+        "{out}"
+    );
     let (_, json, _) = ctl(&api, &["get", "meshmetric", "team-a", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["spec"]["targetRef"]["kind"], "Dataplane");

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use meshmetric_control_plane::inspect::render_inspect;
-use meshmetric_policies::{Resource, parse_documents};
+use meshmetric_policies::Resource;
 
 /// Command-line client of the meshmetric control plane.
 #[derive(Parser, Debug)]
@@ -117,22 +117,21 @@ fn read(p: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
 }
 
-/// Validates every input; prints violations; returns the parsed resources per input.
+/// Validates every input; prints every violation of every document; returns the parsed
+/// resources per input and whether all were valid.
 fn validate_all(inputs: &[(String, String)]) -> (Vec<Vec<Resource>>, bool) {
     let mut ok = true;
     let mut parsed = Vec::new();
     for (label, text) in inputs {
-        match parse_documents(text) {
-            Ok(rs) => parsed.push(rs),
-            Err(e) => {
-                ok = false;
-                eprintln!("{label}: {}", headline(&e));
-                for v in e.violations() {
-                    eprintln!("  {v}");
-                }
-                parsed.push(vec![]);
+        let (rs, errs) = meshmetric_policies::parse_documents_all(text);
+        for e in &errs {
+            ok = false;
+            eprintln!("{label}: {}", headline(e));
+            for v in e.violations() {
+                eprintln!("  {v}");
             }
         }
+        parsed.push(rs);
     }
     (parsed, ok)
 }
@@ -157,7 +156,10 @@ impl Api {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .build();
-        Self { base: base.trim_end_matches('/').to_string(), agent: ureq::Agent::new_with_config(config) }
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            agent: ureq::Agent::new_with_config(config),
+        }
     }
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<(u16, String)> {
         let url = format!("{}{path}", self.base);
@@ -178,11 +180,21 @@ impl Api {
 fn api_error(status: u16, body: &str) -> ExitCode {
     match serde_json::from_str::<Value>(body) {
         Ok(v) => {
-            eprintln!("error ({status}): {}", v["details"].as_str().or(v["title"].as_str()).unwrap_or("request failed"));
+            eprintln!(
+                "error ({status}): {}",
+                v["details"]
+                    .as_str()
+                    .or(v["title"].as_str())
+                    .unwrap_or("request failed")
+            );
             for c in v["causes"].as_array().into_iter().flatten() {
                 let f = c["field"].as_str().unwrap_or("");
                 let m = c["message"].as_str().unwrap_or("");
-                if f.is_empty() { eprintln!("  {m}") } else { eprintln!("  {f}: {m}") }
+                if f.is_empty() {
+                    eprintln!("  {m}")
+                } else {
+                    eprintln!("  {f}: {m}")
+                }
             }
         }
         Err(_) => eprintln!("error ({status}): {body}"),
@@ -245,12 +257,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(api_error(status, &body));
             }
             let v: Value = serde_json::from_str(&body)?;
-            let items = if name.is_some() { vec![v.clone()] } else { v["items"].as_array().cloned().unwrap_or_default() };
+            let items = if name.is_some() {
+                vec![v.clone()]
+            } else {
+                v["items"].as_array().cloned().unwrap_or_default()
+            };
             match output {
                 Output::Table => {
                     match kind {
                         Kind::Meshmetrics => {
-                            println!("{:<32} {:<12} {:<18} {}", "NAME", "MESH", "TARGETREF KIND", "TARGETREF NAME");
+                            println!("{:<32} {:<12} {:<18} TARGETREF NAME", "NAME", "MESH", "TARGETREF KIND");
                             for i in &items {
                                 let tr = &i["spec"]["targetRef"];
                                 println!(
@@ -263,10 +279,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             }
                         }
                         Kind::Dataplanes => {
-                            println!("{:<32} {:<12} {:<16} {}", "NAME", "MESH", "ADDRESS", "INBOUNDS");
+                            println!("{:<32} {:<12} {:<16} INBOUNDS", "NAME", "MESH", "ADDRESS");
                             for i in &items {
                                 let n = &i["networking"];
-                                let inbounds: Vec<String> = n["inbound"].as_array().into_iter().flatten().map(|x| x["port"].to_string()).collect();
+                                let inbounds: Vec<String> = n["inbound"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .map(|x| x["port"].to_string())
+                                    .collect();
                                 println!(
                                     "{:<32} {:<12} {:<16} {}",
                                     i["name"].as_str().unwrap_or(""),
