@@ -1,6 +1,27 @@
-//! Protocol definitions for meshmetric. The MADS (`kuma.observability.v1`) messages and the
-//! gRPC service arrive with the MADS issue; until then this crate only names the type URLs the
-//! other crates share.
+//! Protocol definitions for meshmetric: the MADS (`kuma.observability.v1`) messages and gRPC
+//! service, generated at build time from `proto/` (Kuma's `mads.proto`). Envoy's discovery
+//! messages come from `envoy-types`, so there is one prost/tonic version in the graph.
+//!
+//! Conversions to and from these types live where they are used (the `mads` crate).
+
+/// `kuma.observability.v1`.
+pub mod observability {
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("kuma.observability.v1");
+    }
+}
 
 /// Type URL of a MADS `MonitoringAssignment` resource.
 pub const MONITORING_ASSIGNMENT_TYPE_URL: &str = "type.googleapis.com/kuma.observability.v1.MonitoringAssignment";
+
+impl prost::Name for observability::v1::MonitoringAssignment {
+    const NAME: &'static str = "MonitoringAssignment";
+    const PACKAGE: &'static str = "kuma.observability.v1";
+    fn full_name() -> String {
+        "kuma.observability.v1.MonitoringAssignment".into()
+    }
+    fn type_url() -> String {
+        MONITORING_ASSIGNMENT_TYPE_URL.into()
+    }
+}

@@ -1,0 +1,386 @@
+//! MonitoringAssignment generation (DESIGN.md §4.7).
+//!
+//! One assignment per (proxy, Prometheus backend): `mesh`, `service` (the workload:
+//! `kuma.io/workload`, else the first inbound's `kuma.io/service`, else `unknown`) and one
+//! target `{name: dataplane name, scheme, address: <address>:<port>, metrics_path, labels}`.
+//! Target labels are the Dataplane's labels plus `mesh`, `service` and `zone`, names sanitised
+//! to `[a-zA-Z0-9_]` (Prometheus turns them into `__meta_kuma_label_<name>`).
+//!
+//! A backend with a `clientId` goes to that client; one without goes to the default client
+//! (Kuma's `_kuma-default-client` rule), and so does every unknown client id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message;
+use serde_json::{Value, json};
+
+use meshmetric_policies::dataplane::{Dataplane, SERVICE_TAG, WORKLOAD_LABEL, ZONE_LABEL};
+use meshmetric_policies::meshmetric::Conf;
+use meshmetric_proto::MONITORING_ASSIGNMENT_TYPE_URL;
+use meshmetric_proto::observability::v1::{MonitoringAssignment, monitoring_assignment::Target};
+
+/// Key of the default client (backends without `clientId`, unknown client ids).
+pub const DEFAULT_CLIENT: &str = "";
+
+/// What assignment generation needs to know about one proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyInput<'a> {
+    pub dataplane: &'a Dataplane,
+    /// The merged config; `None` when no MeshMetric selects the proxy.
+    pub conf: Option<&'a Conf>,
+    /// Whether the proxy gave a certificate, so `ProvidedTLS` listeners exist (scheme https).
+    /// A `ProvidedTLS` backend of a proxy without one has no listener and no target.
+    pub tls_ready: bool,
+}
+
+/// One client's assignments and their encodings, built once per change.
+#[derive(Debug, Clone)]
+pub struct ClientView {
+    /// Content version: changes exactly when this client's assignments change.
+    pub version: String,
+    pub assignments: Arc<Vec<MonitoringAssignment>>,
+    /// The protobuf-JSON `DiscoveryResponse` (proto field names), nonce = version.
+    pub json: Bytes,
+    /// The Prometheus HTTP SD document.
+    pub http_sd: Bytes,
+}
+
+/// Every client's view. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct Assignments {
+    clients: HashMap<String, ClientView>,
+}
+
+/// Sanitises a label name to `[a-zA-Z0-9_]` (leading digit prefixed with `_`).
+pub fn sanitize(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) || s.is_empty() {
+        s.insert(0, '_');
+    }
+    s
+}
+
+/// The service of a Dataplane: its workload, else its first inbound's service, else `unknown`.
+pub fn service_of(dp: &Dataplane) -> String {
+    dp.meta
+        .labels
+        .get(WORKLOAD_LABEL)
+        .cloned()
+        .or_else(|| {
+            dp.networking
+                .inbound
+                .iter()
+                .find_map(|i| i.tags.get(SERVICE_TAG).cloned())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn target_labels(dp: &Dataplane, service: &str) -> HashMap<String, String> {
+    let mut l: HashMap<String, String> = dp.meta.labels.iter().map(|(k, v)| (sanitize(k), v.clone())).collect();
+    l.insert("mesh".into(), dp.meta.mesh.clone());
+    l.insert("service".into(), service.to_string());
+    if let Some(z) = dp.meta.labels.get(ZONE_LABEL) {
+        l.insert("zone".into(), z.clone());
+    }
+    l
+}
+
+fn sorted(m: &HashMap<String, String>) -> BTreeMap<&String, &String> {
+    m.iter().collect()
+}
+
+fn assignment_json(a: &MonitoringAssignment) -> Value {
+    json!({
+        "@type": MONITORING_ASSIGNMENT_TYPE_URL,
+        "mesh": a.mesh,
+        "service": a.service,
+        "targets": a.targets.iter().map(|t| json!({
+            "name": t.name, "scheme": t.scheme, "address": t.address,
+            "metrics_path": t.metrics_path, "labels": sorted(&t.labels),
+        })).collect::<Vec<_>>(),
+        "labels": sorted(&a.labels),
+    })
+}
+
+fn http_sd_json(assignments: &[MonitoringAssignment]) -> Value {
+    let mut groups = Vec::new();
+    for a in assignments {
+        for t in &a.targets {
+            let mut labels = BTreeMap::new();
+            for (k, v) in a.labels.iter().chain(t.labels.iter()) {
+                labels.insert(format!("__meta_kuma_label_{}", sanitize(k)), v.clone());
+            }
+            labels.insert("__meta_kuma_mesh".into(), a.mesh.clone());
+            labels.insert("__meta_kuma_service".into(), a.service.clone());
+            labels.insert("__meta_kuma_dataplane".into(), t.name.clone());
+            labels.insert("__scheme__".into(), t.scheme.clone());
+            labels.insert("__metrics_path__".into(), t.metrics_path.clone());
+            labels.insert("instance".into(), t.name.clone());
+            groups.push(json!({"targets": [t.address], "labels": labels}));
+        }
+    }
+    Value::Array(groups)
+}
+
+impl ClientView {
+    fn build(mut assignments: Vec<MonitoringAssignment>) -> Self {
+        assignments.sort_by(|a, b| {
+            (&a.mesh, &a.service, a.targets.first().map(|t| (&t.name, &t.address))).cmp(&(
+                &b.mesh,
+                &b.service,
+                b.targets.first().map(|t| (&t.name, &t.address)),
+            ))
+        });
+        let mut h = std::hash::DefaultHasher::new();
+        for a in &assignments {
+            // labels are maps: hash them in sorted order so the version is stable
+            (&a.mesh, &a.service).hash(&mut h);
+            for t in &a.targets {
+                (&t.name, &t.scheme, &t.address, &t.metrics_path).hash(&mut h);
+                t.labels.iter().collect::<BTreeMap<_, _>>().hash(&mut h);
+            }
+            a.labels.iter().collect::<BTreeMap<_, _>>().hash(&mut h);
+        }
+        let version = format!("{:016x}", h.finish());
+        let resources: Vec<Value> = assignments.iter().map(assignment_json).collect();
+        let json = json!({
+            "version_info": version,
+            "resources": resources,
+            "type_url": MONITORING_ASSIGNMENT_TYPE_URL,
+            "nonce": version,
+        });
+        let json = Bytes::from(serde_json::to_vec(&json).expect("JSON encodes"));
+        let http_sd = Bytes::from(serde_json::to_vec(&http_sd_json(&assignments)).expect("JSON encodes"));
+        Self {
+            version,
+            assignments: Arc::new(assignments),
+            json,
+            http_sd,
+        }
+    }
+
+    /// The binary protobuf `DiscoveryResponse`.
+    pub fn protobuf(&self) -> Vec<u8> {
+        self.discovery_response().encode_to_vec()
+    }
+
+    /// The `DiscoveryResponse` message (gRPC and binary HTTP).
+    pub fn discovery_response(&self) -> envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse {
+        envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse {
+            version_info: self.version.clone(),
+            resources: self
+                .assignments
+                .iter()
+                .map(|a| envoy_types::pb::google::protobuf::Any {
+                    type_url: MONITORING_ASSIGNMENT_TYPE_URL.to_string(),
+                    value: a.encode_to_vec(),
+                })
+                .collect(),
+            type_url: MONITORING_ASSIGNMENT_TYPE_URL.to_string(),
+            nonce: self.version.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Assignments {
+    /// Generates every client's assignments from the proxies.
+    pub fn generate<'a>(proxies: impl IntoIterator<Item = ProxyInput<'a>>) -> Self {
+        let mut by_client: HashMap<String, Vec<MonitoringAssignment>> = HashMap::new();
+        by_client.insert(DEFAULT_CLIENT.to_string(), Vec::new());
+        for p in proxies {
+            let Some(conf) = p.conf else { continue };
+            let dp = p.dataplane;
+            let service = service_of(dp);
+            for b in conf.backends.iter().flatten() {
+                let Some(prom) = &b.prometheus else { continue };
+                let tls = prom.tls.as_ref().is_some_and(|t| t.mode == "ProvidedTLS");
+                if tls && !p.tls_ready {
+                    continue; // no listener without a certificate
+                }
+                let port = prom.port_or_default();
+                let host = if dp.networking.address.contains(':') {
+                    format!("[{}]", dp.networking.address)
+                } else {
+                    dp.networking.address.clone()
+                };
+                let target = Target {
+                    name: dp.meta.name.clone(),
+                    scheme: if tls { "https" } else { "http" }.to_string(),
+                    address: format!("{host}:{port}"),
+                    metrics_path: prom.path_or_default().to_string(),
+                    labels: target_labels(dp, &service),
+                };
+                let client = prom.client_id.clone().unwrap_or_default();
+                by_client.entry(client).or_default().push(MonitoringAssignment {
+                    mesh: dp.meta.mesh.clone(),
+                    service: service.clone(),
+                    targets: vec![target],
+                    labels: HashMap::new(),
+                });
+            }
+        }
+        Self {
+            clients: by_client.into_iter().map(|(k, v)| (k, ClientView::build(v))).collect(),
+        }
+    }
+
+    /// The view of `client_id`: its own when some backend names it, else the default client's.
+    pub fn for_client(&self, client_id: &str) -> &ClientView {
+        self.clients
+            .get(client_id)
+            .unwrap_or_else(|| &self.clients[DEFAULT_CLIENT])
+    }
+
+    /// Client ids that have assignments of their own (the default client is `""`).
+    pub fn clients(&self) -> impl Iterator<Item = &str> {
+        self.clients.keys().map(String::as_str)
+    }
+}
+
+impl Default for ClientView {
+    fn default() -> Self {
+        ClientView::build(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshmetric_policies::{MeshMetric, Resource, effective_conf, parse_documents};
+
+    fn mk(yaml: &str) -> (Vec<Dataplane>, Vec<MeshMetric>) {
+        let mut d = Vec::new();
+        let mut p = Vec::new();
+        for r in parse_documents(yaml).unwrap() {
+            match r {
+                Resource::Dataplane(x) => d.push(x),
+                Resource::MeshMetric(m) => p.push(m),
+            }
+        }
+        (d, p)
+    }
+
+    fn gen_from(yaml: &str, tls_ready: bool) -> Assignments {
+        let (dps, ps) = mk(yaml);
+        let confs: Vec<_> = dps.iter().map(|d| effective_conf(&ps, d).map(|(c, _)| c)).collect();
+        Assignments::generate(dps.iter().zip(&confs).map(|(d, c)| ProxyInput {
+            dataplane: d,
+            conf: c.as_ref(),
+            tls_ready,
+        }))
+    }
+
+    const DPS: &str = "type: Dataplane\nname: web-01\nlabels: {kuma.io/workload: web, kuma.io/zone: z1, team: a}\nnetworking: {address: 10.0.0.1, inbound: [{port: 1, tags: {kuma.io/service: web-svc}}]}\n---\ntype: Dataplane\nname: api-01\nlabels: {team: b}\nnetworking: {address: 10.0.0.2, inbound: [{port: 1, tags: {kuma.io/service: api}}]}\n";
+
+    fn targets(v: &ClientView) -> Vec<String> {
+        v.assignments
+            .iter()
+            .flat_map(|a| {
+                a.targets
+                    .iter()
+                    .map(|t| format!("{}@{}{}", t.name, t.address, t.metrics_path))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn client_ids_and_default_client() {
+        let a = gen_from(
+            &format!(
+                "{DPS}---\ntype: MeshMetric\nname: all\nspec: {{default: {{backends: [{{type: Prometheus, prometheus: {{port: 5670}}}}]}}}}\n---\ntype: MeshMetric\nname: b\nspec: {{targetRef: {{kind: Dataplane, labels: {{team: b}}}}, default: {{backends: [{{type: Prometheus, prometheus: {{clientId: ops, port: 5671, path: /m}}}}, {{type: Prometheus, prometheus: {{clientId: sec, port: 5672}}}}]}}}}\n"
+            ),
+            false,
+        );
+        assert_eq!(targets(a.for_client("")), ["web-01@10.0.0.1:5670/metrics"]);
+        assert_eq!(targets(a.for_client("ops")), ["api-01@10.0.0.2:5671/m"]);
+        assert_eq!(targets(a.for_client("sec")), ["api-01@10.0.0.2:5672/metrics"]);
+        // an unknown client gets the default client's assignments
+        assert_eq!(targets(a.for_client("prometheus-7")), targets(a.for_client("")));
+        let web = &a.for_client("").assignments[0];
+        assert_eq!((web.mesh.as_str(), web.service.as_str()), ("default", "web"));
+        let l = &web.targets[0].labels;
+        assert_eq!(l["kuma_io_workload"], "web");
+        assert_eq!(l["zone"], "z1");
+        assert_eq!(l["service"], "web");
+        assert_eq!(
+            a.for_client("ops").assignments[0].service,
+            "api",
+            "falls back to the inbound's service"
+        );
+    }
+
+    #[test]
+    fn versions_change_only_with_the_clients_assignments() {
+        let base = format!(
+            "{DPS}---\ntype: MeshMetric\nname: all\nspec: {{default: {{backends: [{{type: Prometheus, prometheus: {{port: 5670}}}}]}}}}\n"
+        );
+        let a = gen_from(&base, false);
+        let b = gen_from(
+            &format!(
+                "{base}---\ntype: MeshMetric\nname: b\nspec: {{targetRef: {{kind: Dataplane, labels: {{team: b}}}}, default: {{backends: [{{type: Prometheus, prometheus: {{clientId: ops, port: 5671}}}}]}}}}\n"
+            ),
+            false,
+        );
+        // api-01 moved from the default client to ops: both versions change
+        assert_ne!(a.for_client("").version, b.for_client("").version);
+        assert_eq!(targets(b.for_client("ops")), ["api-01@10.0.0.2:5671/metrics"]);
+        // regenerating the same input gives the same versions
+        assert_eq!(b.for_client("ops").version, gen_from(&format!("{base}---\ntype: MeshMetric\nname: b\nspec: {{targetRef: {{kind: Dataplane, labels: {{team: b}}}}, default: {{backends: [{{type: Prometheus, prometheus: {{clientId: ops, port: 5671}}}}]}}}}\n"), false).for_client("ops").version);
+        // removing the policy removes the assignments
+        let (dps, _) = mk(DPS);
+        let none = Assignments::generate(dps.iter().map(|d| ProxyInput {
+            dataplane: d,
+            conf: None,
+            tls_ready: false,
+        }));
+        assert!(none.for_client("").assignments.is_empty());
+    }
+
+    #[test]
+    fn provided_tls_needs_a_certificate_and_means_https() {
+        let y = format!(
+            "{DPS}---\ntype: MeshMetric\nname: t\nspec: {{default: {{backends: [{{type: Prometheus, prometheus: {{port: 5670, tls: {{mode: ProvidedTLS}}}}}}]}}}}\n"
+        );
+        assert!(gen_from(&y, false).for_client("").assignments.is_empty());
+        let a = gen_from(&y, true);
+        assert!(
+            a.for_client("")
+                .assignments
+                .iter()
+                .all(|x| x.targets[0].scheme == "https")
+        );
+    }
+
+    #[test]
+    fn json_and_http_sd_shapes() {
+        let a = gen_from(
+            &format!(
+                "{DPS}---\ntype: MeshMetric\nname: all\nspec: {{default: {{backends: [{{type: Prometheus, prometheus: {{port: 5670}}}}]}}}}\n"
+            ),
+            false,
+        );
+        let v = a.for_client("");
+        let j: Value = serde_json::from_slice(&v.json).unwrap();
+        assert_eq!(j["type_url"], MONITORING_ASSIGNMENT_TYPE_URL);
+        assert_eq!(j["version_info"], v.version);
+        assert_eq!(j["resources"][0]["@type"], MONITORING_ASSIGNMENT_TYPE_URL);
+        assert_eq!(j["resources"][0]["targets"][0]["metrics_path"], "/metrics");
+        let sd: Value = serde_json::from_slice(&v.http_sd).unwrap();
+        assert_eq!(sd[0]["targets"][0], "10.0.0.2:5670");
+        assert_eq!(sd[1]["labels"]["__meta_kuma_label_team"], "a");
+        assert_eq!(sd[1]["labels"]["__meta_kuma_dataplane"], "web-01");
+        assert_eq!(sd[1]["labels"]["__scheme__"], "http");
+        // protobuf round trip
+        let resp =
+            envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse::decode(v.protobuf().as_slice()).unwrap();
+        let ma = MonitoringAssignment::decode(resp.resources[0].value.as_slice()).unwrap();
+        assert_eq!(ma, v.assignments[0]);
+    }
+}
