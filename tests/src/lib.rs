@@ -204,3 +204,81 @@ pub fn workdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("workdir");
     d
 }
+
+/// The real Prometheus binary (Debian's, installed by `scripts/install-peers.sh`).
+pub fn prometheus() -> PathBuf {
+    for p in [
+        std::env::var("MESHMETRIC_PROMETHEUS").unwrap_or_default().as_str(),
+        "/usr/bin/prometheus",
+        "/usr/local/bin/prometheus",
+    ] {
+        if !p.is_empty() && Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("Prometheus not found: run scripts/install-peers.sh or set MESHMETRIC_PROMETHEUS");
+}
+
+/// A running control plane and its addresses.
+pub struct ControlPlane {
+    pub proc: Proc,
+    pub api: String,
+    pub xds: String,
+    pub mads: String,
+}
+
+impl ControlPlane {
+    /// Starts `meshmetric-cp` on free loopback ports, loading `resources` when given.
+    pub fn start(dir: &Path, resources: Option<&Path>, extra: &[&str]) -> ControlPlane {
+        let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let mads = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let mut args = vec!["--api-address", &api, "--xds-address", &xds, "--mads-address", &mads];
+        if let Some(r) = resources {
+            args.extend(["-f", r.to_str().expect("utf-8 path")]);
+        }
+        args.extend(extra);
+        let proc = Proc::start("cp", dir, &bin("meshmetric-cp"), &args);
+        let cp = ControlPlane { proc, api, xds, mads };
+        if wait_for(Duration::from_secs(20), || get_ok(&cp.api, "/ready")).is_none() {
+            panic!("control plane not ready:\n{}", cp.proc.log_text());
+        }
+        cp
+    }
+
+    /// PUTs a MeshMetric document; panics unless it is accepted.
+    pub fn put_meshmetric(&self, name: &str, doc: &str) {
+        let (st, body) = http(
+            "PUT",
+            &self.api,
+            &format!("/meshes/default/meshmetrics/{name}"),
+            Some(doc),
+        )
+        .expect("PUT");
+        assert!(st == 200 || st == 201, "PUT {name}: {st} {body}");
+    }
+}
+
+/// Starts `meshmetric-dp` with a real Envoy child for Dataplane `name`.
+pub fn start_proxy(dir: &Path, name: &str, cp: &ControlPlane) -> Proc {
+    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let workdir = dir.join(name);
+    Proc::start(
+        &format!("dp-{name}"),
+        dir,
+        &bin("meshmetric-dp"),
+        &[
+            "run",
+            "--name",
+            name,
+            "--workdir",
+            workdir.to_str().expect("utf-8 path"),
+            "--cp-address",
+            &cp.xds,
+            "--admin-address",
+            &admin,
+            "--envoy-binary",
+            envoy().to_str().expect("utf-8 path"),
+        ],
+    )
+}

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 
-use meshmetric_control_plane::{ads::Ads, api, store::Store};
+use meshmetric_control_plane::{ads::Ads, api, mads, store::Store, tls};
 
 /// meshmetric control plane: validates MeshMetric policies, merges them per proxy and serves
 /// each Envoy its metrics config over ADS.
@@ -24,6 +24,15 @@ struct Args {
     /// Address of the ADS (xDS gRPC) server.
     #[arg(long, env = "MESHMETRIC_XDS_ADDRESS", default_value = "127.0.0.1:5678")]
     xds_address: SocketAddr,
+    /// Address of the MADS / HTTP SD server (Prometheus discovery).
+    #[arg(long, env = "MESHMETRIC_MADS_ADDRESS", default_value = "127.0.0.1:5676")]
+    mads_address: SocketAddr,
+    /// PEM certificate for MADS over TLS (re-read when it changes).
+    #[arg(long, requires = "mads_tls_key")]
+    mads_tls_cert: Option<PathBuf>,
+    /// PEM private key of --mads-tls-cert.
+    #[arg(long, requires = "mads_tls_cert")]
+    mads_tls_key: Option<PathBuf>,
     /// Where proxies' sockets go when their node metadata names no `meshmetricWorkdir`.
     #[arg(long, default_value = "/tmp/meshmetric")]
     default_workdir_root: String,
@@ -35,6 +44,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    rustls::crypto::ring::default_provider().install_default().ok();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_format == "json" {
         tracing_subscriber::fmt().with_env_filter(filter).json().init();
@@ -53,7 +63,25 @@ async fn main() -> anyhow::Result<()> {
     let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
         .await
         .with_context(|| format!("binding ADS on {}", args.xds_address))?;
-    tracing::info!(api = %args.api_address, xds = %args.xds_address, "control plane listening");
+    let mads_listener = tokio::net::TcpListener::bind(args.mads_address)
+        .await
+        .with_context(|| format!("binding MADS on {}", args.mads_address))?;
+    let tls = match (&args.mads_tls_cert, &args.mads_tls_key) {
+        (Some(c), Some(k)) => Some(tls::server_config(tls::ReloadingCert::new(c.clone(), k.clone())?)),
+        _ => None,
+    };
+    tracing::info!(api = %args.api_address, xds = %args.xds_address, mads = %args.mads_address, mads_tls = tls.is_some(), "control plane listening");
+    let assignments = mads::spawn(store.clone());
+    let mads_router = meshmetric_mads::http::router(assignments.clone());
+    let mads_srv = async move {
+        match tls {
+            Some(cfg) => tls::serve(mads_listener, mads_router, cfg, shutdown()).await,
+            None => axum::serve(mads_listener, mads_router)
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(Into::into),
+        }
+    };
 
     let api = axum::serve(api_listener, api::router(store.clone())).with_graceful_shutdown(shutdown());
     let ads = tonic::transport::Server::builder()
@@ -65,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         r = api => r.context("API server")?,
         r = ads => r.context("ADS server")?,
+        r = mads_srv => r.context("MADS server")?,
     }
     tracing::info!("control plane stopped");
     Ok(())
