@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use serde_json::{Value, json};
 
 use meshmetric_policies::dataplane::{Dataplane, SERVICE_TAG, WORKLOAD_LABEL, ZONE_LABEL};
 use meshmetric_policies::meshmetric::Conf;
@@ -95,37 +94,90 @@ fn sorted(m: &HashMap<String, String>) -> BTreeMap<&String, &String> {
     m.iter().collect()
 }
 
-fn assignment_json(a: &MonitoringAssignment) -> Value {
-    json!({
-        "@type": MONITORING_ASSIGNMENT_TYPE_URL,
-        "mesh": a.mesh,
-        "service": a.service,
-        "targets": a.targets.iter().map(|t| json!({
-            "name": t.name, "scheme": t.scheme, "address": t.address,
-            "metrics_path": t.metrics_path, "labels": sorted(&t.labels),
-        })).collect::<Vec<_>>(),
-        "labels": sorted(&a.labels),
-    })
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
-fn http_sd_json(assignments: &[MonitoringAssignment]) -> Value {
-    let mut groups = Vec::new();
+fn json_labels<'a>(out: &mut Vec<u8>, labels: impl Iterator<Item = (&'a String, &'a String)>) {
+    out.push(b'{');
+    for (i, (k, v)) in labels.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, k);
+        out.push(b':');
+        json_str(out, v);
+    }
+    out.push(b'}');
+}
+
+/// Appends one MonitoringAssignment as protobuf-JSON (proto field names, `@type` first).
+fn assignment_json(out: &mut Vec<u8>, a: &MonitoringAssignment) {
+    out.extend_from_slice(b"{\"@type\":");
+    json_str(out, MONITORING_ASSIGNMENT_TYPE_URL);
+    out.extend_from_slice(b",\"mesh\":");
+    json_str(out, &a.mesh);
+    out.extend_from_slice(b",\"service\":");
+    json_str(out, &a.service);
+    out.extend_from_slice(b",\"targets\":[");
+    for (i, t) in a.targets.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        json_str(out, &t.name);
+        out.extend_from_slice(b",\"scheme\":");
+        json_str(out, &t.scheme);
+        out.extend_from_slice(b",\"address\":");
+        json_str(out, &t.address);
+        out.extend_from_slice(b",\"metrics_path\":");
+        json_str(out, &t.metrics_path);
+        out.extend_from_slice(b",\"labels\":");
+        json_labels(out, sorted(&t.labels).into_iter());
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"labels\":");
+    json_labels(out, sorted(&a.labels).into_iter());
+    out.push(b'}');
+}
+
+/// Appends the HTTP SD target groups of `assignments` (one group per target).
+fn http_sd_json(out: &mut Vec<u8>, assignments: &[MonitoringAssignment]) {
+    out.push(b'[');
+    let mut first = true;
     for a in assignments {
         for t in &a.targets {
-            let mut labels = BTreeMap::new();
-            for (k, v) in a.labels.iter().chain(t.labels.iter()) {
-                labels.insert(format!("__meta_kuma_label_{}", sanitize(k)), v.clone());
+            if !first {
+                out.push(b',');
             }
-            labels.insert("__meta_kuma_mesh".into(), a.mesh.clone());
-            labels.insert("__meta_kuma_service".into(), a.service.clone());
-            labels.insert("__meta_kuma_dataplane".into(), t.name.clone());
-            labels.insert("__scheme__".into(), t.scheme.clone());
-            labels.insert("__metrics_path__".into(), t.metrics_path.clone());
-            labels.insert("instance".into(), t.name.clone());
-            groups.push(json!({"targets": [t.address], "labels": labels}));
+            first = false;
+            out.extend_from_slice(b"{\"targets\":[");
+            json_str(out, &t.address);
+            out.extend_from_slice(b"],\"labels\":");
+            let mut labels: BTreeMap<String, &String> = BTreeMap::new();
+            for (k, v) in a.labels.iter().chain(t.labels.iter()) {
+                labels.insert(format!("__meta_kuma_label_{}", sanitize(k)), v);
+            }
+            labels.insert("__meta_kuma_mesh".into(), &a.mesh);
+            labels.insert("__meta_kuma_service".into(), &a.service);
+            labels.insert("__meta_kuma_dataplane".into(), &t.name);
+            labels.insert("__scheme__".into(), &t.scheme);
+            labels.insert("__metrics_path__".into(), &t.metrics_path);
+            labels.insert("instance".into(), &t.name);
+            out.push(b'{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, k);
+                out.push(b':');
+                json_str(out, v);
+            }
+            out.extend_from_slice(b"}}");
         }
     }
-    Value::Array(groups)
+    out.push(b']');
 }
 
 impl ClientView {
@@ -137,31 +189,35 @@ impl ClientView {
                 b.targets.first().map(|t| (&t.name, &t.address)),
             ))
         });
-        let mut h = std::hash::DefaultHasher::new();
-        for a in &assignments {
-            // labels are maps: hash them in sorted order so the version is stable
-            (&a.mesh, &a.service).hash(&mut h);
-            for t in &a.targets {
-                (&t.name, &t.scheme, &t.address, &t.metrics_path).hash(&mut h);
-                t.labels.iter().collect::<BTreeMap<_, _>>().hash(&mut h);
+        // the resources are written once; their bytes (sorted labels, sorted assignments)
+        // are the content the version is derived from
+        let mut resources = Vec::with_capacity(assignments.len() * 256);
+        for (i, a) in assignments.iter().enumerate() {
+            if i > 0 {
+                resources.push(b',');
             }
-            a.labels.iter().collect::<BTreeMap<_, _>>().hash(&mut h);
+            assignment_json(&mut resources, a);
         }
+        let mut h = std::hash::DefaultHasher::new();
+        resources.hash(&mut h);
         let version = format!("{:016x}", h.finish());
-        let resources: Vec<Value> = assignments.iter().map(assignment_json).collect();
-        let json = json!({
-            "version_info": version,
-            "resources": resources,
-            "type_url": MONITORING_ASSIGNMENT_TYPE_URL,
-            "nonce": version,
-        });
-        let json = Bytes::from(serde_json::to_vec(&json).expect("JSON encodes"));
-        let http_sd = Bytes::from(serde_json::to_vec(&http_sd_json(&assignments)).expect("JSON encodes"));
+        let mut json = Vec::with_capacity(resources.len() + 256);
+        json.extend_from_slice(b"{\"version_info\":");
+        json_str(&mut json, &version);
+        json.extend_from_slice(b",\"resources\":[");
+        json.extend_from_slice(&resources);
+        json.extend_from_slice(b"],\"type_url\":");
+        json_str(&mut json, MONITORING_ASSIGNMENT_TYPE_URL);
+        json.extend_from_slice(b",\"nonce\":");
+        json_str(&mut json, &version);
+        json.push(b'}');
+        let mut http_sd = Vec::with_capacity(resources.len());
+        http_sd_json(&mut http_sd, &assignments);
         Self {
             version,
             assignments: Arc::new(assignments),
-            json,
-            http_sd,
+            json: Bytes::from(json),
+            http_sd: Bytes::from(http_sd),
         }
     }
 
@@ -254,6 +310,7 @@ impl Default for ClientView {
 mod tests {
     use super::*;
     use meshmetric_policies::{MeshMetric, Resource, effective_conf, parse_documents};
+    use serde_json::Value;
 
     fn mk(yaml: &str) -> (Vec<Dataplane>, Vec<MeshMetric>) {
         let mut d = Vec::new();

@@ -81,6 +81,19 @@ impl ParseError {
     }
 }
 
+/// YAML parser limits. serde-saphyr's defaults (1,024 documents, 250,000 nodes) would refuse
+/// the resource file of a mesh of a few thousand proxies; its other protections (alias
+/// expansion, depth, scalar bytes) stay. Input size is bounded by the caller (the REST API's
+/// body limit; files are the operator's own).
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 200_000;
+    budget.max_nodes = 20_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Parses and validates every document in `text` (JSON, YAML, multi-document YAML).
 ///
 /// Errors: [`ParseError::Syntax`] with line and column for malformed text;
@@ -94,7 +107,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseError> {
             v => vec![v],
         }
     } else {
-        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))?
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| ParseError::Syntax(e.to_string()))?
     };
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
@@ -118,7 +131,7 @@ pub fn parse_documents_all(text: &str) -> (Vec<Resource>, Vec<ParseError>) {
                 v => vec![v],
             })
     } else {
-        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| ParseError::Syntax(e.to_string()))
     };
     let docs = match docs {
         Ok(d) => d,

@@ -118,3 +118,15 @@ fn every_invalid_document_is_reported() {
         .collect();
     assert_eq!(names, ["a", "c"]);
 }
+
+#[test]
+fn a_mesh_sized_file_parses() {
+    // serde-saphyr's default budget stops at 1,024 documents; a mesh file has one per proxy
+    let mut s = String::new();
+    for i in 0..3000 {
+        s.push_str(&format!(
+            "---\ntype: Dataplane\nname: dp-{i}\nnetworking: {{address: 10.0.0.1, inbound: [{{port: 1}}]}}\n"
+        ));
+    }
+    assert_eq!(parse_documents(&s).unwrap().len(), 3000);
+}

@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             store,
             args.default_workdir_root,
         )))
+        .add_service(meshmetric_mads::grpc::MadsGrpc::server(assignments))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     tokio::select! {
         r = api => r.context("API server")?,
