@@ -7,5 +7,6 @@ pub mod collect;
 pub mod config;
 pub mod http;
 pub mod merge;
+pub mod otlp;
 pub mod parse;
 pub mod serve;

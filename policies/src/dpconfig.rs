@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dataplane::{Dataplane, WORKLOAD_LABEL, ZONE_LABEL};
-use crate::meshmetric::{Conf, DEFAULT_PATH, DEFAULT_REFRESH_INTERVAL, Sidecar};
+use crate::meshmetric::{Conf, DEFAULT_PATH, DEFAULT_REFRESH_INTERVAL, Header, OtlpTls, Sidecar};
 
 /// Root of the CP → DP config document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,12 +62,29 @@ pub struct DpBackend {
     pub open_telemetry: Option<DpOpenTelemetry>,
 }
 
-/// OTLP settings of an OpenTelemetry backend.
+/// OTLP settings of an OpenTelemetry backend, as the policy gives them (unset = the plugin's
+/// `OTEL_EXPORTER_OTLP_*` environment, then the defaults). Headers carry secrets only as
+/// `valueFrom` references (validation refuses inline secrets), so no secret value is ever in
+/// this document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DpOpenTelemetry {
     pub endpoint: String,
     pub refresh_interval: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporality: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<Header>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OtlpTls>,
 }
 
 impl DpConfig {
@@ -101,6 +118,13 @@ impl DpConfig {
                         .refresh_interval
                         .clone()
                         .unwrap_or_else(|| DEFAULT_REFRESH_INTERVAL.to_string()),
+                    protocol: o.protocol.clone(),
+                    timeout: o.timeout.clone(),
+                    compression: o.compression.clone(),
+                    temporality: o.temporality.clone(),
+                    queue_size: o.queue_size.and_then(|q| u32::try_from(q).ok()),
+                    headers: o.headers.clone().unwrap_or_default(),
+                    tls: o.tls.clone(),
                 }),
             })
             .collect();

@@ -1,0 +1,3 @@
+//! OTLP export: one isolated exporter per OpenTelemetry backend.
+
+pub mod producer;
