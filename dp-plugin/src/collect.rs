@@ -24,6 +24,9 @@ pub struct CollectorSettings {
     pub scrape_timeout: Duration,
     /// Largest accepted body of one scrape, in bytes.
     pub max_body_bytes: usize,
+    /// A collection younger than this is reused instead of scraping again, so Prometheus
+    /// scrapes and OTLP exporters arriving close together share one scrape of Envoy.
+    pub reuse_within: Duration,
 }
 
 /// Result of one scrape of one source.
@@ -42,6 +45,9 @@ pub struct Collector {
     settings: CollectorSettings,
     config: watch::Receiver<Arc<ActiveConfig>>,
     inflight: Mutex<Option<Shared<BoxFuture<'static, Bytes>>>>,
+    last: Mutex<Option<(Instant, Bytes)>>,
+    exporters: crate::otlp::Registry,
+    collections: std::sync::atomic::AtomicU64,
 }
 
 const ACCEPT: &str = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
@@ -53,11 +59,29 @@ impl Collector {
             settings,
             config,
             inflight: Mutex::new(None),
+            last: Mutex::new(None),
+            exporters: Default::default(),
+            collections: Default::default(),
         })
+    }
+
+    /// Counters of the OTLP exporters, shown in the self-metrics.
+    pub fn exporter_registry(&self) -> crate::otlp::Registry {
+        self.exporters.clone()
+    }
+
+    /// How many collections (scrapes of Envoy) have run.
+    pub fn collections(&self) -> u64 {
+        self.collections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The merged Prometheus text; joins a collection already in flight if there is one.
     pub async fn collect(self: &Arc<Self>) -> Bytes {
+        if let Some((at, body)) = self.last.lock().expect("last lock").as_ref()
+            && at.elapsed() < self.settings.reuse_within
+        {
+            return body.clone();
+        }
         let fut = {
             let mut g = self.inflight.lock().expect("inflight lock");
             match g.as_ref() {
@@ -66,6 +90,7 @@ impl Collector {
                     let me = self.clone();
                     let f = async move {
                         let out = me.collect_once().await;
+                        *me.last.lock().expect("last lock") = Some((Instant::now(), out.clone()));
                         *me.inflight.lock().expect("inflight lock") = None;
                         out
                     }
@@ -110,6 +135,7 @@ impl Collector {
 
     /// Runs one full collection.
     pub async fn collect_once(&self) -> Bytes {
+        self.collections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cfg = self.config.borrow().clone();
         let mut stats_q = String::from("/stats?format=prometheus&text_readouts");
         if !cfg.include_unused() {
@@ -220,6 +246,52 @@ meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
             ms.families_type_conflict,
             ms.labels_renamed
         ));
+        self_metrics.push_str(&format!(
+            "# TYPE meshmetric_dp_config_info gauge\nmeshmetric_dp_config_info{{etag=\"{}\"}} 1\n",
+            cfg.etag
+        ));
+        let exporters: Vec<(String, Arc<crate::otlp::exporter::ExporterStats>)> = self
+            .exporters
+            .lock()
+            .expect("registry lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !exporters.is_empty() {
+            use std::fmt::Write;
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut points = String::from("# TYPE meshmetric_dp_otlp_data_points_total counter\n");
+            let mut queue = String::from("# TYPE meshmetric_dp_otlp_queue_batches gauge\n");
+            let mut retries = String::from("# TYPE meshmetric_dp_otlp_retries_total counter\n");
+            for (endpoint, st) in &exporters {
+                let b = crate::merge::escape_to_string(endpoint);
+                for (result, v) in [
+                    ("sent", &st.sent),
+                    ("rejected", &st.rejected),
+                    ("failed", &st.failed),
+                    ("dropped", &st.dropped),
+                ] {
+                    let _ = writeln!(
+                        points,
+                        "meshmetric_dp_otlp_data_points_total{{backend=\"{b}\",result=\"{result}\"}} {}",
+                        v.load(Relaxed)
+                    );
+                }
+                let _ = writeln!(
+                    queue,
+                    "meshmetric_dp_otlp_queue_batches{{backend=\"{b}\"}} {}",
+                    st.queued_batches.load(Relaxed)
+                );
+                let _ = writeln!(
+                    retries,
+                    "meshmetric_dp_otlp_retries_total{{backend=\"{b}\"}} {}",
+                    st.retries.load(Relaxed)
+                );
+            }
+            self_metrics.push_str(&points);
+            self_metrics.push_str(&queue);
+            self_metrics.push_str(&retries);
+        }
         let mut st = ParseStats::default();
         let own = parse(&self_metrics, Format::Text, &mut st);
         debug_assert_eq!(st.bad_lines, 0, "self metrics must parse");

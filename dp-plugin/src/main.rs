@@ -73,6 +73,9 @@ struct RunArgs {
     /// Timeout of one scrape of Envoy or an application.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     scrape_timeout: Duration,
+    /// Reuse a collection younger than this for further scrapes and exports.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    reuse_within: Duration,
     /// Largest accepted scrape body, in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     max_body_bytes: usize,
@@ -110,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    rustls::crypto::ring::default_provider().install_default().ok();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
@@ -157,9 +161,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             envoy_admin: admin.clone(),
             scrape_timeout: args.scrape_timeout,
             max_body_bytes: args.max_body_bytes,
+            reuse_within: args.reuse_within,
         },
-        rx,
+        rx.clone(),
     );
+    tokio::spawn(meshmetric_dp::otlp::manage(
+        rx,
+        collector.clone(),
+        collector.exporter_registry(),
+    ));
 
     let unix = serve::bind_unix(&metrics_socket)?;
     tracing::info!(metrics_socket = %metrics_socket.display(), config_socket = %config_socket.display(), envoy_admin = %admin, "plugin running");

@@ -282,3 +282,98 @@ pub fn start_proxy(dir: &Path, name: &str, cp: &ControlPlane) -> Proc {
         ],
     )
 }
+
+/// The Python of `.venv/otlp` (grpcio, opentelemetry-proto, rotel).
+pub fn otlp_python() -> PathBuf {
+    let p = workspace_root().join(".venv/otlp/bin/python");
+    assert!(p.exists(), "{} missing: run scripts/install-peers.sh", p.display());
+    p
+}
+
+/// The rotel collector binary shipped by the `rotel` PyPI package.
+pub fn rotel() -> PathBuf {
+    let lib = workspace_root().join(".venv/otlp/lib");
+    for e in std::fs::read_dir(&lib)
+        .expect(".venv/otlp missing: run scripts/install-peers.sh")
+        .flatten()
+    {
+        let p = e.path().join("site-packages/rotel/rotel-agent");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("rotel-agent not found: run scripts/install-peers.sh");
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Creates `<dir>/ca.pem`/`ca.key` if missing, then `<dir>/<name>.pem`/`<name>.key` signed by
+/// it, valid for 127.0.0.1 and `localhost`, with common name `cn`. Written via rename, so a
+/// process watching the files never sees half of them.
+pub fn make_cert(dir: &Path, name: &str, cn: &str) {
+    let p = |f: &str| dir.join(f).to_str().expect("utf-8").to_string();
+    if !dir.join("ca.key").exists() {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=meshmetric-test-ca",
+        ]);
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("tmp.key"),
+        "-out",
+        &p("tmp.csr"),
+        "-subj",
+        &format!("/CN={cn}"),
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("tmp.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("tmp.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext.cnf"),
+    ]);
+    std::fs::rename(dir.join("tmp.key"), dir.join(format!("{name}.key"))).expect("rename");
+    std::fs::rename(dir.join("tmp.pem"), dir.join(format!("{name}.pem"))).expect("rename");
+}
+
+/// The value of one self-metric sample of the plugin's output (`name{labels}` prefix match).
+pub fn sample_value(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

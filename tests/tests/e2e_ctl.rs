@@ -45,11 +45,12 @@ fn e2e_ctl_validate_offline_apply_get_inspect_delete() {
 
     let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mads = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let cp = Proc::start(
         "cp",
         &dir,
         &bin("meshmetric-cp"),
-        &["--api-address", &api, "--xds-address", &xds],
+        &["--api-address", &api, "--xds-address", &xds, "--mads-address", &mads],
     );
     wait_for(Duration::from_secs(20), || get_ok(&api, "/ready")).unwrap_or_else(|| panic!("{}", cp.log_text()));
 

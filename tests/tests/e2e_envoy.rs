@@ -33,6 +33,7 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     let inbound_port = free_port(&ip);
     let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mads = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let resources = dir.join("resources");
     std::fs::create_dir_all(&resources).unwrap();
@@ -70,6 +71,8 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
             &api,
             "--xds-address",
             &xds,
+            "--mads-address",
+            &mads,
         ],
     );
     wait_for(Duration::from_secs(20), || get_ok(&api, "/ready"))
@@ -221,6 +224,7 @@ fn e2e_nack_is_logged_with_envoys_error_and_recovery_follows() {
     let app_port = free_port("127.0.0.1");
     let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mads = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let resources = dir.join("resources");
     std::fs::create_dir_all(&resources).unwrap();
@@ -247,6 +251,8 @@ fn e2e_nack_is_logged_with_envoys_error_and_recovery_follows() {
             &api,
             "--xds-address",
             &xds,
+            "--mads-address",
+            &mads,
         ],
     );
     wait_for(Duration::from_secs(20), || get_ok(&api, "/ready")).expect("control plane ready");

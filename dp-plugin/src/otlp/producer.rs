@@ -21,8 +21,8 @@ use std::hash::{Hash, Hasher};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, Summary, SummaryDataPoint, metric, number_data_point, summary_data_point::ValueAtQuantile,
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum, Summary, SummaryDataPoint, metric, number_data_point, summary_data_point::ValueAtQuantile,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -63,7 +63,9 @@ pub struct Producer {
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.to_string())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_string())),
+        }),
         ..Default::default()
     }
 }
@@ -105,11 +107,21 @@ impl Producer {
     /// `mesh`, `dataplane`, `kuma.workload`, `zone`, ...) plus `service.name`.
     pub fn new(temporality: Temporality, extra_labels: &BTreeMap<String, String>) -> Self {
         let mut attrs: Vec<KeyValue> = extra_labels.iter().map(|(k, v)| kv(k, v)).collect();
-        let service = extra_labels.get("kuma.workload").or_else(|| extra_labels.get("dataplane"));
+        let service = extra_labels
+            .get("kuma.workload")
+            .or_else(|| extra_labels.get("dataplane"));
         if let Some(s) = service {
             attrs.push(kv("service.name", s));
         }
-        Self { temporality, resource: Resource { attributes: attrs, ..Default::default() }, series: HashMap::new(), cycle: 0 }
+        Self {
+            temporality,
+            resource: Resource {
+                attributes: attrs,
+                ..Default::default()
+            },
+            series: HashMap::new(),
+            cycle: 0,
+        }
     }
 
     /// Number of series whose state is kept.
@@ -158,7 +170,11 @@ impl Producer {
             .map(|((name, version), metrics)| ScopeMetrics {
                 scope: Some(InstrumentationScope {
                     name: if name.is_empty() { "meshmetric-dp".into() } else { name },
-                    version: if version.is_empty() { env!("CARGO_PKG_VERSION").into() } else { version },
+                    version: if version.is_empty() {
+                        env!("CARGO_PKG_VERSION").into()
+                    } else {
+                        version
+                    },
                     ..Default::default()
                 }),
                 metrics,
@@ -166,7 +182,11 @@ impl Producer {
             })
             .collect();
         let req = ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics { resource: Some(self.resource.clone()), scope_metrics, ..Default::default() }],
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(self.resource.clone()),
+                scope_metrics,
+                ..Default::default()
+            }],
         };
         (req, points)
     }
@@ -214,7 +234,17 @@ impl Producer {
             let cycle = self.cycle;
             let (start, value) = match self.series.get_mut(&key) {
                 None => {
-                    self.series.insert(key, SeriesState { start_ns: time, last_total: s.value, last_buckets: vec![], last_sum: 0.0, last_time_ns: time, seen_cycle: cycle });
+                    self.series.insert(
+                        key,
+                        SeriesState {
+                            start_ns: time,
+                            last_total: s.value,
+                            last_buckets: vec![],
+                            last_sum: 0.0,
+                            last_time_ns: time,
+                            seen_cycle: cycle,
+                        },
+                    );
                     if delta {
                         continue; // baseline only
                     }
@@ -252,7 +282,11 @@ impl Producer {
                 let m = Metric {
                     name: name.clone(),
                     description: Self::help(f),
-                    data: Some(metric::Data::Sum(Sum { data_points, aggregation_temporality: temporality, is_monotonic: true })),
+                    data: Some(metric::Data::Sum(Sum {
+                        data_points,
+                        aggregation_temporality: temporality,
+                        is_monotonic: true,
+                    })),
                     ..Default::default()
                 };
                 (scope, m)
@@ -276,10 +310,17 @@ impl Producer {
             let suffix = &s.name[base.len().min(s.name.len())..];
             let a = attrs_of(s.labels, "le");
             let time = s.timestamp_ms.map_or(now_ns, |t| t as u64 * 1_000_000);
-            let acc = groups.entry(a.list.clone()).or_insert_with(|| Acc { scope: a.scope, attrs: a.list, time, ..Default::default() });
+            let acc = groups.entry(a.list.clone()).or_insert_with(|| Acc {
+                scope: a.scope,
+                attrs: a.list,
+                time,
+                ..Default::default()
+            });
             match suffix {
                 "_bucket" => {
-                    let Some(le) = label_value(s.labels, "le").and_then(crate::parse::parse_value) else { continue };
+                    let Some(le) = label_value(s.labels, "le").and_then(crate::parse::parse_value) else {
+                        continue;
+                    };
                     acc.buckets.push((le, s.value));
                 }
                 "_sum" => acc.sum = s.value,
@@ -307,7 +348,17 @@ impl Producer {
             let key = series_key(base, &acc.attrs);
             let (start, counts, sum, cnt) = match self.series.get_mut(&key) {
                 None => {
-                    self.series.insert(key, SeriesState { start_ns: acc.time, last_total: count, last_buckets: per_bucket.clone(), last_sum: acc.sum, last_time_ns: acc.time, seen_cycle: cycle });
+                    self.series.insert(
+                        key,
+                        SeriesState {
+                            start_ns: acc.time,
+                            last_total: count,
+                            last_buckets: per_bucket.clone(),
+                            last_sum: acc.sum,
+                            last_time_ns: acc.time,
+                            seen_cycle: cycle,
+                        },
+                    );
                     if delta {
                         continue;
                     }
@@ -320,11 +371,14 @@ impl Producer {
                         st.start_ns = st.last_time_ns.max(acc.time.saturating_sub(1));
                     }
                     let out = if delta && !reset {
-                        let d: Vec<u64> = per_bucket.iter().zip(&st.last_buckets).map(|(c, p)| c.saturating_sub(*p)).collect();
+                        let d: Vec<u64> = per_bucket
+                            .iter()
+                            .zip(&st.last_buckets)
+                            .map(|(c, p)| c.saturating_sub(*p))
+                            .collect();
                         (st.last_time_ns, d, acc.sum - st.last_sum, count - st.last_total)
-                    } else if delta {
-                        (st.start_ns, per_bucket.clone(), acc.sum, count)
                     } else {
+                        // cumulative, or delta right after a reset: everything since the reset
                         (st.start_ns, per_bucket.clone(), acc.sum, count)
                     };
                     st.last_total = count;
@@ -352,7 +406,10 @@ impl Producer {
                 let m = Metric {
                     name: base.to_string(),
                     description: Self::help(f),
-                    data: Some(metric::Data::Histogram(Histogram { data_points, aggregation_temporality: temporality })),
+                    data: Some(metric::Data::Histogram(Histogram {
+                        data_points,
+                        aggregation_temporality: temporality,
+                    })),
                     ..Default::default()
                 };
                 (scope, m)
@@ -376,7 +433,12 @@ impl Producer {
             let suffix = &s.name[base.len().min(s.name.len())..];
             let a = attrs_of(s.labels, "quantile");
             let time = s.timestamp_ms.map_or(now_ns, |t| t as u64 * 1_000_000);
-            let acc = groups.entry(a.list.clone()).or_insert_with(|| Acc { scope: a.scope, attrs: a.list, time, ..Default::default() });
+            let acc = groups.entry(a.list.clone()).or_insert_with(|| Acc {
+                scope: a.scope,
+                attrs: a.list,
+                time,
+                ..Default::default()
+            });
             match suffix {
                 "" => {
                     if let Some(q) = label_value(s.labels, "quantile").and_then(crate::parse::parse_value) {
@@ -393,7 +455,14 @@ impl Producer {
         for (_, mut acc) in groups {
             acc.quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
             let key = series_key(base, &acc.attrs);
-            let st = self.series.entry(key).or_insert(SeriesState { start_ns: acc.time, last_total: acc.count, last_buckets: vec![], last_sum: 0.0, last_time_ns: acc.time, seen_cycle: cycle });
+            let st = self.series.entry(key).or_insert(SeriesState {
+                start_ns: acc.time,
+                last_total: acc.count,
+                last_buckets: vec![],
+                last_sum: 0.0,
+                last_time_ns: acc.time,
+                seen_cycle: cycle,
+            });
             st.seen_cycle = cycle;
             if acc.count < st.last_total {
                 st.start_ns = st.last_time_ns.max(acc.time.saturating_sub(1));
@@ -406,7 +475,14 @@ impl Producer {
                 time_unix_nano: acc.time,
                 count: acc.count as u64,
                 sum: acc.sum,
-                quantile_values: acc.quantiles.iter().map(|(q, v)| ValueAtQuantile { quantile: *q, value: *v }).collect(),
+                quantile_values: acc
+                    .quantiles
+                    .iter()
+                    .map(|(q, v)| ValueAtQuantile {
+                        quantile: *q,
+                        value: *v,
+                    })
+                    .collect(),
                 ..Default::default()
             });
         }
@@ -432,14 +508,26 @@ mod tests {
     const TEXT: &str = "# HELP reqs_total Requests.\n# TYPE reqs_total counter\nreqs_total{code=\"200\",mesh=\"default\"} 10\n# TYPE temp gauge\ntemp{room=\"a\\\"b\"} 21.5\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 2\nlat_bucket{le=\"1\"} 5\nlat_bucket{le=\"+Inf\"} 6\nlat_sum 3.5\nlat_count 6\n# TYPE rpc summary\nrpc{quantile=\"0.5\"} 0.2\nrpc{quantile=\"0.9\"} 0.7\nrpc_sum 10\nrpc_count 40\n# TYPE scoped counter\nscoped_total{otel_scope_name=\"lib\",otel_scope_version=\"1.2\",x=\"y\"} 1\n";
 
     fn extra() -> BTreeMap<String, String> {
-        [("mesh", "default"), ("dataplane", "web-01"), ("kuma.workload", "web"), ("zone", "z1")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        [
+            ("mesh", "default"),
+            ("dataplane", "web-01"),
+            ("kuma.workload", "web"),
+            ("zone", "z1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn metrics(req: &ExportMetricsServiceRequest) -> Vec<(&str, &Metric)> {
         req.resource_metrics[0]
             .scope_metrics
             .iter()
-            .flat_map(|s| s.metrics.iter().map(move |m| (s.scope.as_ref().unwrap().name.as_str(), m)))
+            .flat_map(|s| {
+                s.metrics
+                    .iter()
+                    .map(move |m| (s.scope.as_ref().unwrap().name.as_str(), m))
+            })
             .collect()
     }
 
@@ -449,28 +537,56 @@ mod tests {
         let (req, points) = p.produce(TEXT, 1_000);
         assert_eq!(points, 5);
         let res = req.resource_metrics[0].resource.as_ref().unwrap();
-        assert!(res.attributes.iter().any(|a| a.key == "service.name" && format!("{:?}", a.value).contains("web")));
+        assert!(
+            res.attributes
+                .iter()
+                .any(|a| a.key == "service.name" && format!("{:?}", a.value).contains("web"))
+        );
         let ms = metrics(&req);
-        let get = |n: &str| ms.iter().find(|(_, m)| m.name == n).unwrap_or_else(|| panic!("{n} missing: {ms:?}"));
+        let get = |n: &str| {
+            ms.iter()
+                .find(|(_, m)| m.name == n)
+                .unwrap_or_else(|| panic!("{n} missing: {ms:?}"))
+        };
         let (_, reqs) = get("reqs");
-        let Some(metric::Data::Sum(s)) = &reqs.data else { panic!() };
+        let Some(metric::Data::Sum(s)) = &reqs.data else {
+            panic!()
+        };
         assert!(s.is_monotonic && s.aggregation_temporality == AggregationTemporality::Cumulative as i32);
         assert_eq!(reqs.description, "Requests.");
         assert_eq!(s.data_points[0].value, Some(number_data_point::Value::AsDouble(10.0)));
         let (_, temp) = get("temp");
-        let Some(metric::Data::Gauge(g)) = &temp.data else { panic!() };
+        let Some(metric::Data::Gauge(g)) = &temp.data else {
+            panic!()
+        };
         assert_eq!(g.data_points[0].attributes[0], kv("room", "a\"b"));
         let (_, lat) = get("lat");
-        let Some(metric::Data::Histogram(h)) = &lat.data else { panic!() };
+        let Some(metric::Data::Histogram(h)) = &lat.data else {
+            panic!()
+        };
         let d = &h.data_points[0];
-        assert_eq!((d.count, d.sum, d.bucket_counts.clone(), d.explicit_bounds.clone()), (6, Some(3.5), vec![2, 3, 1], vec![0.1, 1.0]));
+        assert_eq!(
+            (d.count, d.sum, d.bucket_counts.clone(), d.explicit_bounds.clone()),
+            (6, Some(3.5), vec![2, 3, 1], vec![0.1, 1.0])
+        );
         let (_, rpc) = get("rpc");
-        let Some(metric::Data::Summary(sm)) = &rpc.data else { panic!() };
-        assert_eq!((sm.data_points[0].count, sm.data_points[0].quantile_values.len()), (40, 2));
+        let Some(metric::Data::Summary(sm)) = &rpc.data else {
+            panic!()
+        };
+        assert_eq!(
+            (sm.data_points[0].count, sm.data_points[0].quantile_values.len()),
+            (40, 2)
+        );
         let (scope, scoped) = get("scoped");
         assert_eq!(*scope, "lib");
-        let Some(metric::Data::Sum(s)) = &scoped.data else { panic!() };
-        assert_eq!(s.data_points[0].attributes, vec![kv("x", "y")], "scope labels are not attributes");
+        let Some(metric::Data::Sum(s)) = &scoped.data else {
+            panic!()
+        };
+        assert_eq!(
+            s.data_points[0].attributes,
+            vec![kv("x", "y")],
+            "scope labels are not attributes"
+        );
     }
 
     #[test]
@@ -487,7 +603,11 @@ mod tests {
         assert_eq!(start(&r1).0, 1_000);
         assert_eq!(start(&r2), (1_000, 2_000), "start time kept while the counter grows");
         let (r3, _) = p.produce(&TEXT.replace("} 10\n", "} 3\n"), 3_000);
-        assert!(start(&r3).0 > 1_000 && start(&r3).0 < 3_000, "reset moves the start time: {:?}", start(&r3));
+        assert!(
+            start(&r3).0 > 1_000 && start(&r3).0 < 3_000,
+            "reset moves the start time: {:?}",
+            start(&r3)
+        );
         // a series that disappears is forgotten
         let before = p.tracked_series();
         p.produce("# TYPE other gauge\nother 1\n", 4_000);
@@ -498,17 +618,41 @@ mod tests {
     fn delta_temporality() {
         let mut p = Producer::new(Temporality::Delta, &extra());
         let (_, first) = p.produce(TEXT, 1_000);
-        assert_eq!(first, 2, "sums and histograms only set their baseline at first: only the gauge and the summary are sent");
-        let next = TEXT.replace("reqs_total{code=\"200\",mesh=\"default\"} 10", "reqs_total{code=\"200\",mesh=\"default\"} 14").replace("lat_bucket{le=\"+Inf\"} 6", "lat_bucket{le=\"+Inf\"} 8").replace("lat_count 6", "lat_count 8").replace("lat_sum 3.5", "lat_sum 5.5");
+        assert_eq!(
+            first, 2,
+            "sums and histograms only set their baseline at first: only the gauge and the summary are sent"
+        );
+        let next = TEXT
+            .replace(
+                "reqs_total{code=\"200\",mesh=\"default\"} 10",
+                "reqs_total{code=\"200\",mesh=\"default\"} 14",
+            )
+            .replace("lat_bucket{le=\"+Inf\"} 6", "lat_bucket{le=\"+Inf\"} 8")
+            .replace("lat_count 6", "lat_count 8")
+            .replace("lat_sum 3.5", "lat_sum 5.5");
         let (req, _) = p.produce(&next, 2_000);
         let ms = metrics(&req);
         let (_, reqs) = ms.iter().find(|(_, m)| m.name == "reqs").unwrap();
-        let Some(metric::Data::Sum(s)) = &reqs.data else { panic!() };
+        let Some(metric::Data::Sum(s)) = &reqs.data else {
+            panic!()
+        };
         assert_eq!(s.aggregation_temporality, AggregationTemporality::Delta as i32);
         assert_eq!(s.data_points[0].value, Some(number_data_point::Value::AsDouble(4.0)));
-        assert_eq!((s.data_points[0].start_time_unix_nano, s.data_points[0].time_unix_nano), (1_000, 2_000));
+        assert_eq!(
+            (s.data_points[0].start_time_unix_nano, s.data_points[0].time_unix_nano),
+            (1_000, 2_000)
+        );
         let (_, lat) = ms.iter().find(|(_, m)| m.name == "lat").unwrap();
-        let Some(metric::Data::Histogram(h)) = &lat.data else { panic!() };
-        assert_eq!((h.data_points[0].count, h.data_points[0].bucket_counts.clone(), h.data_points[0].sum), (2, vec![0, 0, 2], Some(2.0)));
+        let Some(metric::Data::Histogram(h)) = &lat.data else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                h.data_points[0].count,
+                h.data_points[0].bucket_counts.clone(),
+                h.data_points[0].sum
+            ),
+            (2, vec![0, 0, 2], Some(2.0))
+        );
     }
 }

@@ -1,0 +1,267 @@
+//! One exporter per OpenTelemetry backend: a producer task turns the shared collection into an
+//! OTLP request every `refreshInterval` and queues it; a sender task delivers the queue.
+//!
+//! Delivery (OTLP exporter specification): retryable failures are retried with exponential
+//! backoff and jitter (1 s → 30 s), a server hint (`RetryInfo`, `Retry-After`) replacing the
+//! next delay, for at most 5 minutes per batch; permanent failures drop the batch. The queue
+//! holds at most `queueSize` batches; when full the **oldest** is dropped. Every data point is
+//! counted as sent, rejected (partial success), failed or dropped. A dead collector therefore
+//! costs one bounded queue and never slows another exporter or the Prometheus endpoint.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use backon::BackoffBuilder;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::producer::Producer;
+use super::settings::{ExporterSettings, HeaderValue};
+use super::transport::Transport;
+use crate::collect::Collector;
+
+/// Longest time one batch is retried.
+pub const MAX_RETRY_ELAPSED: Duration = Duration::from_secs(300);
+
+/// Counters of one exporter (data points unless named otherwise).
+#[derive(Debug, Default)]
+pub struct ExporterStats {
+    pub sent: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub queued_batches: AtomicU64,
+    pub exports: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+struct Batch {
+    req: ExportMetricsServiceRequest,
+    points: u64,
+}
+
+struct Queue {
+    items: Mutex<VecDeque<Batch>>,
+    notify: Notify,
+}
+
+/// A running exporter; dropping it stops its tasks and frees its queue.
+pub struct Exporter {
+    pub settings: ExporterSettings,
+    pub stats: Arc<ExporterStats>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Reads header values at send time; files are re-read when their modification time changes.
+#[derive(Default)]
+struct Secrets {
+    files: HashMap<PathBuf, (Option<SystemTime>, String)>,
+}
+
+impl Secrets {
+    /// Errors name the file or variable, never a value.
+    fn resolve(&mut self, headers: &[(String, HeaderValue)]) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::with_capacity(headers.len());
+        for (name, v) in headers {
+            let value = match v {
+                HeaderValue::Inline(s) | HeaderValue::FromEnvHeaders(s) => s.clone(),
+                HeaderValue::Env(var) => {
+                    std::env::var(var).map_err(|_| format!("header {name}: environment variable {var} is not set"))?
+                }
+                HeaderValue::File(path) => {
+                    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+                    match self.files.get(path) {
+                        Some((t, s)) if *t == mtime && mtime.is_some() => s.clone(),
+                        _ => {
+                            let s = std::fs::read_to_string(path)
+                                .map_err(|e| format!("header {name}: cannot read {}: {}", path.display(), e.kind()))?;
+                            let s = s.trim_end_matches(['\n', '\r']).to_string();
+                            self.files.insert(path.clone(), (mtime, s.clone()));
+                            s
+                        }
+                    }
+                }
+            };
+            out.push((name.clone(), value));
+        }
+        Ok(out)
+    }
+}
+
+impl Exporter {
+    /// Starts the exporter. `extra_labels` become resource attributes.
+    pub fn spawn(
+        settings: ExporterSettings,
+        collector: Arc<Collector>,
+        extra_labels: BTreeMap<String, String>,
+    ) -> Self {
+        let stats = Arc::new(ExporterStats::default());
+        let queue = Arc::new(Queue {
+            items: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+        });
+        let producer = tokio::spawn(produce_loop(
+            settings.clone(),
+            collector,
+            extra_labels,
+            queue.clone(),
+            stats.clone(),
+        ));
+        let sender = tokio::spawn(send_loop(settings.clone(), queue, stats.clone()));
+        tracing::info!(endpoint = %settings.endpoint, protocol = ?settings.protocol, interval = ?settings.interval, "OTLP exporter started");
+        Self {
+            settings,
+            stats,
+            tasks: vec![producer, sender],
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+async fn produce_loop(
+    s: ExporterSettings,
+    collector: Arc<Collector>,
+    extra: BTreeMap<String, String>,
+    queue: Arc<Queue>,
+    stats: Arc<ExporterStats>,
+) {
+    let mut producer = Producer::new(s.temporality, &extra);
+    let mut tick = tokio::time::interval(s.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let text = collector.collect().await;
+        let Ok(text) = std::str::from_utf8(&text) else { continue };
+        let (req, points) = producer.produce(text, now_ns());
+        if points == 0 {
+            continue;
+        }
+        {
+            let mut q = queue.items.lock().expect("queue lock");
+            while q.len() >= s.queue_size.max(1) {
+                if let Some(old) = q.pop_front() {
+                    stats.dropped.fetch_add(old.points, Ordering::Relaxed);
+                    tracing::debug!(endpoint = %s.endpoint, points = old.points, "queue full: oldest batch dropped");
+                }
+            }
+            q.push_back(Batch {
+                req,
+                points: points as u64,
+            });
+            stats.queued_batches.store(q.len() as u64, Ordering::Relaxed);
+        }
+        queue.notify.notify_one();
+    }
+}
+
+async fn send_loop(s: ExporterSettings, queue: Arc<Queue>, stats: Arc<ExporterStats>) {
+    let mut transport: Option<Transport> = None;
+    let mut tls_mtimes = s.tls.as_ref().map(|t| t.mtimes());
+    let mut secrets = Secrets::default();
+    let mut healthy = true;
+    loop {
+        let batch = loop {
+            let next = {
+                let mut q = queue.items.lock().expect("queue lock");
+                let b = q.pop_front();
+                stats.queued_batches.store(q.len() as u64, Ordering::Relaxed);
+                b
+            };
+            match next {
+                Some(b) => break b,
+                None => queue.notify.notified().await,
+            }
+        };
+        let started = Instant::now();
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            // rebuild the connection when TLS files rotate
+            let current = s.tls.as_ref().map(|t| t.mtimes());
+            if current != tls_mtimes {
+                tls_mtimes = current;
+                transport = None;
+            }
+            let result = async {
+                if transport.is_none() {
+                    transport = Some(Transport::new(&s).map_err(|m| super::transport::SendError {
+                        retryable: true,
+                        retry_after: None,
+                        message: m,
+                    })?);
+                }
+                let headers = secrets.resolve(&s.headers).map_err(|m| super::transport::SendError {
+                    retryable: true,
+                    retry_after: None,
+                    message: m,
+                })?;
+                transport
+                    .as_mut()
+                    .expect("built above")
+                    .send(&batch.req, &headers, &s)
+                    .await
+            }
+            .await;
+            stats.exports.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(rejected) => {
+                    let rejected = rejected.min(batch.points);
+                    stats.sent.fetch_add(batch.points - rejected, Ordering::Relaxed);
+                    stats.rejected.fetch_add(rejected, Ordering::Relaxed);
+                    if rejected > 0 {
+                        tracing::warn!(endpoint = %s.endpoint, rejected, "collector rejected part of an export (partial success)");
+                    }
+                    if !healthy {
+                        tracing::info!(endpoint = %s.endpoint, "OTLP export recovered");
+                        healthy = true;
+                    }
+                    break;
+                }
+                Err(e) if e.retryable && started.elapsed() < MAX_RETRY_ELAPSED => {
+                    let delay = e
+                        .retry_after
+                        .unwrap_or_else(|| backoff.next().unwrap_or(Duration::from_secs(30)))
+                        .min(MAX_RETRY_ELAPSED);
+                    stats.retries.fetch_add(1, Ordering::Relaxed);
+                    if healthy {
+                        tracing::warn!(endpoint = %s.endpoint, error = %e.message, retry_in = ?delay, "OTLP export failed; retrying (further failures are logged at debug)");
+                        healthy = false;
+                    } else {
+                        tracing::debug!(endpoint = %s.endpoint, error = %e.message, retry_in = ?delay, "OTLP export failed; retrying");
+                    }
+                    if matches!(transport, Some(Transport::Grpc(_))) && e.message.contains("transport") {
+                        transport = None;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(batch.points, Ordering::Relaxed);
+                    tracing::warn!(endpoint = %s.endpoint, error = %e.message, points = batch.points, retryable = e.retryable, "OTLP export dropped");
+                    healthy = false;
+                    break;
+                }
+            }
+        }
+    }
+}
