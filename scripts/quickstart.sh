@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 RUN="$ROOT/.run/quickstart"
 WORK=/tmp/meshmetric-quickstart      # short: unix socket paths must fit in 104 bytes
-API=127.0.0.1:5681 XDS=127.0.0.1:5678 ADMIN=127.0.0.1:19901 APP=127.0.0.1:18080
+API=127.0.0.1:5681 XDS=127.0.0.1:5678 MADS=127.0.0.1:5676 ADMIN=127.0.0.1:19901 APP=127.0.0.1:18080
 DP_IP=127.0.0.2 PROM="127.0.0.2:5670" INBOUND="127.0.0.2:10001"
 
 stop() {
@@ -29,7 +29,7 @@ if [[ "${1:-}" == "stop" ]]; then stop; echo "quick start stopped"; exit 0; fi
 start_ts=$(date +%s)
 stop
 mkdir -p "$RUN"; rm -rf "$WORK"; mkdir -p "$WORK"
-for hp in $API $XDS $ADMIN $APP $PROM $INBOUND; do
+for hp in $API $XDS $MADS $ADMIN $APP $PROM $INBOUND; do
   if (exec 3<>"/dev/tcp/${hp%:*}/${hp#*:}") 2>/dev/null; then
     echo "error: $hp is already in use; stop what listens there and run again" >&2; exit 1
   fi
@@ -45,7 +45,7 @@ launch() { # name, command...
   setsid "$@" >"$RUN/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
 }
-launch cp  "$BIN/meshmetric-cp" -f examples --api-address $API --xds-address $XDS
+launch cp  "$BIN/meshmetric-cp" -f examples --api-address $API --xds-address $XDS --mads-address $MADS
 launch app "$BIN/meshmetric-sample-app" --address $APP
 for _ in $(seq 100); do curl -fsS "http://$API/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 launch dp  "$BIN/meshmetric-dp" run --mesh default --name web-01 --workdir "$WORK/dp" \

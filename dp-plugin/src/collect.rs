@@ -262,6 +262,7 @@ meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
             use std::sync::atomic::Ordering::Relaxed;
             let mut points = String::from("# TYPE meshmetric_dp_otlp_data_points_total counter\n");
             let mut queue = String::from("# TYPE meshmetric_dp_otlp_queue_batches gauge\n");
+            let mut queue_bytes = String::from("# TYPE meshmetric_dp_otlp_queue_bytes gauge\n");
             let mut retries = String::from("# TYPE meshmetric_dp_otlp_retries_total counter\n");
             for (endpoint, st) in &exporters {
                 let b = crate::merge::escape_to_string(endpoint);
@@ -283,6 +284,11 @@ meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
                     st.queued_batches.load(Relaxed)
                 );
                 let _ = writeln!(
+                    queue_bytes,
+                    "meshmetric_dp_otlp_queue_bytes{{backend=\"{b}\"}} {}",
+                    st.queued_bytes.load(Relaxed)
+                );
+                let _ = writeln!(
                     retries,
                     "meshmetric_dp_otlp_retries_total{{backend=\"{b}\"}} {}",
                     st.retries.load(Relaxed)
@@ -290,6 +296,7 @@ meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
             }
             self_metrics.push_str(&points);
             self_metrics.push_str(&queue);
+            self_metrics.push_str(&queue_bytes);
             self_metrics.push_str(&retries);
         }
         let mut st = ParseStats::default();

@@ -156,17 +156,22 @@ impl Transport {
         }
     }
 
-    /// Sends one request. Ok = accepted, with the number of data points the collector rejected
-    /// (partial success).
+    /// Sends one protobuf-encoded `ExportMetricsServiceRequest`. Ok = accepted, with the number
+    /// of data points the collector rejected (partial success).
     pub async fn send(
         &mut self,
-        req: &ExportMetricsServiceRequest,
+        body: &Bytes,
         headers: &[(String, String)],
         s: &ExporterSettings,
     ) -> Result<u64, SendError> {
         match self {
             Transport::Grpc(client) => {
-                let mut r = tonic::Request::new(req.clone());
+                let req = ExportMetricsServiceRequest::decode(body.clone()).map_err(|e| SendError {
+                    retryable: false,
+                    retry_after: None,
+                    message: format!("batch does not decode: {e}"),
+                })?;
+                let mut r = tonic::Request::new(req);
                 r.set_timeout(s.timeout);
                 for (k, v) in headers {
                     let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes()).map_err(|_| SendError {
@@ -191,7 +196,7 @@ impl Transport {
                 }
             }
             Transport::Http { client, uri } => {
-                let mut body = req.encode_to_vec();
+                let mut body = body.to_vec();
                 if s.gzip {
                     use std::io::Write;
                     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
