@@ -24,27 +24,52 @@ fn profiles(name: &str, regex_excludes: usize) -> Profiles {
         append_profiles: Some(vec![Profile { name: name.into() }]),
         include: None,
         exclude: (regex_excludes > 0).then(|| {
-            (0..regex_excludes).map(|i| Selector { kind: "Regex".into(), pattern: format!("envoy_cluster_.*_never_{i}(_total)?$") }).collect()
+            (0..regex_excludes)
+                .map(|i| Selector {
+                    kind: "Regex".into(),
+                    pattern: format!("envoy_cluster_.*_never_{i}(_total)?$"),
+                })
+                .collect()
         }),
     }
 }
 
 fn bench(c: &mut Criterion) {
-    let extra = ExtraLabels::new([("mesh", "default"), ("dataplane", "web-01"), ("kuma.workload", "web"), ("zone", "z1")]);
-    let extra_map = [("mesh", "default"), ("dataplane", "web-01"), ("kuma.workload", "web")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let extra = ExtraLabels::new([
+        ("mesh", "default"),
+        ("dataplane", "web-01"),
+        ("kuma.workload", "web"),
+        ("zone", "z1"),
+    ]);
+    let extra_map = [("mesh", "default"), ("dataplane", "web-01"), ("kuma.workload", "web")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     for clusters in [1usize, 200, 1000] {
         let text = recorded(clusters);
         let mut g = c.benchmark_group(format!("envoy_{clusters}_clusters"));
         g.sample_size(10);
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_function("parse", |b| b.iter(|| parse(&text, Format::Text, &mut ParseStats::default()).len()));
+        g.bench_function("parse", |b| {
+            b.iter(|| parse(&text, Format::Text, &mut ParseStats::default()).len())
+        });
         let fams = parse(&text, Format::Text, &mut ParseStats::default());
-        for (label, p) in [("merge_encode_all", profiles("All", 0)), ("merge_encode_basic", profiles("Basic", 0)), ("merge_encode_all_50_regex_excludes", profiles("All", 50))] {
+        for (label, p) in [
+            ("merge_encode_all", profiles("All", 0)),
+            ("merge_encode_basic", profiles("Basic", 0)),
+            ("merge_encode_all_50_regex_excludes", profiles("All", 50)),
+        ] {
             let filter = FamilyFilter::new(Some(&p)).unwrap();
             g.bench_function(label, |b| {
                 b.iter(|| {
                     let mut out = Vec::with_capacity(text.len() + text.len() / 2);
-                    merge_encode(&[(Origin::Envoy, &fams)], &filter, &extra, &mut out, &mut MergeStats::default());
+                    merge_encode(
+                        &[(Origin::Envoy, &fams)],
+                        &filter,
+                        &extra,
+                        &mut out,
+                        &mut MergeStats::default(),
+                    );
                     out.len()
                 })
             });
@@ -52,15 +77,26 @@ fn bench(c: &mut Criterion) {
         let filter = FamilyFilter::new(Some(&profiles("Basic", 0))).unwrap();
         g.bench_function("full_cycle_basic", |b| {
             b.iter(|| {
-                let fams = parse(&text, Format::Text, &mut ParseStats::default());
+                let fams =
+                    meshmetric_dp::parse::parse_filtered(&text, Format::Text, &mut ParseStats::default(), &|n| {
+                        filter.keep_family(n)
+                    });
                 let mut out = Vec::with_capacity(text.len());
-                merge_encode(&[(Origin::Envoy, &fams)], &filter, &extra, &mut out, &mut MergeStats::default());
+                merge_encode(
+                    &[(Origin::Envoy, &fams)],
+                    &filter,
+                    &extra,
+                    &mut out,
+                    &mut MergeStats::default(),
+                );
                 out.len()
             })
         });
         let mut producer = Producer::new(Temporality::Cumulative, &extra_map);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
-        g.bench_function("otlp_produce_encode", |b| b.iter(|| producer.produce(&text, now).0.encode_to_vec().len()));
+        g.bench_function("otlp_produce_encode", |b| {
+            b.iter(|| producer.produce(&text, now).0.encode_to_vec().len())
+        });
         g.finish();
     }
 }

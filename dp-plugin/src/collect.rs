@@ -214,7 +214,11 @@ impl Collector {
             .iter()
             .map(|(o, t, f)| {
                 let mut st = ParseStats::default();
-                let fams = parse(t, *f, &mut st);
+                // Envoy's families the profile drops are skipped while parsing
+                let fams = match o {
+                    Origin::Envoy => crate::parse::parse_filtered(t, *f, &mut st, &|name| cfg.filter.keep_family(name)),
+                    Origin::Application => parse(t, *f, &mut st),
+                };
                 if let Some(e) = &st.first_error {
                     tracing::debug!(bad_lines = st.bad_lines, first = %e, "skipped malformed lines");
                 }
@@ -232,6 +236,7 @@ impl Collector {
         let sources: Vec<(Origin, &[crate::parse::Family<'_>])> =
             parsed.iter().map(|(o, f)| (*o, f.as_slice())).collect();
         merge_encode(&sources, &cfg.filter, &cfg.extra, &mut out, &mut ms);
+        ms.families_filtered += parse_stats.iter().map(|s| s.skipped_families).sum::<u64>();
         self_metrics.push_str(&format!(
             "# TYPE meshmetric_dp_malformed_lines gauge\nmeshmetric_dp_malformed_lines {bad_lines}\n\
 # TYPE meshmetric_dp_series gauge\nmeshmetric_dp_series {}\n\

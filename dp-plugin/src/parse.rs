@@ -69,12 +69,17 @@ pub struct Sample<'a> {
     pub name: &'a str,
     /// Raw label text between the braces, escapes kept, no trailing comma (may be empty).
     pub labels: &'a str,
-    /// Value as written (re-encoded verbatim).
+    /// Value as written (re-encoded verbatim; validated by the parser).
     pub raw_value: &'a str,
-    /// Parsed value.
-    pub value: f64,
     /// Timestamp in milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
+}
+
+impl Sample<'_> {
+    /// The value as a float (parsed on demand: merging copies `raw_value` and never needs it).
+    pub fn value(&self) -> f64 {
+        parse_value(self.raw_value).unwrap_or(f64::NAN)
+    }
 }
 
 /// A metric family: a `# TYPE` (or an untyped run of samples) and its samples.
@@ -96,6 +101,8 @@ pub struct ParseStats {
     pub bad_lines: u64,
     /// OpenMetrics-only samples with no 0.0.4 equivalent (`_created`), dropped.
     pub dropped_samples: u64,
+    /// Families skipped by [`parse_filtered`].
+    pub skipped_families: u64,
     /// The first problem, with its 1-based line number.
     pub first_error: Option<String>,
 }
@@ -129,6 +136,15 @@ fn parse_type(s: &str) -> Option<MetricType> {
         "gaugehistogram" => MetricType::Untyped,
         _ => return None,
     })
+}
+
+/// Whether `s` is a valid sample value; integers (most of Envoy's output) take a fast path.
+pub fn is_valid_value(s: &str) -> bool {
+    let b = s.as_bytes();
+    if !b.is_empty() && b.len() <= 18 && b.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    parse_value(s).is_some()
 }
 
 /// Parses a float as Prometheus does (`NaN`, `+Inf`, `-Inf`, any case).
@@ -271,9 +287,24 @@ pub fn unescape(raw: &str) -> Cow<'_, str> {
 /// Parses `text` in `format` into families, in input order. Never fails: bad lines are
 /// skipped and counted in `stats`.
 pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<Family<'a>> {
+    parse_filtered(text, format, stats, &|_| true)
+}
+
+/// Like [`parse`], but a family declared by `# TYPE` whose (0.0.4) name `keep` refuses is
+/// skipped line by line without scanning its labels or values, and counted in
+/// `stats.skipped_families`. Used for Envoy's stats with the profile filter: the families a
+/// profile drops cost almost nothing.
+pub fn parse_filtered<'a>(
+    text: &'a str,
+    format: Format,
+    stats: &mut ParseStats,
+    keep: &dyn Fn(&str) -> bool,
+) -> Vec<Family<'a>> {
     let mut families: Vec<Family<'a>> = Vec::new();
     // the family name as declared by # TYPE (OpenMetrics counters: without `_total`)
     let mut declared: &str = "";
+    // the family being skipped: its declared name and type
+    let mut skipping: Option<(&'a str, MetricType)> = None;
     let mut pending_help: Option<(&'a str, &'a str)> = None;
     let bytes = text.as_bytes();
     let mut pos = 0;
@@ -312,6 +343,12 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
                         Cow::Borrowed(name)
                     };
                     let help = pending_help.take().filter(|(n, _)| *n == name).map(|(_, h)| h);
+                    if !keep(&out_name) {
+                        skipping = Some((name, kind));
+                        stats.skipped_families += 1;
+                        continue;
+                    }
+                    skipping = None;
                     families.push(Family {
                         name: out_name,
                         kind,
@@ -323,6 +360,7 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
                     if let Some(name) = parts.next() {
                         let help = parts.next().unwrap_or_default();
                         match families.last_mut() {
+                            _ if skipping.is_some_and(|(d, _)| d == name) => {}
                             Some(f) if declared == name && f.help.is_none() => f.help = Some(help),
                             _ => pending_help = Some((name, help)),
                         }
@@ -344,6 +382,18 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
             i += 1;
         }
         let name = &trimmed[..i];
+        if let Some((d, kind)) = skipping {
+            let member = name == d
+                || kind
+                    .suffixes()
+                    .iter()
+                    .any(|s| name.len() == d.len() + s.len() && name.starts_with(d) && name.ends_with(s));
+            if member {
+                continue;
+            }
+            skipping = None;
+            declared = "";
+        }
         let mut labels_raw = "";
         if i < b.len() && b[i] == b'{' {
             match scan_labels(b, i + 1) {
@@ -362,19 +412,28 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
             stats.bad(line_no, "expected a space before the value", line);
             continue;
         }
-        let rest = match (om, rest.find(" #")) {
-            (true, Some(x)) => &rest[..x], // exemplar
-            _ => rest,
+        let rest = if om {
+            match rest.find(" #") {
+                Some(x) => &rest[..x], // exemplar
+                None => rest,
+            }
+        } else {
+            rest
         };
-        let mut fields = rest.split_ascii_whitespace();
-        let Some(raw_value) = fields.next() else {
+        // value, then an optional timestamp, separated by spaces or tabs
+        let rb = rest.as_bytes();
+        let vend = rb.iter().position(|&c| c == b' ' || c == b'\t').unwrap_or(rb.len());
+        let raw_value = &rest[..vend];
+        if raw_value.is_empty() {
             stats.bad(line_no, "missing value", line);
             continue;
-        };
-        let Some(value) = parse_value(raw_value) else {
+        }
+        if !is_valid_value(raw_value) {
             stats.bad(line_no, "invalid value", line);
             continue;
-        };
+        }
+        let after = rest[vend..].trim_matches([' ', '\t']);
+        let mut fields = after.split_ascii_whitespace();
         let timestamp_ms = match fields.next() {
             None => None,
             Some(ts) if om => match ts.parse::<f64>() {
@@ -414,7 +473,6 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
                 name,
                 labels: labels_raw,
                 raw_value,
-                value,
                 timestamp_ms,
             });
         } else {
@@ -424,7 +482,6 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
                     name,
                     labels: labels_raw,
                     raw_value,
-                    value,
                     timestamp_ms,
                 }),
                 _ => families.push(Family {
@@ -435,7 +492,6 @@ pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<F
                         name,
                         labels: labels_raw,
                         raw_value,
-                        value,
                         timestamp_ms,
                     }],
                 }),
@@ -465,8 +521,8 @@ mod tests {
         assert_eq!(f[1].samples[0].labels, "");
         assert_eq!(f[2].kind, MetricType::Histogram);
         assert_eq!(f[2].samples.len(), 4);
-        assert!(f[2].samples[1].value.is_infinite() || f[2].samples[1].labels.contains("+Inf"));
-        assert!(f[3].samples[0].value.is_nan());
+        assert!(f[2].samples[1].value().is_infinite() || f[2].samples[1].labels.contains("+Inf"));
+        assert!(f[3].samples[0].value().is_nan());
     }
 
     #[test]
@@ -484,6 +540,17 @@ mod tests {
         assert_eq!(f[1].kind, MetricType::Untyped);
         assert_eq!(f[1].samples.len(), 2);
         assert_eq!(labels(f[1].samples[1].labels).next(), Some(("a", "}")));
+    }
+
+    #[test]
+    fn filtered_families_are_skipped_without_scanning() {
+        let text = "# TYPE a counter\na{x=\"1\"} 1\n# HELP b B.\n# TYPE b histogram\nb_bucket{le=\"1\"} 1\nb_bucket{le=\"+Inf\"} 2\nb_sum 3\nb_count 2\n# TYPE c gauge\nc 5\nd_untyped 7\n";
+        let mut st = ParseStats::default();
+        let f = parse_filtered(text, Format::Text, &mut st, &|n| n != "b");
+        let names: Vec<&str> = f.iter().map(|f| f.name.as_ref()).collect();
+        assert_eq!(names, ["a", "c", "d_untyped"]);
+        assert_eq!((st.skipped_families, st.bad_lines), (1, 0));
+        assert!(f.iter().all(|f| f.help.is_none()));
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Producer {
             by_scope.entry(a.scope).or_default().push(NumberDataPoint {
                 attributes: a.list.iter().map(|(k, v)| kv(k, v)).collect(),
                 time_unix_nano: s.timestamp_ms.map_or(now_ns, |t| t as u64 * 1_000_000),
-                value: Some(number_data_point::Value::AsDouble(s.value)),
+                value: Some(number_data_point::Value::AsDouble(s.value())),
                 ..Default::default()
             });
         }
@@ -238,7 +238,7 @@ impl Producer {
                         key,
                         SeriesState {
                             start_ns: time,
-                            last_total: s.value,
+                            last_total: s.value(),
                             last_buckets: vec![],
                             last_sum: 0.0,
                             last_time_ns: time,
@@ -248,21 +248,21 @@ impl Producer {
                     if delta {
                         continue; // baseline only
                     }
-                    (time, s.value)
+                    (time, s.value())
                 }
                 Some(st) => {
                     st.seen_cycle = cycle;
-                    let reset = s.value < st.last_total;
+                    let reset = s.value() < st.last_total;
                     if reset {
                         st.start_ns = st.last_time_ns.max(time.saturating_sub(1));
                     }
                     let out = if delta {
-                        let d = if reset { s.value } else { s.value - st.last_total };
+                        let d = if reset { s.value() } else { s.value() - st.last_total };
                         (if reset { st.start_ns } else { st.last_time_ns }, d)
                     } else {
-                        (st.start_ns, s.value)
+                        (st.start_ns, s.value())
                     };
-                    st.last_total = s.value;
+                    st.last_total = s.value();
                     st.last_time_ns = time;
                     out
                 }
@@ -321,10 +321,10 @@ impl Producer {
                     let Some(le) = label_value(s.labels, "le").and_then(crate::parse::parse_value) else {
                         continue;
                     };
-                    acc.buckets.push((le, s.value));
+                    acc.buckets.push((le, s.value()));
                 }
-                "_sum" => acc.sum = s.value,
-                "_count" => acc.count = Some(s.value),
+                "_sum" => acc.sum = s.value(),
+                "_count" => acc.count = Some(s.value()),
                 _ => {}
             }
         }
@@ -442,11 +442,11 @@ impl Producer {
             match suffix {
                 "" => {
                     if let Some(q) = label_value(s.labels, "quantile").and_then(crate::parse::parse_value) {
-                        acc.quantiles.push((q, s.value));
+                        acc.quantiles.push((q, s.value()));
                     }
                 }
-                "_sum" => acc.sum = s.value,
-                "_count" => acc.count = s.value,
+                "_sum" => acc.sum = s.value(),
+                "_count" => acc.count = s.value(),
                 _ => {}
             }
         }
