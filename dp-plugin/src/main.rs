@@ -67,6 +67,10 @@ struct RunArgs {
     /// Also serve the merged metrics on this TCP address.
     #[arg(long)]
     metrics_address: Option<SocketAddr>,
+    /// Use this CP→DP config (JSON, the document the control plane serves) instead of polling
+    /// the config socket: for running without a control plane, and for benchmarks.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
     /// How often to poll the config socket.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
@@ -148,12 +152,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let http = HttpClient::default();
     let (tx, rx) = watch::channel(Arc::new(ActiveConfig::initial()));
-    tokio::spawn(config::poll(
-        http.clone(),
-        config_socket.clone(),
-        args.poll_interval,
-        tx,
-    ));
+    match &args.config_file {
+        Some(f) => {
+            let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            let doc: meshmetric_policies::DpConfig = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not a CP->DP config document", f.display()))?;
+            let active = ActiveConfig::new(format!("file:{}", f.display()), doc).context("compiling the config")?;
+            tx.send_replace(Arc::new(active));
+            tracing::info!(file = %f.display(), "static metrics config loaded");
+            // keep the sender alive: the config never changes, but exporters watch the channel
+            tokio::spawn(async move {
+                let _tx = tx;
+                std::future::pending::<()>().await
+            });
+        }
+        None => {
+            tokio::spawn(config::poll(
+                http.clone(),
+                config_socket.clone(),
+                args.poll_interval,
+                tx,
+            ));
+        }
+    }
     let admin = Endpoint::parse(args.envoy_admin.as_deref().unwrap_or(&p.admin_address));
     let collector = Collector::new(
         http,

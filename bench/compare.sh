@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Side-by-side cost of collecting a real Envoy's stats every second: meshmetric-dp (profile All
+# and Basic), vmagent and Prometheus in agent mode (Debian's), each with the equivalent filter,
+# all against ONE Envoy with N clusters in ONE run. Each agent gets its own phase (so they do not
+# compete for the 2 cores); CPU per cycle comes from /proc/<pid>/stat (utime+stime over the
+# measured window / scrapes), peak RSS from VmHWM. Prints a Markdown table.
+#   bench/compare.sh [N clusters, default 1000] [seconds per phase, default 20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000}; SECS=${2:-20}
+ENVOY=$(scripts/install-peers.sh | tail -1)
+command -v vmagent >/dev/null || { apt-get install -y -qq victoria-metrics >/dev/null; }
+cargo build --release -q -p meshmetric-dp --bin meshmetric-dp
+cargo build -q -p meshmetric-tests --bin meshmetric-sample-app
+OUT=.run/compare; rm -rf "$OUT"; mkdir -p "$OUT"
+APP=28180 ADMIN=29921 LISTEN=29922 SINK=29940
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+start() { local name=$1; shift; "$@" > "$OUT/$name.log" 2>&1 & PIDS+=($!); echo $!; }
+
+start app target/debug/meshmetric-sample-app --address 127.0.0.1:$APP >/dev/null
+python3 - "$N" "$APP" "$ADMIN" "$LISTEN" > "$OUT/envoy.json" <<'PY'
+import json, sys
+n, app, admin, listen = (int(x) for x in sys.argv[1:])
+cl = [{"name": f"service_{i}", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {"cluster_name": f"service_{i}",
+       "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": app}}}}]}]}} for i in range(n)]
+routes = [{"match": {"path": f"/c{i}"}, "route": {"cluster": f"service_{i}", "prefix_rewrite": "/"}} for i in range(n)]
+print(json.dumps({"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+  "static_resources": {"clusters": cl, "listeners": [{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
+    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+      "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+      "stat_prefix": "ingress", "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+      "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]}}))
+PY
+start envoy "$ENVOY" -c "$OUT/envoy.json" --disable-hot-restart --concurrency 1 -l error >/dev/null
+until curl -fs "http://127.0.0.1:$ADMIN/ready" >/dev/null 2>&1; do sleep 0.2; done
+curl -s -o /dev/null "http://127.0.0.1:$LISTEN/c[0-$((N-1))]"; sleep 6
+BYTES=$(curl -s "http://127.0.0.1:$ADMIN/stats?format=prometheus&text_readouts" | wc -c)
+SAMPLES=$(curl -s "http://127.0.0.1:$ADMIN/stats?format=prometheus&text_readouts" | grep -vc '^#')
+# remote-write sink for the agents (they must send somewhere): vmagent/Prometheus agent -> victoria-metrics
+start sink victoria-metrics -httpListenAddr=127.0.0.1:$SINK -storageDataPath="$OUT/vm-data" -retentionPeriod=1d >/dev/null
+
+# Basic's family selectors as one regex (what a Prometheus user would write in metric_relabel_configs)
+BASIC='.*(rq_time|cx_length_ms|cx_count|_rq|bytes|timeout|health_check|lb_healthy_panic|cx_destroy|error|fail|reset|eject|overflow|cancelled|max_duration_reached|no_cluster|no_route|no_filter_chain|reject|denied|days_until_first_cert_expiring|rbac|cx_active|cx_connect|circuit_breakers|cx_total|ssl_handshake|ssl_context_update_by_sds).*|envoy_cluster_membership_(degraded|healthy|total)|envoy_cluster_ssl_handshake|envoy_(server|control_plane|dns_filter|dns_cares).*'
+
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hwm() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
+HZ=$(getconf CLK_TCK)
+ROWS=()
+measure() { # label pid
+  sleep 5   # warm-up
+  local t0; t0=$(ticks "$2"); sleep "$SECS"; local t1; t1=$(ticks "$2")
+  local ms; ms=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v s="$SECS" 'BEGIN {printf "%.1f", (b-a)/hz/s*1000}')
+  local note=""
+  if grep -qiE "cannot scrape|scrape failed|error" "$OUT/$3.log"; then note=" (scrape errors: see $OUT/$3.log)"; fi
+  ROWS+=("$1$note|$ms|$(hwm "$2")")
+  kill "$2"; wait "$2" 2>/dev/null || true
+}
+
+for profile in All Basic; do
+  printf '{"observability":{"metrics":{"applications":[],"backends":[],"sidecar":{"includeUnused":true,"profiles":{"appendProfiles":[{"name":"%s"}]}},"extraLabels":{"mesh":"default","dataplane":"bench"}}}}' "$profile" > "$OUT/dp-$profile.json"
+  pid=$(start "dp-$profile" target/release/meshmetric-dp run --name bench --workdir "$OUT/dp-$profile" --admin-address 127.0.0.1:$ADMIN \
+        --config-file "$OUT/dp-$profile.json" --metrics-address 127.0.0.1:29931 --reuse-within 0s)
+  until curl -fs -o /dev/null http://127.0.0.1:29931/metrics; do sleep 0.2; done
+  ( while kill -0 "$pid" 2>/dev/null; do curl -s -o /dev/null http://127.0.0.1:29931/metrics; sleep 1; done ) &
+  measure "meshmetric-dp, profile $profile" "$pid" "dp-$profile"
+done
+
+for filter in none Basic; do
+  relabel=""
+  if [ "$filter" = Basic ]; then relabel="    metric_relabel_configs: [{source_labels: [__name__], regex: '$BASIC', action: keep}]"; fi
+  cat > "$OUT/scrape-$filter.yml" <<YML
+global: {scrape_interval: 1s, scrape_timeout: 1s}
+scrape_configs:
+  - job_name: envoy
+    metrics_path: /stats/prometheus
+    params: {text_readouts: ['']}
+    static_configs: [{targets: ['127.0.0.1:$ADMIN']}]
+$relabel
+YML
+  pid=$(start "vmagent-$filter" vmagent -promscrape.config="$OUT/scrape-$filter.yml" -remoteWrite.url=http://127.0.0.1:$SINK/api/v1/write \
+        -remoteWrite.tmpDataPath="$OUT/vmagent-$filter" -httpListenAddr=127.0.0.1:29951 -promscrape.maxScrapeSize=512MB)
+  measure "vmagent 1.79, filter $filter" "$pid" "vmagent-$filter"
+  printf 'remote_write: [{url: "http://127.0.0.1:%s/api/v1/write"}]\n' "$SINK" >> "$OUT/scrape-$filter.yml"
+  pid=$(start "prom-$filter" prometheus --enable-feature=agent --config.file="$OUT/scrape-$filter.yml" \
+        --storage.agent.path="$OUT/prom-$filter" --web.listen-address=127.0.0.1:29952 --log.level=warn)
+  measure "Prometheus 2.42 agent, filter $filter" "$pid" "prom-$filter"
+done
+
+VM_ALL=$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '/^vmagent 1.79, filter none/ {print $2}')
+VM_BASIC=$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '/^vmagent 1.79, filter Basic/ {print $2}')
+echo "Envoy $("$ENVOY" --version | grep -o 'version: [^ ]*' | head -1), $N clusters: $BYTES bytes, $SAMPLES samples per scrape; 1 scrape/s, $SECS s per agent; $(nproc) cores"
+echo
+echo "| agent | CPU per scrape | vs vmagent (same filter) | peak RSS |"
+echo "|---|---|---|---|"
+for r in "${ROWS[@]}"; do
+  IFS='|' read -r name ms rss <<< "$r"
+  base=$VM_ALL; case "$name" in *Basic*) base=$VM_BASIC;; esac
+  echo "| $name | $ms ms | $(awk -v a="$ms" -v b="$base" 'BEGIN {printf "%.2f×", a/b}') | $rss MiB |"
+done
