@@ -48,6 +48,8 @@ pub struct Collector {
     last: Mutex<Option<(Instant, Bytes)>>,
     exporters: crate::otlp::Registry,
     collections: std::sync::atomic::AtomicU64,
+    /// Sizes of the previous Envoy body and output, to size this collection's buffers.
+    last_sizes: Mutex<(usize, usize)>,
 }
 
 const ACCEPT: &str = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
@@ -62,6 +64,7 @@ impl Collector {
             last: Mutex::new(None),
             exporters: Default::default(),
             collections: Default::default(),
+            last_sizes: Mutex::new((0, 0)),
         })
     }
 
@@ -106,16 +109,16 @@ impl Collector {
 
     async fn scrape(&self, source: String, application: Option<String>, ep: Endpoint, path: String) -> Scraped {
         let start = Instant::now();
+        let hint = if application.is_none() { self.last_sizes.lock().expect("sizes lock").0 } else { 0 };
         let r = self
             .http
-            .get(
-                &ep,
-                &path,
-                &[("accept", ACCEPT)],
-                self.settings.scrape_timeout,
-                self.settings.max_body_bytes,
-            )
+            .get_sized(&ep, &path, &[("accept", ACCEPT)], self.settings.scrape_timeout, self.settings.max_body_bytes, hint)
             .await;
+        if application.is_none()
+            && let Ok(f) = &r
+        {
+            self.last_sizes.lock().expect("sizes lock").0 = f.body.len();
+        }
         let (format, body) = match r {
             Ok(f) if f.status == 200 => {
                 let ct = f.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -231,7 +234,12 @@ impl Collector {
         self_metrics.push_str(&up);
         self_metrics.push_str("# TYPE meshmetric_dp_scrape_duration_seconds gauge\n");
         self_metrics.push_str(&dur);
-        let mut out = Vec::with_capacity(texts.iter().map(|t| t.1.len()).sum::<usize>() / 2 + 4096);
+        let previous_out = self.last_sizes.lock().expect("sizes lock").1;
+        let mut out = Vec::with_capacity(if previous_out > 0 {
+            previous_out + previous_out / 16 + 4096
+        } else {
+            texts.iter().map(|t| t.1.len()).sum::<usize>() + 4096
+        });
         let mut ms = MergeStats::default();
         let sources: Vec<(Origin, &[crate::parse::Family<'_>])> =
             parsed.iter().map(|(o, f)| (*o, f.as_slice())).collect();
@@ -314,6 +322,7 @@ meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
             &mut out,
             &mut MergeStats::default(),
         );
+        self.last_sizes.lock().expect("sizes lock").1 = out.len();
         Bytes::from(out)
     }
 }

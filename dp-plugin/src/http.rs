@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper::header::HeaderMap;
 use hyper_util::client::legacy::Client;
@@ -100,6 +100,21 @@ impl HttpClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<Fetched, FetchError> {
+        self.get_sized(ep, path_and_query, headers, timeout, limit, 0).await
+    }
+
+    /// [`HttpClient::get`], reading the body straight into one buffer sized from
+    /// `Content-Length`, else from `size_hint` (e.g. the previous body of the same target), so
+    /// a large body is not held twice (chunks plus a contiguous copy).
+    pub async fn get_sized(
+        &self,
+        ep: &Endpoint,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+        limit: usize,
+        size_hint: usize,
+    ) -> Result<Fetched, FetchError> {
         let fut = async {
             let uri: hyper::Uri = match ep {
                 Endpoint::Tcp(a) => format!("http://{a}{path_and_query}")
@@ -125,18 +140,19 @@ impl HttpClient {
             {
                 return Err(FetchError::TooLarge(limit));
             }
-            let body = Limited::new(body, limit).collect().await.map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    FetchError::TooLarge(limit)
-                } else {
-                    FetchError::Body(e.to_string())
+            let declared_len = declared.and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            let mut buf: Vec<u8> = Vec::with_capacity(declared_len.unwrap_or(size_hint + size_hint / 8).min(limit));
+            let mut body = body;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| FetchError::Body(e.to_string()))?;
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        return Err(FetchError::TooLarge(limit));
+                    }
+                    buf.extend_from_slice(&data);
                 }
-            })?;
-            Ok(Fetched {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body: body.to_bytes(),
-            })
+            }
+            Ok(Fetched { status: parts.status.as_u16(), headers: parts.headers, body: Bytes::from(buf) })
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
