@@ -109,10 +109,21 @@ impl Collector {
 
     async fn scrape(&self, source: String, application: Option<String>, ep: Endpoint, path: String) -> Scraped {
         let start = Instant::now();
-        let hint = if application.is_none() { self.last_sizes.lock().expect("sizes lock").0 } else { 0 };
+        let hint = if application.is_none() {
+            self.last_sizes.lock().expect("sizes lock").0
+        } else {
+            0
+        };
         let r = self
             .http
-            .get_sized(&ep, &path, &[("accept", ACCEPT)], self.settings.scrape_timeout, self.settings.max_body_bytes, hint)
+            .get_sized(
+                &ep,
+                &path,
+                &[("accept", ACCEPT)],
+                self.settings.scrape_timeout,
+                self.settings.max_body_bytes,
+                hint,
+            )
             .await;
         if application.is_none()
             && let Ok(f) = &r

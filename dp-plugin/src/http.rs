@@ -152,7 +152,11 @@ impl HttpClient {
                     buf.extend_from_slice(&data);
                 }
             }
-            Ok(Fetched { status: parts.status.as_u16(), headers: parts.headers, body: Bytes::from(buf) })
+            Ok(Fetched {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: Bytes::from(buf),
+            })
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
