@@ -104,7 +104,7 @@ fn params(p: &ProxyArgs) -> anyhow::Result<BootstrapParams> {
     })
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {

@@ -88,6 +88,11 @@ fn encode(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// A sample as compared: (name, raw labels, raw value, timestamp).
+type SampleShape = (String, String, String, Option<i64>);
+/// A family as compared: (name, type, samples).
+type FamilyShape = (String, meshmetric_dp::parse::MetricType, Vec<SampleShape>);
+
 proptest! {
     #[test]
     fn parse_encode_parse_is_stable(families in proptest::collection::vec(family(), 1..5)) {
@@ -105,8 +110,8 @@ proptest! {
         let mut b = shape(&second);
         a.sort_by(|x, y| x.0.cmp(&y.0));
         b.sort_by(|x, y| x.0.cmp(&y.0));
-        let merge = |v: Vec<(String, meshmetric_dp::parse::MetricType, Vec<(String, String, String, Option<i64>)>)>| {
-            let mut m: Vec<(String, Vec<(String, String, String, Option<i64>)>)> = Vec::new();
+        let merge = |v: Vec<FamilyShape>| {
+            let mut m: Vec<(String, Vec<SampleShape>)> = Vec::new();
             for (n, _, s) in v {
                 match m.last_mut() {
                     Some((ln, ls)) if *ln == n => ls.extend(s),

@@ -154,13 +154,20 @@ async fn produce_loop(
     loop {
         tick.tick().await;
         let text = collector.collect().await;
-        let Ok(text) = std::str::from_utf8(&text) else { continue };
-        let (req, points) = producer.produce(text, now_ns());
+        // conversion is CPU work (~250 ms at 1000 Envoy clusters): keep it off the event loop
+        let job = tokio::task::spawn_blocking(move || {
+            let out = std::str::from_utf8(&text).ok().map(|t| {
+                let (req, points) = producer.produce(t, now_ns());
+                (bytes::Bytes::from(prost::Message::encode_to_vec(&req)), points)
+            });
+            (producer, out)
+        });
+        let Ok((p, out)) = job.await else { return };
+        producer = p;
+        let Some((body, points)) = out else { continue };
         if points == 0 {
             continue;
         }
-        let body = bytes::Bytes::from(prost::Message::encode_to_vec(&req));
-        drop(req);
         {
             let mut q = queue.items.lock().expect("queue lock");
             let mut bytes: usize = q.iter().map(|b| b.body.len()).sum();
