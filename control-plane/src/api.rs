@@ -23,8 +23,73 @@ use meshmetric_policies::{Dataplane, MeshMetric, ParseError, Resource, Violation
 
 use crate::store::{Kind, Store};
 
-/// Builds the API router over `store`.
+/// Access control of the REST API.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// When set, requests must carry `Authorization: Bearer <token>`.
+    pub token: Option<Arc<str>>,
+    /// With a token: let `GET` requests through without one.
+    pub anonymous_reads: bool,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("anonymous_reads", &self.anonymous_reads)
+            .finish()
+    }
+}
+
+/// Constant-time equality, so the token cannot be guessed byte by byte from response times.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(
+    axum::extract::State(access): axum::extract::State<Access>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = &access.token else {
+        return next.run(req).await;
+    };
+    let read = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
+    if req.uri().path() == "/ready" || (read && access.anonymous_reads) {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if same(given.as_bytes(), token.as_bytes()) {
+        return next.run(req).await;
+    }
+    tracing::warn!(method = %req.method(), path = %req.uri().path(), "API request refused: missing or wrong token");
+    error(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "this control plane requires `Authorization: Bearer <token>` (meshmetricctl --token-file)".into(),
+        vec![],
+    )
+}
+
+/// Builds the API router over `store`, open to anyone who can reach it.
 pub fn router(store: Arc<Store>) -> Router {
+    router_with_access(store, Access::default())
+}
+
+/// Builds the API router over `store` with access control.
+pub fn router_with_access(store: Arc<Store>, access: Access) -> Router {
+    routes(store).layer(axum::middleware::from_fn_with_state(access, authorize))
+}
+
+fn routes(store: Arc<Store>) -> Router {
     Router::new()
         .route("/ready", get(|| async { "ok" }))
         .route("/apply", post(apply))

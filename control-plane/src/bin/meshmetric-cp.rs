@@ -24,6 +24,12 @@ struct Args {
     /// Address of the ADS (xDS gRPC) server.
     #[arg(long, env = "MESHMETRIC_XDS_ADDRESS", default_value = "127.0.0.1:5678")]
     xds_address: SocketAddr,
+    /// File holding the API token: when given, API requests need `Authorization: Bearer <token>`.
+    #[arg(long, env = "MESHMETRIC_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
+    /// With --api-token-file: allow GET requests (list, inspect) without the token.
+    #[arg(long, requires = "api_token_file")]
+    anonymous_reads: bool,
     /// Address of the MADS / HTTP SD server (Prometheus discovery).
     #[arg(long, env = "MESHMETRIC_MADS_ADDRESS", default_value = "127.0.0.1:5676")]
     mads_address: SocketAddr,
@@ -83,7 +89,26 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let api = axum::serve(api_listener, api::router(store.clone())).with_graceful_shutdown(shutdown());
+    let access = match &args.api_token_file {
+        None => api::Access::default(),
+        Some(f) => {
+            let t =
+                std::fs::read_to_string(f).with_context(|| format!("reading the API token file {}", f.display()))?;
+            let t = t.trim();
+            anyhow::ensure!(
+                t.len() >= 16,
+                "the API token in {} is shorter than 16 characters",
+                f.display()
+            );
+            tracing::info!(token_file = %f.display(), anonymous_reads = args.anonymous_reads, "API requires a token");
+            api::Access {
+                token: Some(t.into()),
+                anonymous_reads: args.anonymous_reads,
+            }
+        }
+    };
+    let api =
+        axum::serve(api_listener, api::router_with_access(store.clone(), access)).with_graceful_shutdown(shutdown());
     let ads = tonic::transport::Server::builder()
         .add_service(AggregatedDiscoveryServiceServer::new(Ads::new(
             store,

@@ -19,6 +19,9 @@ struct Cli {
     /// Control plane REST API.
     #[arg(long, global = true, env = "MESHMETRIC_CP", default_value = "http://127.0.0.1:5681")]
     cp: String,
+    /// File holding the control plane's API token (sent as `Authorization: Bearer`).
+    #[arg(long, global = true, env = "MESHMETRIC_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Mesh of the resources addressed by name.
     #[arg(long, short = 'm', global = true, default_value = "default")]
     mesh: String,
@@ -148,6 +151,7 @@ fn headline(e: &meshmetric_policies::ParseError) -> String {
 struct Api {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
 }
 
 impl Api {
@@ -159,14 +163,31 @@ impl Api {
         Self {
             base: base.trim_end_matches('/').to_string(),
             agent: ureq::Agent::new_with_config(config),
+            token: None,
         }
     }
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<(u16, String)> {
         let url = format!("{}{path}", self.base);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let r = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            ("POST", Some(b)) => self.agent.post(&url).header("content-type", "application/yaml").send(b),
+            ("GET" | "DELETE", _) => {
+                let mut rb = if method == "GET" {
+                    self.agent.get(&url)
+                } else {
+                    self.agent.delete(&url)
+                };
+                if let Some(a) = &auth {
+                    rb = rb.header("authorization", a);
+                }
+                rb.call()
+            }
+            ("POST", Some(b)) => {
+                let mut rb = self.agent.post(&url).header("content-type", "application/yaml");
+                if let Some(a) = &auth {
+                    rb = rb.header("authorization", a);
+                }
+                rb.send(b)
+            }
             _ => anyhow::bail!("unsupported request"),
         };
         let mut resp = r.map_err(|e| anyhow::anyhow!("cannot reach the control plane at {}: {e}", self.base))?;
@@ -211,7 +232,11 @@ fn print_value(v: &Value, output: Output) -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&cli.cp);
+    let mut api = Api::new(&cli.cp);
+    if let Some(f) = &cli.token_file {
+        let t = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("token file {}: {e}", f.display()))?;
+        api.token = Some(t.trim().to_string());
+    }
     let mesh = &cli.mesh;
     match cli.cmd {
         Cmd::Validate { files } => {
