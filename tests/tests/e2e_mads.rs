@@ -7,70 +7,6 @@ use std::time::Duration;
 
 use meshmetric_tests::*;
 
-fn openssl(args: &[&str]) {
-    let st = Command::new("openssl").args(args).output().expect("openssl");
-    assert!(
-        st.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 with common name `cn`, written into `dir`.
-fn make_certs(dir: &Path, cn: &str) {
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    if !dir.join("ca.key").exists() {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("ca.pem"),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=meshmetric-test-ca",
-        ]);
-    }
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p("new.key"),
-        "-out",
-        &p("new.csr"),
-        "-subj",
-        &format!("/CN={cn}"),
-    ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("new.csr"),
-        "-CA",
-        &p("ca.pem"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &p("new.pem"),
-        "-days",
-        "2",
-        "-extfile",
-        &p("ext.cnf"),
-    ]);
-    // replace atomically, key first
-    std::fs::rename(dir.join("new.key"), dir.join("server.key")).unwrap();
-    std::fs::rename(dir.join("new.pem"), dir.join("server.pem")).unwrap();
-}
-
 /// GETs over HTTPS trusting the test CA; returns (body, server certificate subject).
 fn https_get(url: &str, ca: &Path) -> (String, String) {
     let out = Command::new("curl")
@@ -94,7 +30,7 @@ fn e2e_mads_over_tls_with_rotation_and_grpc_fetch() {
     let dir = workdir("mads");
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).unwrap();
-    make_certs(&certs, "first");
+    make_cert(&certs, "server", "first");
     let res = dir.join("resources");
     std::fs::create_dir_all(&res).unwrap();
     std::fs::write(res.join("r.yaml"), RESOURCES).unwrap();
@@ -122,7 +58,7 @@ fn e2e_mads_over_tls_with_rotation_and_grpc_fetch() {
 
     // rotate on disk: the next handshake uses the new certificate, no restart
     std::thread::sleep(Duration::from_millis(1100)); // distinct modification time
-    make_certs(&certs, "second");
+    make_cert(&certs, "server", "second");
     let (_, subject) = https_get(&url, &ca);
     assert!(
         subject.contains("CN=second"),

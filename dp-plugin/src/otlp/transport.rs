@@ -219,7 +219,7 @@ impl Transport {
                     let resp = client
                         .request(r)
                         .await
-                        .map_err(|e| SendError::retry(format!("request failed: {}", chain(&e))))?;
+                        .map_err(|e| SendError::retry(format!("request failed: {}", crate::http::error_chain(&e))))?;
                     let status = resp.status().as_u16();
                     let retry_after = resp
                         .headers()
@@ -259,17 +259,6 @@ impl Transport {
             }
         }
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// `Retry-After`: delay in seconds (the HTTP-date form is not used by OTLP collectors).
