@@ -94,14 +94,11 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
-/// Parses and validates every document in `text` (JSON, YAML, multi-document YAML).
-///
-/// Errors: [`ParseError::Syntax`] with line and column for malformed text;
-/// [`ParseError::Invalid`] with every violation of the first invalid document.
-pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseError> {
+/// Decodes `text` into one JSON value per non-empty document. JSON is parsed strictly (YAML
+/// would accept `{"a": }`); a JSON array holds several documents.
+fn decode_documents(text: &str) -> Result<Vec<Value>, ParseError> {
     let trimmed = text.trim_start();
-    let docs: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        // JSON is parsed strictly (YAML would accept `{"a": }`); an array holds several documents
+    let docs = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         match serde_json::from_str::<Value>(text).map_err(|e| ParseError::Syntax(format!("JSON: {e}")))? {
             Value::Array(items) => items,
             v => vec![v],
@@ -109,31 +106,26 @@ pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseError> {
     } else {
         serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| ParseError::Syntax(e.to_string()))?
     };
-    let mut out = Vec::new();
-    for (index, doc) in docs.into_iter().enumerate() {
-        if doc.is_null() {
-            continue; // empty document, e.g. a trailing `---`
-        }
-        out.push(parse_value(index, doc)?);
+    Ok(docs)
+}
+
+/// Parses and validates every document in `text` (JSON, YAML, multi-document YAML).
+///
+/// Errors: [`ParseError::Syntax`] with line and column for malformed text;
+/// [`ParseError::Invalid`] with every violation of the first invalid document.
+pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseError> {
+    let (ok, mut errs) = parse_documents_all(text);
+    if errs.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errs.swap_remove(0))
     }
-    Ok(out)
 }
 
 /// Like [`parse_documents`], but keeps going after an invalid document: returns the valid
 /// resources and one error per invalid document (or a single syntax error).
 pub fn parse_documents_all(text: &str) -> (Vec<Resource>, Vec<ParseError>) {
-    let trimmed = text.trim_start();
-    let docs: Result<Vec<Value>, ParseError> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        serde_json::from_str::<Value>(text)
-            .map_err(|e| ParseError::Syntax(format!("JSON: {e}")))
-            .map(|v| match v {
-                Value::Array(items) => items,
-                v => vec![v],
-            })
-    } else {
-        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| ParseError::Syntax(e.to_string()))
-    };
-    let docs = match docs {
+    let docs = match decode_documents(text) {
         Ok(d) => d,
         Err(e) => return (vec![], vec![e]),
     };
@@ -141,7 +133,7 @@ pub fn parse_documents_all(text: &str) -> (Vec<Resource>, Vec<ParseError>) {
     let mut errs = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
-            continue;
+            continue; // empty document, e.g. a trailing `---`
         }
         match parse_value(index, doc) {
             Ok(r) => ok.push(r),
