@@ -131,13 +131,20 @@ pub fn merge_encode<'a>(
                     stats.families_filtered += 1;
                     continue;
                 }
-                if filter.drops_internal() && f.samples.iter().any(|s| is_internal_series(s.labels)) {
-                    let kept: Vec<Sample<'a>> = f
-                        .samples
-                        .iter()
-                        .filter(|s| !is_internal_series(s.labels))
-                        .cloned()
-                        .collect();
+                // one pass: samples before the first internal one are kept as they are
+                let first_internal = if filter.drops_internal() {
+                    f.samples.iter().position(|s| is_internal_series(s.labels))
+                } else {
+                    None
+                };
+                if let Some(first) = first_internal {
+                    let mut kept: Vec<Sample<'a>> = f.samples[..first].to_vec();
+                    kept.extend(
+                        f.samples[first + 1..]
+                            .iter()
+                            .filter(|s| !is_internal_series(s.labels))
+                            .cloned(),
+                    );
                     stats.series_filtered_internal += (f.samples.len() - kept.len()) as u64;
                     filtered.push(kept);
                     plan.push((si, fi, Some(filtered.len() - 1)));
