@@ -292,21 +292,26 @@ async fn effective(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String
     }
 }
 
+/// The resource files a path names: the path itself, or a directory's `.yaml`, `.yml` and
+/// `.json` files in name order.
+pub fn resource_files(path: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<_> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Loads every `.yaml`, `.yml` and `.json` file under `paths` (files or directories, sorted),
 /// all or nothing. Errors name the file and every violation.
 pub fn load_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Resource>> {
     let mut files = Vec::new();
     for p in paths {
-        if p.is_dir() {
-            let mut entries: Vec<_> = std::fs::read_dir(p)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
-                .collect();
-            entries.sort();
-            files.extend(entries);
-        } else {
-            files.push(p.clone());
-        }
+        files.extend(resource_files(p)?);
     }
     let mut out = Vec::new();
     for f in files {

@@ -100,17 +100,10 @@ fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s)?;
             out.push(("<stdin>".to_string(), s));
-        } else if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
-                .collect();
-            files.sort();
-            for f in files {
+        } else {
+            for f in meshmetric_control_plane::api::resource_files(p)? {
                 out.push((f.display().to_string(), read(&f)?));
             }
-        } else {
-            out.push((p.display().to_string(), read(p)?));
         }
     }
     Ok(out)
