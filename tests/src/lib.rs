@@ -261,26 +261,29 @@ impl ControlPlane {
 
 /// Starts `meshmetric-dp` with a real Envoy child for Dataplane `name`.
 pub fn start_proxy(dir: &Path, name: &str, cp: &ControlPlane) -> Proc {
+    start_proxy_with(dir, name, cp, &[])
+}
+
+/// [`start_proxy`] with extra `meshmetric-dp run` arguments.
+pub fn start_proxy_with(dir: &Path, name: &str, cp: &ControlPlane, extra: &[&str]) -> Proc {
     let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let workdir = dir.join(name);
-    Proc::start(
-        &format!("dp-{name}"),
-        dir,
-        &bin("meshmetric-dp"),
-        &[
-            "run",
-            "--name",
-            name,
-            "--workdir",
-            workdir.to_str().expect("utf-8 path"),
-            "--cp-address",
-            &cp.xds,
-            "--admin-address",
-            &admin,
-            "--envoy-binary",
-            envoy().to_str().expect("utf-8 path"),
-        ],
-    )
+    let envoy = envoy();
+    let mut args = vec![
+        "run",
+        "--name",
+        name,
+        "--workdir",
+        workdir.to_str().expect("utf-8 path"),
+        "--cp-address",
+        &cp.xds,
+        "--admin-address",
+        &admin,
+        "--envoy-binary",
+        envoy.to_str().expect("utf-8 path"),
+    ];
+    args.extend(extra);
+    Proc::start(&format!("dp-{name}"), dir, &bin("meshmetric-dp"), &args)
 }
 
 /// The Python of `.venv/otlp` (grpcio, opentelemetry-proto, rotel).

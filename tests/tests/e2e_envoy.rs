@@ -31,10 +31,6 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     let ip = free_loopback(1, 5670);
     let app_port = free_port("127.0.0.1");
     let inbound_port = free_port(&ip);
-    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let mads = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let resources = dir.join("resources");
     std::fs::create_dir_all(&resources).unwrap();
     std::fs::write(
@@ -60,42 +56,8 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
         &bin("meshmetric-sample-app"),
         &["--address", &format!("127.0.0.1:{app_port}")],
     );
-    let mut cp = Proc::start(
-        "cp",
-        &dir,
-        &bin("meshmetric-cp"),
-        &[
-            "-f",
-            resources.to_str().unwrap(),
-            "--api-address",
-            &api,
-            "--xds-address",
-            &xds,
-            "--mads-address",
-            &mads,
-        ],
-    );
-    wait_for(Duration::from_secs(20), || get_ok(&api, "/ready"))
-        .unwrap_or_else(|| panic!("control plane not ready:\n{}", cp.log_text()));
-    let envoy = envoy();
-    let mut dp = Proc::start(
-        "dp",
-        &dir,
-        &bin("meshmetric-dp"),
-        &[
-            "run",
-            "--name",
-            "web-01",
-            "--workdir",
-            dir.join("dp").to_str().unwrap(),
-            "--cp-address",
-            &xds,
-            "--admin-address",
-            &admin,
-            "--envoy-binary",
-            envoy.to_str().unwrap(),
-        ],
-    );
+    let mut cp = ControlPlane::start(&dir, Some(&resources), &[]);
+    let mut dp = start_proxy(&dir, "web-01", &cp);
     let prom = format!("{ip}:5670");
     let inbound = format!("{ip}:{inbound_port}");
 
@@ -109,10 +71,10 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     })
     .unwrap_or_else(|| {
         dp.assert_running();
-        cp.assert_running();
+        cp.proc.assert_running();
         panic!(
             "merged metrics never arrived through Envoy's Prometheus listener\ncp:\n{}\ndp:\n{}",
-            cp.log_text(),
+            cp.proc.log_text(),
             dp.log_text()
         )
     });
@@ -150,7 +112,7 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     let changed_at = Instant::now();
     let (st, body) = http(
         "PUT",
-        &api,
+        &cp.api,
         "/meshes/default/meshmetrics/metrics-default",
         Some(&policy("All", "", app_port.into())),
     )
@@ -163,7 +125,7 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     .unwrap_or_else(|| {
         panic!(
             "the All profile never took effect\ncp:\n{}\ndp:\n{}",
-            cp.log_text(),
+            cp.proc.log_text(),
             dp.log_text()
         )
     });
@@ -177,7 +139,13 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
 
     // an invalid policy is rejected with its field path; the old config keeps serving
     let bad = policy("Fancy", "exclude: [{type: Regex, match: \"(\"}]", 70000);
-    let (st, body) = http("PUT", &api, "/meshes/default/meshmetrics/metrics-default", Some(&bad)).unwrap();
+    let (st, body) = http(
+        "PUT",
+        &cp.api,
+        "/meshes/default/meshmetrics/metrics-default",
+        Some(&bad),
+    )
+    .unwrap();
     assert_eq!(st, 400, "{body}");
     for field in [
         "spec.default.sidecar.profiles.appendProfiles[0].name",
@@ -186,7 +154,7 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     ] {
         assert!(body.contains(field), "400 body must name {field}: {body}");
     }
-    let (_, stored) = http("GET", &api, "/meshes/default/meshmetrics/metrics-default", None).unwrap();
+    let (_, stored) = http("GET", &cp.api, "/meshes/default/meshmetrics/metrics-default", None).unwrap();
     assert!(
         stored.contains("\"All\""),
         "stored policy must be the last good one: {stored}"
@@ -198,13 +166,13 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
         "old config must keep serving"
     );
     assert!(
-        !cp.log_text().contains("NACK"),
+        !cp.proc.log_text().contains("NACK"),
         "Envoy must not have rejected any config:\n{}",
-        cp.log_text()
+        cp.proc.log_text()
     );
 
     // the effective config of the proxy
-    let (st, eff) = http("GET", &api, "/meshes/default/dataplanes/web-01/meshmetric", None).unwrap();
+    let (st, eff) = http("GET", &cp.api, "/meshes/default/dataplanes/web-01/meshmetric", None).unwrap();
     assert_eq!(st, 200);
     assert!(
         eff.contains("\"metrics-default\"") && eff.contains("\"kuma.workload\":\"web\""),
@@ -222,10 +190,6 @@ fn e2e_nack_is_logged_with_envoys_error_and_recovery_follows() {
     let dir = workdir("nack");
     let ip = free_loopback(2, 5670);
     let app_port = free_port("127.0.0.1");
-    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let mads = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let resources = dir.join("resources");
     std::fs::create_dir_all(&resources).unwrap();
     std::fs::write(
@@ -240,56 +204,30 @@ fn e2e_nack_is_logged_with_envoys_error_and_recovery_follows() {
         &bin("meshmetric-sample-app"),
         &["--address", &format!("127.0.0.1:{app_port}")],
     );
-    let cp = Proc::start(
-        "cp",
-        &dir,
-        &bin("meshmetric-cp"),
-        &[
-            "-f",
-            resources.to_str().unwrap(),
-            "--api-address",
-            &api,
-            "--xds-address",
-            &xds,
-            "--mads-address",
-            &mads,
-        ],
-    );
-    wait_for(Duration::from_secs(20), || get_ok(&api, "/ready")).expect("control plane ready");
-    let _dp = Proc::start(
-        "dp",
-        &dir,
-        &bin("meshmetric-dp"),
-        &[
-            "run",
-            "--name",
-            "web-02",
-            "--workdir",
-            dir.join("dp").to_str().unwrap(),
-            "--cp-address",
-            &xds,
-            "--admin-address",
-            &admin,
-            "--envoy-binary",
-            envoy().to_str().unwrap(),
-        ],
-    );
+    let cp = ControlPlane::start(&dir, Some(&resources), &[]);
+    let _dp = start_proxy(&dir, "web-02", &cp);
     wait_for(Duration::from_secs(60), || {
         get_ok(&format!("{ip}:5670"), "/metrics").filter(|b| has_metric(b, "sample_app_requests_total"))
     })
-    .unwrap_or_else(|| panic!("never served:\n{}", cp.log_text()));
+    .unwrap_or_else(|| panic!("never served:\n{}", cp.proc.log_text()));
 
     // something else holds the new port: Envoy cannot bind the listener and NACKs
     let blocked = free_port(&ip);
     let squatter = std::net::TcpListener::bind((ip.as_str(), blocked)).unwrap();
     let moved = policy("Basic", "", app_port.into()).replace("port: 5670", &format!("port: {blocked}"));
-    let (st, body) = http("PUT", &api, "/meshes/default/meshmetrics/metrics-default", Some(&moved)).unwrap();
+    let (st, body) = http(
+        "PUT",
+        &cp.api,
+        "/meshes/default/meshmetrics/metrics-default",
+        Some(&moved),
+    )
+    .unwrap();
     assert!(st == 200 || st == 201, "{body}");
     let nack = wait_for(Duration::from_secs(15), || {
-        let log = cp.log_text();
+        let log = cp.proc.log_text();
         log.lines().find(|l| l.contains("NACK")).map(str::to_string)
     })
-    .unwrap_or_else(|| panic!("no NACK logged:\n{}", cp.log_text()));
+    .unwrap_or_else(|| panic!("no NACK logged:\n{}", cp.proc.log_text()));
     assert!(
         nack.contains("envoy_error") && nack.contains(&blocked.to_string()),
         "the NACK log must carry Envoy's error: {nack}"
@@ -298,10 +236,16 @@ fn e2e_nack_is_logged_with_envoys_error_and_recovery_follows() {
     // the stream survives: once the port is free and the config changes, Envoy accepts it
     drop(squatter);
     let back = policy("All", "", app_port.into()).replace("port: 5670", &format!("port: {blocked}"));
-    http("PUT", &api, "/meshes/default/meshmetrics/metrics-default", Some(&back)).unwrap();
+    http(
+        "PUT",
+        &cp.api,
+        "/meshes/default/meshmetrics/metrics-default",
+        Some(&back),
+    )
+    .unwrap();
     wait_for(Duration::from_secs(20), || {
         get_ok(&format!("{ip}:{blocked}"), "/metrics").filter(|b| has_metric(b, "sample_app_requests_total"))
     })
-    .unwrap_or_else(|| panic!("no recovery after the NACK:\n{}", cp.log_text()));
+    .unwrap_or_else(|| panic!("no recovery after the NACK:\n{}", cp.proc.log_text()));
     let _ = std::fs::remove_dir_all(&dir);
 }

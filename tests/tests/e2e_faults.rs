@@ -58,27 +58,7 @@ fn e2e_broken_applications_are_counted_and_skipped() {
         &["--address", &format!("127.0.0.1:{good}")],
     );
     let cp = ControlPlane::start(&dir, Some(&res), &[]);
-    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let mut dp = Proc::start(
-        "dp",
-        &dir,
-        &bin("meshmetric-dp"),
-        &[
-            "run",
-            "--name",
-            "web-01",
-            "--workdir",
-            dir.join("dp").to_str().unwrap(),
-            "--cp-address",
-            &cp.xds,
-            "--admin-address",
-            &admin,
-            "--envoy-binary",
-            envoy().to_str().unwrap(),
-            "--scrape-timeout",
-            "1s",
-        ],
-    );
+    let mut dp = start_proxy_with(&dir, "web-01", &cp, &["--scrape-timeout", "1s"]);
     let prom = format!("{ip}:5670");
     let body = wait_for(Duration::from_secs(60), || {
         get_ok(&prom, "/metrics").filter(|b| b.contains("application=\"hang\""))
