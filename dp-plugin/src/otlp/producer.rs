@@ -191,6 +191,27 @@ impl Producer {
         (req, points)
     }
 
+    /// One `Metric` per instrumentation scope from the data points grouped by scope.
+    fn by_scope_metrics<P>(
+        by_scope: BTreeMap<(String, String), Vec<P>>,
+        name: &str,
+        f: &Family<'_>,
+        data: impl Fn(Vec<P>) -> metric::Data,
+    ) -> Vec<((String, String), Metric)> {
+        by_scope
+            .into_iter()
+            .map(|(scope, points)| {
+                let m = Metric {
+                    name: name.to_string(),
+                    description: Self::help(f),
+                    data: Some(data(points)),
+                    ..Default::default()
+                };
+                (scope, m)
+            })
+            .collect()
+    }
+
     fn help(f: &Family<'_>) -> String {
         f.help.map(|h| unescape(h).into_owned()).unwrap_or_default()
     }
@@ -206,18 +227,9 @@ impl Producer {
                 ..Default::default()
             });
         }
-        by_scope
-            .into_iter()
-            .map(|(scope, data_points)| {
-                let m = Metric {
-                    name: f.name.to_string(),
-                    description: Self::help(f),
-                    data: Some(metric::Data::Gauge(Gauge { data_points })),
-                    ..Default::default()
-                };
-                (scope, m)
-            })
-            .collect()
+        Self::by_scope_metrics(by_scope, &f.name, f, |data_points| {
+            metric::Data::Gauge(Gauge { data_points })
+        })
     }
 
     fn counter(&mut self, f: &Family<'_>, now_ns: u64) -> Vec<((String, String), Metric)> {
@@ -276,22 +288,13 @@ impl Producer {
             });
         }
         let temporality = self.temporality_code();
-        by_scope
-            .into_iter()
-            .map(|(scope, data_points)| {
-                let m = Metric {
-                    name: name.clone(),
-                    description: Self::help(f),
-                    data: Some(metric::Data::Sum(Sum {
-                        data_points,
-                        aggregation_temporality: temporality,
-                        is_monotonic: true,
-                    })),
-                    ..Default::default()
-                };
-                (scope, m)
+        Self::by_scope_metrics(by_scope, &name, f, |data_points| {
+            metric::Data::Sum(Sum {
+                data_points,
+                aggregation_temporality: temporality,
+                is_monotonic: true,
             })
-            .collect()
+        })
     }
 
     fn histogram(&mut self, f: &Family<'_>, now_ns: u64) -> Vec<((String, String), Metric)> {
@@ -400,21 +403,12 @@ impl Producer {
             });
         }
         let temporality = self.temporality_code();
-        by_scope
-            .into_iter()
-            .map(|(scope, data_points)| {
-                let m = Metric {
-                    name: base.to_string(),
-                    description: Self::help(f),
-                    data: Some(metric::Data::Histogram(Histogram {
-                        data_points,
-                        aggregation_temporality: temporality,
-                    })),
-                    ..Default::default()
-                };
-                (scope, m)
+        Self::by_scope_metrics(by_scope, base, f, |data_points| {
+            metric::Data::Histogram(Histogram {
+                data_points,
+                aggregation_temporality: temporality,
             })
-            .collect()
+        })
     }
 
     fn summary(&mut self, f: &Family<'_>, now_ns: u64) -> Vec<((String, String), Metric)> {
@@ -486,18 +480,9 @@ impl Producer {
                 ..Default::default()
             });
         }
-        by_scope
-            .into_iter()
-            .map(|(scope, data_points)| {
-                let m = Metric {
-                    name: base.to_string(),
-                    description: Self::help(f),
-                    data: Some(metric::Data::Summary(Summary { data_points })),
-                    ..Default::default()
-                };
-                (scope, m)
-            })
-            .collect()
+        Self::by_scope_metrics(by_scope, base, f, |data_points| {
+            metric::Data::Summary(Summary { data_points })
+        })
     }
 }
 
