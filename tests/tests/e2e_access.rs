@@ -75,6 +75,10 @@ fn e2e_api_token_guards_writes_and_optionally_reads() {
         .args([
             "--api-token-file",
             dir.join("short").to_str().unwrap(),
+            "--store",
+            "memory",
+            "--data-dir",
+            dir.join("short-data").to_str().unwrap(),
             "--api-address",
             "127.0.0.1:0",
             "--xds-address",
@@ -90,4 +94,38 @@ fn e2e_api_token_guards_writes_and_optionally_reads() {
     );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);
+}
+
+#[test]
+fn e2e_api_writes_need_a_token_by_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = workdir("access-default");
+    // no --api-token-file: the control plane generates one in its data directory
+    let cp = ControlPlane::start(&dir, None, &[]);
+    let meta = std::fs::metadata(&cp.token_file).expect("generated token file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "token file is private");
+    assert_eq!(
+        std::fs::metadata(dir.join("cp-data")).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "data directory is private"
+    );
+    assert_eq!(cp.token.len(), 64, "32 random bytes, hex");
+    assert_eq!(put(&cp.api, None), 401, "writes need the token");
+    assert_eq!(
+        http("GET", &cp.api, "/meshes/default/meshmetrics", None).unwrap().0,
+        401,
+        "reads too, unless --anonymous-reads"
+    );
+    assert_eq!(put(&cp.api, Some(&cp.token)), 201);
+    let log = cp.proc.log_text();
+    assert!(
+        log.contains("generated an API token") && !log.contains(&cp.token),
+        "the token file is named, its value never:\n{log}"
+    );
+    // the same token survives a restart (it is not regenerated)
+    let token = cp.token.clone();
+    drop(cp);
+    let cp = ControlPlane::start(&dir, None, &[]);
+    assert_eq!(cp.token, token);
+    let _ = std::fs::remove_dir_all(&dir);
 }

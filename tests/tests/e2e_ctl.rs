@@ -1,16 +1,16 @@
 //! `meshmetricctl` against a running control plane, and offline.
 
 use std::process::Command;
-use std::time::Duration;
 
 use meshmetric_tests::*;
 
-fn ctl(cp: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("meshmetricctl"))
-        .args(["--cp", &format!("http://{cp}")])
-        .args(args)
-        .output()
-        .unwrap();
+fn ctl(cp: &str, token_file: Option<&std::path::Path>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin("meshmetricctl"));
+    cmd.args(["--cp", &format!("http://{cp}")]);
+    if let Some(t) = token_file {
+        cmd.arg("--token-file").arg(t);
+    }
+    let out = cmd.args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -32,10 +32,10 @@ fn e2e_ctl_validate_offline_apply_get_inspect_delete() {
 
     // offline: no control plane is running at this address
     let nowhere = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let (code, out, _) = ctl(&nowhere, &["validate", "-f", good]);
+    let (code, out, _) = ctl(&nowhere, None, &["validate", "-f", good]);
     assert_eq!(code, 0);
     assert!(out.contains("3 resource(s) valid"), "{out}");
-    let (code, _, err) = ctl(&nowhere, &["validate", "-f", bad]);
+    let (code, _, err) = ctl(&nowhere, None, &["validate", "-f", bad]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("spec.default.applications[0].port")
@@ -43,63 +43,56 @@ fn e2e_ctl_validate_offline_apply_get_inspect_delete() {
         "{err}"
     );
 
-    let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let mads = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let cp = Proc::start(
-        "cp",
-        &dir,
-        &bin("meshmetric-cp"),
-        &["--api-address", &api, "--xds-address", &xds, "--mads-address", &mads],
-    );
-    wait_for(Duration::from_secs(20), || get_ok(&api, "/ready")).unwrap_or_else(|| panic!("{}", cp.log_text()));
+    let cp = ControlPlane::start(&dir, None, &[]);
+    let api = cp.api.clone();
+    let tf = Some(cp.token_file.as_path());
 
-    let (code, out, err) = ctl(&api, &["apply", "-f", good]);
+    let (code, out, err) = ctl(&api, tf, &["apply", "-f", good]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("MeshMetric default/team-a applied"), "{out}");
-    let (_, before, _) = ctl(&api, &["inspect", "dataplane", "web-01"]);
+    let (_, before, _) = ctl(&api, tf, &["inspect", "dataplane", "web-01"]);
     assert!(
         before.contains("1. mesh-wide") && before.contains("2. team-a"),
         "most specific last:\n{before}"
     );
 
     // invalid apply: refused locally, and refused by the control plane when sent directly
-    let (code, _, err) = ctl(&api, &["apply", "-f", bad]);
+    let (code, _, err) = ctl(&api, tf, &["apply", "-f", bad]);
     assert_eq!(code, 1);
     assert!(
         err.contains("nothing applied") && err.contains("spec.default.applications[0].port"),
         "{err}"
     );
-    let (st, body) = http("POST", &api, "/apply", Some(BAD)).unwrap();
+    let (st, body) = cp.call("POST", "/apply", Some(BAD));
     assert_eq!(st, 400, "{body}");
     assert!(
         body.contains("spec.default.applications[0].port")
             && body.contains("spec.default.backends[0].openTelemetry.endpoint"),
         "{body}"
     );
-    let (_, after, _) = ctl(&api, &["inspect", "dataplane", "web-01"]);
+    let (_, after, _) = ctl(&api, tf, &["inspect", "dataplane", "web-01"]);
     assert_eq!(
         before, after,
         "an invalid apply must leave the running config untouched"
     );
 
-    let (code, out, _) = ctl(&api, &["get", "meshmetrics"]);
+    let (code, out, _) = ctl(&api, tf, &["get", "meshmetrics"]);
     assert_eq!(code, 0);
     assert!(
         out.contains("team-a") && out.contains("Dataplane") && out.contains("mesh-wide"),
         "{out}"
     );
-    let (_, json, _) = ctl(&api, &["get", "meshmetric", "team-a", "-o", "json"]);
+    let (_, json, _) = ctl(&api, tf, &["get", "meshmetric", "team-a", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["spec"]["targetRef"]["kind"], "Dataplane");
-    let (_, yaml, _) = ctl(&api, &["get", "dataplanes", "-o", "yaml"]);
+    let (_, yaml, _) = ctl(&api, tf, &["get", "dataplanes", "-o", "yaml"]);
     assert!(yaml.contains("name: web-01"), "{yaml}");
 
-    let (code, _, _) = ctl(&api, &["delete", "meshmetric", "team-a"]);
+    let (code, _, _) = ctl(&api, tf, &["delete", "meshmetric", "team-a"]);
     assert_eq!(code, 0);
-    let (_, now, _) = ctl(&api, &["inspect", "dataplane", "web-01"]);
+    let (_, now, _) = ctl(&api, tf, &["inspect", "dataplane", "web-01"]);
     assert!(now.contains("1. mesh-wide") && !now.contains("team-a"), "{now}");
-    let (code, _, err) = ctl(&api, &["delete", "meshmetric", "team-a"]);
+    let (code, _, err) = ctl(&api, tf, &["delete", "meshmetric", "team-a"]);
     assert_eq!(code, 1);
     assert!(err.contains("not found"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -110,13 +110,11 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
 
     // change to All over the REST API: arrives without restarting anything
     let changed_at = Instant::now();
-    let (st, body) = http(
+    let (st, body) = cp.call(
         "PUT",
-        &cp.api,
         "/meshes/default/meshmetrics/metrics-default",
         Some(&policy("All", "", app_port.into())),
-    )
-    .unwrap();
+    );
     assert!(st == 200 || st == 201, "{st} {body}");
     let all = wait_for(Duration::from_secs(15), || {
         let b = get_ok(&prom, "/metrics")?;
@@ -139,13 +137,7 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
 
     // an invalid policy is rejected with its field path; the old config keeps serving
     let bad = policy("Fancy", "exclude: [{type: Regex, match: \"(\"}]", 70000);
-    let (st, body) = http(
-        "PUT",
-        &cp.api,
-        "/meshes/default/meshmetrics/metrics-default",
-        Some(&bad),
-    )
-    .unwrap();
+    let (st, body) = cp.call("PUT", "/meshes/default/meshmetrics/metrics-default", Some(&bad));
     assert_eq!(st, 400, "{body}");
     for field in [
         "spec.default.sidecar.profiles.appendProfiles[0].name",
@@ -154,7 +146,7 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     ] {
         assert!(body.contains(field), "400 body must name {field}: {body}");
     }
-    let (_, stored) = http("GET", &cp.api, "/meshes/default/meshmetrics/metrics-default", None).unwrap();
+    let (_, stored) = cp.call("GET", "/meshes/default/meshmetrics/metrics-default", None);
     assert!(
         stored.contains("\"All\""),
         "stored policy must be the last good one: {stored}"
@@ -172,7 +164,7 @@ fn e2e_policy_to_envoy_to_plugin_with_live_update_and_rejection() {
     );
 
     // the effective config of the proxy
-    let (st, eff) = http("GET", &cp.api, "/meshes/default/dataplanes/web-01/meshmetric", None).unwrap();
+    let (st, eff) = cp.call("GET", "/meshes/default/dataplanes/web-01/meshmetric", None);
     assert_eq!(st, 200);
     assert!(
         eff.contains("\"metrics-default\"") && eff.contains("\"kuma.workload\":\"web\""),
@@ -215,13 +207,7 @@ fn e2e_nack_is_logged_with_envoys_error_and_recovery_follows() {
     let blocked = free_port(&ip);
     let squatter = std::net::TcpListener::bind((ip.as_str(), blocked)).unwrap();
     let moved = policy("Basic", "", app_port.into()).replace("port: 5670", &format!("port: {blocked}"));
-    let (st, body) = http(
-        "PUT",
-        &cp.api,
-        "/meshes/default/meshmetrics/metrics-default",
-        Some(&moved),
-    )
-    .unwrap();
+    let (st, body) = cp.call("PUT", "/meshes/default/meshmetrics/metrics-default", Some(&moved));
     assert!(st == 200 || st == 201, "{body}");
     let nack = wait_for(Duration::from_secs(15), || {
         let log = cp.proc.log_text();
@@ -236,13 +222,7 @@ fn e2e_nack_is_logged_with_envoys_error_and_recovery_follows() {
     // the stream survives: once the port is free and the config changes, Envoy accepts it
     drop(squatter);
     let back = policy("All", "", app_port.into()).replace("port: 5670", &format!("port: {blocked}"));
-    http(
-        "PUT",
-        &cp.api,
-        "/meshes/default/meshmetrics/metrics-default",
-        Some(&back),
-    )
-    .unwrap();
+    cp.call("PUT", "/meshes/default/meshmetrics/metrics-default", Some(&back));
     wait_for(Duration::from_secs(20), || {
         get_ok(&format!("{ip}:{blocked}"), "/metrics").filter(|b| has_metric(b, "sample_app_requests_total"))
     })

@@ -308,7 +308,7 @@ fn e2e_otlp_faithful_isolated_retried_secret_and_tls() {
     );
 
     // 7. no secret value anywhere: logs, inspect API, config served to the proxy
-    let (_, inspect) = http("GET", &cp.api, "/meshes/default/dataplanes/web-01/meshmetric", None).unwrap();
+    let (_, inspect) = cp.call("GET", "/meshes/default/dataplanes/web-01/meshmetric", None);
     for (what, text) in [
         ("dp log", dp.log_text()),
         ("cp log", cp.proc.log_text()),

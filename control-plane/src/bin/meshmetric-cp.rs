@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 
-use meshmetric_control_plane::{ads::Ads, api, mads, store::Store, tls};
+use meshmetric_control_plane::{ads::Ads, api, mads, persist::Persistence, store::Store, tls};
 
 /// meshmetric control plane: validates MeshMetric policies, merges them per proxy and serves
 /// each Envoy its metrics config over ADS.
@@ -24,11 +24,21 @@ struct Args {
     /// Address of the ADS (xDS gRPC) server.
     #[arg(long, env = "MESHMETRIC_XDS_ADDRESS", default_value = "127.0.0.1:5678")]
     xds_address: SocketAddr,
-    /// File holding the API token: when given, API requests need `Authorization: Bearer <token>`.
+    /// Directory for the control plane's own files: the SQLite store (`store.db`) and the
+    /// generated API token (`admin-token`). Created with mode 0700.
+    #[arg(long, env = "MESHMETRIC_DATA_DIR", default_value = "meshmetric-data")]
+    data_dir: PathBuf,
+    /// Where resources are kept: `sqlite:<file>` (default: `<data-dir>/store.db`),
+    /// `postgres://user:password@host:port/database` (several instances may share it; each
+    /// pushes the others' changes within ~1 s), or `memory` (lost on restart).
+    #[arg(long, env = "MESHMETRIC_STORE")]
+    store: Option<String>,
+    /// File holding the API token that writes need (`Authorization: Bearer <token>`). Default:
+    /// `<data-dir>/admin-token`, generated (32 random bytes, hex, mode 0600) when missing.
     #[arg(long, env = "MESHMETRIC_API_TOKEN_FILE")]
     api_token_file: Option<PathBuf>,
-    /// With --api-token-file: allow GET requests (list, inspect) without the token.
-    #[arg(long, requires = "api_token_file")]
+    /// Allow GET requests (list, inspect) without the token. Writes always need it.
+    #[arg(long)]
     anonymous_reads: bool,
     /// Address of the MADS / HTTP SD server (Prometheus discovery).
     #[arg(long, env = "MESHMETRIC_MADS_ADDRESS", default_value = "127.0.0.1:5676")]
@@ -58,10 +68,29 @@ async fn main() -> anyhow::Result<()> {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
         tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
     }
+    create_private_dir(&args.data_dir)?;
     let store = Arc::new(Store::default());
+    let address = args
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", args.data_dir.join("store.db").display()));
+    let db = if address == "memory" {
+        tracing::warn!("store is in memory: resources are lost when the control plane stops");
+        None
+    } else {
+        let db = Arc::new(Persistence::open(&address).await?);
+        let n = db.load_into(&store).await?;
+        tracing::info!(store = %db.display, resources = n, "store opened");
+        Some(db)
+    };
     let initial = api::load_paths(&args.resources).context("loading resources")?;
-    tracing::info!(count = initial.len(), "resources loaded");
-    store.apply(initial);
+    if !initial.is_empty() {
+        tracing::info!(count = initial.len(), "resources loaded from files");
+        store.commit_apply(db.as_deref(), initial).await?;
+    }
+    if let Some(db) = &db {
+        db.clone().spawn_watch(store.clone());
+    }
 
     let api_listener = tokio::net::TcpListener::bind(args.api_address)
         .await
@@ -89,26 +118,29 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let access = match &args.api_token_file {
-        None => api::Access::default(),
-        Some(f) => {
-            let t =
-                std::fs::read_to_string(f).with_context(|| format!("reading the API token file {}", f.display()))?;
-            let t = t.trim();
-            anyhow::ensure!(
-                t.len() >= 16,
-                "the API token in {} is shorter than 16 characters",
-                f.display()
-            );
-            tracing::info!(token_file = %f.display(), anonymous_reads = args.anonymous_reads, "API requires a token");
-            api::Access {
-                token: Some(t.into()),
-                anonymous_reads: args.anonymous_reads,
-            }
-        }
+    let token_file = args
+        .api_token_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("admin-token"));
+    if args.api_token_file.is_none() && !token_file.exists() {
+        generate_token(&token_file)?;
+        tracing::info!(token_file = %token_file.display(), "generated an API token");
+    }
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the API token file {}", token_file.display()))?;
+    let token = token.trim();
+    anyhow::ensure!(
+        token.len() >= 16,
+        "the API token in {} is shorter than 16 characters",
+        token_file.display()
+    );
+    tracing::info!(token_file = %token_file.display(), anonymous_reads = args.anonymous_reads, "API writes require the token");
+    let access = api::Access {
+        token: Some(token.into()),
+        anonymous_reads: args.anonymous_reads,
     };
     let api =
-        axum::serve(api_listener, api::router_with_access(store.clone(), access)).with_graceful_shutdown(shutdown());
+        axum::serve(api_listener, api::router_with_db(store.clone(), db, access)).with_graceful_shutdown(shutdown());
     let ads = tonic::transport::Server::builder()
         .add_service(AggregatedDiscoveryServiceServer::new(Ads::new(
             store,
@@ -131,4 +163,38 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Creates `dir` (and parents) readable by its owner only.
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a new random API token (32 bytes from the kernel's CSPRNG, hex) to `path`, mode 0600.
+fn generate_token(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut raw = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .context("reading /dev/urandom")?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the API token file {}", path.display()))?;
+    f.write_all(hex.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .with_context(|| format!("writing the API token file {}", path.display()))?;
+    Ok(())
 }

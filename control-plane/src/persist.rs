@@ -1,0 +1,354 @@
+//! Durable storage of resources: an embedded SQLite file (the default) or PostgreSQL shared by
+//! several control-plane instances.
+//!
+//! Layout (both databases): `meshmetric_resources(kind, mesh, name, body)` holds each resource as
+//! its Universal-form JSON (re-validated on load), and `meshmetric_revision` one counter bumped by
+//! every write in the same transaction. Instances notice writes made by others by watching that
+//! counter: PostgreSQL `NOTIFY meshmetric_changes` wakes them at once (a 5 s poll covers a lost
+//! notification or a reconnect); SQLite, which has no notifications, is polled every second.
+//!
+//! A write is committed to the database before the in-memory store changes, so a failed write
+//! (disk full, read-only file, database down) leaves the served config exactly as it was.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use meshmetric_policies::{Resource, parse_documents};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::api::{dataplane_json, meshmetric_json};
+use crate::store::{Kind, Store};
+
+/// Why the store could not be opened, read or written. Display never includes a password.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error(
+        "store address {0:?} is not understood: use `memory`, `sqlite:<file>` or `postgres://user@host:port/database`"
+    )]
+    Address(String),
+    #[error("the store could not be written: {0}")]
+    Write(String),
+    #[error("the store could not be read: {0}")]
+    Read(String),
+    #[error("the store could not be opened at {at}: {reason}")]
+    Open { at: String, reason: String },
+}
+
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A database the resources live in.
+pub struct Persistence {
+    db: Db,
+    /// The address with any password replaced, for logs and errors.
+    pub display: String,
+    /// Last revision this instance has loaded or written.
+    seen: AtomicI64,
+}
+
+const NOTIFY_CHANNEL: &str = "meshmetric_changes";
+
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS meshmetric_resources (kind TEXT NOT NULL, mesh TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, mesh, name))",
+    "CREATE TABLE IF NOT EXISTS meshmetric_revision (id INTEGER PRIMARY KEY, revision BIGINT NOT NULL)",
+    "INSERT INTO meshmetric_revision (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+];
+const UPSERT: &str = "INSERT INTO meshmetric_resources (kind, mesh, name, body) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, mesh, name) DO UPDATE SET body = excluded.body";
+const DELETE: &str = "DELETE FROM meshmetric_resources WHERE kind = $1 AND mesh = $2 AND name = $3";
+const BUMP: &str = "UPDATE meshmetric_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision";
+const REVISION: &str = "SELECT revision FROM meshmetric_revision WHERE id = 1";
+const NOTIFY: &str = "SELECT pg_notify('meshmetric_changes', '')";
+const LOAD: &str = "SELECT kind, mesh, name, body FROM meshmetric_resources ORDER BY kind, mesh, name";
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact(address: &str) -> String {
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return address.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => address.to_string(),
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::MeshMetric => "MeshMetric",
+        Kind::Dataplane => "Dataplane",
+    }
+}
+
+fn body(r: &Resource) -> String {
+    match r {
+        Resource::MeshMetric(m) => meshmetric_json(m).to_string(),
+        Resource::Dataplane(d) => dataplane_json(d).to_string(),
+    }
+}
+
+/// Runs the same statements on whichever database `$db` is (`$pool` bound to its pool).
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+impl Persistence {
+    /// Opens (creating when missing) the store at `address`: `sqlite:<file>` or
+    /// `postgres://...`. Creates the tables if they do not exist.
+    pub async fn open(address: &str) -> Result<Self, PersistError> {
+        let display = redact(address);
+        let open_err = |e: sqlx::Error| PersistError::Open {
+            at: display.clone(),
+            reason: e.to_string(),
+        };
+        let db = if let Some(path) = address.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            if path.is_empty() {
+                return Err(PersistError::Address(display));
+            }
+            let opts = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5));
+            Db::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts)
+                    .await
+                    .map_err(open_err)?,
+            )
+        } else if address.starts_with("postgres://") || address.starts_with("postgresql://") {
+            Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(address)
+                    .await
+                    .map_err(open_err)?,
+            )
+        } else {
+            return Err(PersistError::Address(display));
+        };
+        // Instances starting together must not race on CREATE TABLE.
+        if let Db::Postgres(pool) = &db {
+            let mut tx = pool.begin().await.map_err(open_err)?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7316201)")
+                .execute(&mut *tx)
+                .await
+                .map_err(open_err)?;
+            for s in SCHEMA {
+                sqlx::query(s).execute(&mut *tx).await.map_err(open_err)?;
+            }
+            tx.commit().await.map_err(open_err)?;
+        } else if let Db::Sqlite(pool) = &db {
+            for s in SCHEMA {
+                sqlx::query(s).execute(pool).await.map_err(open_err)?;
+            }
+        }
+        Ok(Self {
+            db,
+            display,
+            seen: AtomicI64::new(-1),
+        })
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    /// The revision counter (bumped by every write of any instance).
+    pub async fn revision(&self) -> Result<i64, PersistError> {
+        on_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(REVISION).fetch_one(pool).await)
+            .map_err(|e| PersistError::Read(e.to_string()))
+    }
+
+    /// Every stored resource that is still valid; an invalid one (written by a newer version, or
+    /// edited by hand) is logged with its key and skipped.
+    pub async fn load(&self) -> Result<(i64, Vec<Resource>), PersistError> {
+        let read = |e: sqlx::Error| PersistError::Read(e.to_string());
+        let (rev, rows): (i64, Vec<(String, String, String, String)>) = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(read)?;
+            let rev = sqlx::query_scalar::<_, i64>(REVISION).fetch_one(&mut *tx).await.map_err(read)?;
+            let rows = sqlx::query_as(LOAD).fetch_all(&mut *tx).await.map_err(read)?;
+            tx.commit().await.map_err(read)?;
+            (rev, rows)
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for (kind, mesh, name, body) in rows {
+            match parse_documents(&body) {
+                Ok(rs) => out.extend(rs),
+                Err(e) => tracing::error!(%kind, %mesh, %name, error = %e, "stored resource is not valid; skipped"),
+            }
+        }
+        Ok((rev, out))
+    }
+
+    /// Stores a validated batch in one transaction.
+    pub async fn apply(&self, resources: &[Resource]) -> Result<(), PersistError> {
+        let write = |e: sqlx::Error| PersistError::Write(e.to_string());
+        let rev: i64 = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(write)?;
+            for r in resources {
+                sqlx::query(UPSERT)
+                    .bind(r.kind())
+                    .bind(&r.meta().mesh)
+                    .bind(&r.meta().name)
+                    .bind(body(r))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(write)?;
+            }
+            let rev = sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await.map_err(write)?;
+            if self.is_postgres() {
+                sqlx::query(NOTIFY).execute(&mut *tx).await.map_err(write)?;
+            }
+            tx.commit().await.map_err(write)?;
+            rev
+        });
+        self.wrote(rev);
+        Ok(())
+    }
+
+    /// Deletes one resource; returns whether it existed.
+    pub async fn delete(&self, kind: Kind, mesh: &str, name: &str) -> Result<bool, PersistError> {
+        let write = |e: sqlx::Error| PersistError::Write(e.to_string());
+        let (n, rev) = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(write)?;
+            let n = sqlx::query(DELETE)
+                .bind(kind_name(kind))
+                .bind(mesh)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(write)?
+                .rows_affected();
+            let rev = sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await.map_err(write)?;
+            if self.is_postgres() {
+                sqlx::query(NOTIFY).execute(&mut *tx).await.map_err(write)?;
+            }
+            tx.commit().await.map_err(write)?;
+            (n, rev)
+        });
+        self.wrote(rev);
+        Ok(n > 0)
+    }
+
+    /// Records a revision this instance wrote, so the watcher does not reload its own change
+    /// (only when nobody else wrote in between).
+    fn wrote(&self, rev: i64) {
+        let _ = self
+            .seen
+            .compare_exchange(rev - 1, rev, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Loads everything into `store` (at start).
+    pub async fn load_into(&self, store: &Store) -> Result<usize, PersistError> {
+        let (rev, rs) = self.load().await?;
+        let n = rs.len();
+        store.replace_all(rs);
+        self.seen.store(rev, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// Keeps `store` in step with writes made by other instances sharing this database.
+    pub fn spawn_watch(self: Arc<Self>, store: Arc<Store>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut listener = match &self.db {
+                Db::Postgres(pool) => match PgListener::connect_with(pool).await {
+                    Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
+                        Ok(()) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN failed; polling the store every 5 s instead");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN failed; polling the store every 5 s instead");
+                        None
+                    }
+                },
+                Db::Sqlite(_) => None,
+            };
+            let poll = match self.db {
+                Db::Sqlite(_) => Duration::from_secs(1),
+                Db::Postgres(_) => Duration::from_secs(5),
+            };
+            let mut failing = false;
+            loop {
+                match listener.as_mut() {
+                    Some(l) => {
+                        // PgListener reconnects and re-subscribes on its own.
+                        let _ = tokio::time::timeout(poll, l.recv()).await;
+                    }
+                    None => tokio::time::sleep(poll).await,
+                }
+                match self.sync(&store).await {
+                    Ok(_) if failing => {
+                        failing = false;
+                        tracing::info!(store = %self.display, "store reachable again");
+                    }
+                    Ok(_) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(store = %self.display, error = %e, "cannot read the store; serving the last config");
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+
+    /// Reloads `store` when the revision moved; returns whether it did.
+    pub async fn sync(&self, store: &Store) -> Result<bool, PersistError> {
+        let rev = self.revision().await?;
+        if rev == self.seen.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let (rev, rs) = self.load().await?;
+        let changed = store.replace_all(rs);
+        self.seen.store(rev, Ordering::SeqCst);
+        if changed {
+            tracing::info!(revision = rev, "store changed by another instance; config recomputed");
+        }
+        Ok(changed)
+    }
+}
+
+impl Store {
+    /// Stores a validated batch: in the database first (when there is one), then in memory.
+    /// On a database error nothing changes.
+    pub async fn commit_apply(&self, db: Option<&Persistence>, resources: Vec<Resource>) -> Result<(), PersistError> {
+        let _serial = self.write_lock().await;
+        if let Some(db) = db {
+            db.apply(&resources).await?;
+        }
+        self.apply(resources);
+        Ok(())
+    }
+
+    /// Deletes one resource: in the database first (when there is one), then in memory.
+    pub async fn commit_delete(
+        &self,
+        db: Option<&Persistence>,
+        kind: Kind,
+        mesh: &str,
+        name: &str,
+    ) -> Result<bool, PersistError> {
+        let _serial = self.write_lock().await;
+        if let Some(db) = db {
+            db.delete(kind, mesh, name).await?;
+        }
+        Ok(self.delete(kind, mesh, name))
+    }
+}
