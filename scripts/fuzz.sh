@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Fuzzes the exposition parser, the YAML/JSON policy loader and the MADS request decoder with
+# libFuzzer (cargo-fuzz), each for a bounded time:  scripts/fuzz.sh [seconds-per-target, default 60]
+# cargo-fuzz is installed into .tools/ (not committed); the stable toolchain is used with
+# RUSTC_BOOTSTRAP=1 for the sanitizer flags. Corpora grow in fuzz/corpus/ (ignored), starting
+# from the small committed seeds in fuzz/seeds/. A crash leaves its input in fuzz/artifacts/ and
+# fails the script; minimized crash inputs belong in fuzz/regressions/<target>/, which the test
+# suite replays.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-60}
+if ! [ -x .tools/bin/cargo-fuzz ]; then
+  echo "installing cargo-fuzz into .tools ..." >&2
+  cargo install --quiet --locked --root .tools cargo-fuzz
+fi
+export PATH="$PWD/.tools/bin:$PATH" RUSTC_BOOTSTRAP=1
+for t in exposition policy_loader mads_request; do
+  mkdir -p "fuzz/corpus/$t"
+  cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
+  [ -d "fuzz/regressions/$t" ] && cp -n fuzz/regressions/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
+  echo "=== fuzzing $t for ${SECS}s ===" >&2
+  cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
+    -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+    | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|thread '.*' panicked|Test unit written)" || true
+  if ls fuzz/artifacts/"$t"/crash-* >/dev/null 2>&1; then
+    echo "crash found in $t: fuzz/artifacts/$t/" >&2; exit 1
+  fi
+done
+echo "fuzzing done: ${SECS}s per target, no crash"
