@@ -353,9 +353,17 @@ pub fn load_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Resource>>
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        let rs = parse_documents(&text).map_err(|e| {
-            let lines: Vec<String> = e.violations().iter().map(|v| format!("  {v}")).collect();
-            anyhow::anyhow!("{}: {e}\n{}", f.display(), lines.join("\n"))
+        let rs = parse_documents(&text).map_err(|e| match &e {
+            ParseError::Invalid { index, kind, name, .. } => {
+                let lines: Vec<String> = e.violations().iter().map(|v| format!("  {v}")).collect();
+                anyhow::anyhow!(
+                    "{}: document {} ({kind} {name:?}) is invalid:\n{}",
+                    f.display(),
+                    index + 1,
+                    lines.join("\n")
+                )
+            }
+            ParseError::Syntax(_) => anyhow::anyhow!("{}: {e}", f.display()),
         })?;
         out.extend(rs);
     }

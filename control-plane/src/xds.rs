@@ -306,8 +306,12 @@ fn tls_socket(cert: &str, key: &str) -> TransportSocket {
 }
 
 /// Generates the resources of `dp` given its merged config (`None` when no MeshMetric applies:
-/// the proxy then gets only its inbound listeners and clusters, and no metrics listeners).
+/// the proxy then gets its inbound listeners and clusters, no Prometheus listener, and a config
+/// listener serving an empty config, so a plugin whose policy was removed stops its
+/// application scrapes and exporters instead of keeping the last config).
 pub fn generate(dp: &Dataplane, conf: Option<&Conf>, paths: &ProxyPaths) -> Snapshot {
+    let empty = Conf::default();
+    let conf = Some(conf.unwrap_or(&empty));
     let mut s = Snapshot::default();
     let addr = dp.networking.address.as_str();
     for ib in &dp.networking.inbound {

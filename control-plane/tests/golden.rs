@@ -50,7 +50,7 @@ fn golden_two_backends_with_provided_tls() {
 }
 
 #[test]
-fn golden_no_policy_only_inbound() {
+fn golden_no_policy_inbound_and_an_empty_metrics_config() {
     check("no-policy", ProxyPaths::in_workdir("/run/mm/default.lonely"));
 }
 

@@ -142,22 +142,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
 
-    let mut child = None;
-    if let Some(envoy) = &args.envoy_binary {
-        let bs = workdir.join("envoy-bootstrap.json");
-        std::fs::write(&bs, serde_json::to_vec_pretty(&bootstrap(&p)?)?)?;
-        let mut cmd = tokio::process::Command::new(envoy);
-        cmd.arg("-c")
-            .arg(&bs)
-            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warn"])
-            .args(&args.envoy_args)
-            .kill_on_drop(true);
-        let c = cmd
-            .spawn()
-            .with_context(|| format!("starting Envoy {}", envoy.display()))?;
-        tracing::info!(pid = c.id(), bootstrap = %bs.display(), "Envoy started");
-        child = Some(c);
-    }
+    // Envoy as a supervised child: restarted with backoff when it dies, so a crash of Envoy
+    // costs the listeners for a moment, never the plugin.
+    let envoy_cmd = match &args.envoy_binary {
+        Some(envoy) => {
+            let bs = workdir.join("envoy-bootstrap.json");
+            std::fs::write(&bs, serde_json::to_vec_pretty(&bootstrap(&p)?)?)?;
+            let mut cmd = tokio::process::Command::new(envoy);
+            cmd.arg("-c")
+                .arg(&bs)
+                .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warn"])
+                .args(&args.envoy_args)
+                .kill_on_drop(true);
+            Some(cmd)
+        }
+        None => None,
+    };
+    // the first start must work: a wrong binary is a configuration error
+    let first = match envoy_cmd {
+        Some(mut cmd) => {
+            let c = cmd
+                .spawn()
+                .with_context(|| format!("starting Envoy {}", args.envoy_binary.as_ref().expect("set").display()))?;
+            tracing::info!(pid = c.id(), "Envoy started");
+            Some((cmd, c))
+        }
+        None => None,
+    };
 
     let http = HttpClient::default();
     let (tx, rx) = watch::channel(Arc::new(ActiveConfig::initial()));
@@ -219,9 +230,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
-    let envoy_exit = async {
-        match child.as_mut() {
-            Some(c) => c.wait().await,
+    let envoy_supervisor = async {
+        match first {
+            Some((cmd, child)) => supervise_envoy(cmd, child).await,
             None => std::future::pending().await,
         }
     };
@@ -229,15 +240,48 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let result = tokio::select! {
         r = unix_srv => r.context("unix metrics server"),
         r = tcp_srv => r,
-        s = envoy_exit => Err(anyhow::anyhow!("Envoy exited ({s:?}); stopping")),
+        r = envoy_supervisor => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = term.recv() => Ok(()),
     };
-    if let Some(mut c) = child {
-        let _ = c.start_kill();
-        let _ = c.wait().await;
-    }
+    // dropping the supervisor killed Envoy (kill_on_drop)
     let _ = std::fs::remove_file(&metrics_socket);
     tracing::info!("plugin stopped");
     result
+}
+
+/// Keeps Envoy running: when it exits, starts it again after a backoff (1 s doubling to 30 s,
+/// back to 1 s once it has run for a minute). Returns only if it cannot be started at all for
+/// ten attempts in a row.
+async fn supervise_envoy(mut cmd: tokio::process::Command, mut child: tokio::process::Child) -> anyhow::Result<()> {
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(30))
+        .with_factor(2.0)
+        .with_max_times(10);
+    let mut delays = backon::BackoffBuilder::build(backoff);
+    loop {
+        let started = tokio::time::Instant::now();
+        let status = child.wait().await;
+        if started.elapsed() > Duration::from_secs(60) {
+            delays = backon::BackoffBuilder::build(backoff);
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(30));
+        tracing::warn!(status = ?status, restart_in = ?delay, "Envoy exited; restarting it");
+        tokio::time::sleep(delay).await;
+        let mut failures = 0;
+        child = loop {
+            match cmd.spawn() {
+                Ok(c) => break c,
+                Err(e) => {
+                    failures += 1;
+                    anyhow::ensure!(failures < 10, "Envoy cannot be restarted: {e}");
+                    let d = delays.next().unwrap_or(Duration::from_secs(30));
+                    tracing::error!(error = %e, retry_in = ?d, "cannot restart Envoy");
+                    tokio::time::sleep(d).await;
+                }
+            }
+        };
+        tracing::info!(pid = child.id(), "Envoy restarted");
+    }
 }

@@ -61,8 +61,9 @@ pub enum ParseError {
     /// The text is not YAML/JSON; the message carries the line and column.
     #[error("invalid YAML/JSON: {0}")]
     Syntax(String),
-    /// The document parsed but breaks one or more rules; `index` counts documents from 0.
-    #[error("document {index} ({kind} {name:?}) is invalid: {violations}")]
+    /// The document parsed but breaks one or more rules; `index` counts documents from 0 (the
+    /// message counts from 1, as editors do).
+    #[error("document {} ({kind} {name:?}) is invalid: {violations}", .index + 1)]
     Invalid {
         index: usize,
         kind: String,

@@ -82,10 +82,16 @@ pub struct Proc {
 impl Proc {
     /// Starts `program args` with stdout and stderr in `<dir>/<name>.log`.
     pub fn start(name: &str, dir: &Path, program: &Path, args: &[&str]) -> Proc {
+        Self::start_env(name, dir, program, args, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables.
+    pub fn start_env(name: &str, dir: &Path, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let f = std::fs::File::create(&log).expect("log file");
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("log clone"))
             .stderr(f)

@@ -210,3 +210,208 @@ fn e2e_limits_bound_untrusted_applications() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Dataplane and a policy with the sample app and a Prometheus backend on `ip:5670`.
+fn simple_mesh(dir: &std::path::Path, ip: &str, app: u16, extra_backend: &str) -> std::path::PathBuf {
+    let res = dir.join("resources");
+    std::fs::create_dir_all(&res).unwrap();
+    std::fs::write(res.join("dp.yaml"), format!("type: Dataplane\nname: web-01\nnetworking: {{address: {ip}, inbound: [{{port: {}, servicePort: {app}}}]}}\n", free_port(ip))).unwrap();
+    std::fs::write(
+        res.join("policy.yaml"),
+        format!("type: MeshMetric\nname: m\nspec:\n  default:\n    applications: [{{name: app, port: {app}}}]\n    backends:\n      - {{type: Prometheus, prometheus: {{port: 5670}}}}\n{extra_backend}"),
+    )
+    .unwrap();
+    res
+}
+
+fn merged(prom: &str) -> Option<String> {
+    get_ok(prom, "/metrics")
+        .filter(|b| has_metric(b, "sample_app_requests_total") && has_metric(b, "envoy_server_live"))
+}
+
+fn envoy_pid(log: &str) -> Option<u32> {
+    log.lines()
+        .rev()
+        .find(|l| l.contains("Envoy started") || l.contains("Envoy restarted"))
+        .and_then(|l| l.split("pid=").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+}
+
+#[test]
+fn e2e_envoy_killed_is_restarted_and_the_plugin_recovers() {
+    let dir = workdir("envoy-kill");
+    let ip = free_loopback(8, 5670);
+    let app = free_port("127.0.0.1");
+    let _app = Proc::start(
+        "app",
+        &dir,
+        &bin("meshmetric-sample-app"),
+        &["--address", &format!("127.0.0.1:{app}")],
+    );
+    let res = simple_mesh(&dir, &ip, app, "");
+    let cp = ControlPlane::start(&dir, Some(&res), &[]);
+    let mut dp = start_proxy(&dir, "web-01", &cp);
+    let prom = format!("{ip}:5670");
+    wait_for(Duration::from_secs(60), || merged(&prom)).unwrap_or_else(|| panic!("never served:\n{}", dp.log_text()));
+    let first = envoy_pid(&dp.log_text()).expect("Envoy pid in the log");
+    let killed_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || {
+        get_ok(&prom, "/metrics").is_none().then_some(())
+    })
+    .expect("the listener went away with Envoy");
+    wait_for(Duration::from_secs(60), || merged(&prom))
+        .unwrap_or_else(|| panic!("not served again after Envoy was killed:\n{}", dp.log_text()));
+    eprintln!(
+        "Envoy killed -> merged metrics served again after {:?}",
+        killed_at.elapsed()
+    );
+    let second = envoy_pid(&dp.log_text()).expect("restarted Envoy pid");
+    assert_ne!(first, second, "a new Envoy");
+    dp.assert_running();
+    let log = dp.log_text();
+    assert!(log.contains("Envoy exited; restarting it"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn e2e_config_socket_missing_at_start_then_external_envoy_comes_and_goes() {
+    let dir = workdir("no-socket");
+    let ip = free_loopback(9, 5670);
+    let app = free_port("127.0.0.1");
+    let _app = Proc::start(
+        "app",
+        &dir,
+        &bin("meshmetric-sample-app"),
+        &["--address", &format!("127.0.0.1:{app}")],
+    );
+    let res = simple_mesh(&dir, &ip, app, "");
+    let cp = ControlPlane::start(&dir, Some(&res), &[]);
+    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let own = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let workdir = dir.join("web-01");
+    let wd = workdir.to_str().unwrap();
+    let proxy = [
+        "--name",
+        "web-01",
+        "--workdir",
+        wd,
+        "--cp-address",
+        &cp.xds,
+        "--admin-address",
+        &admin,
+    ];
+    // the plugin alone: no Envoy yet, so no config socket
+    let mut args = vec!["run", "--metrics-address", &own];
+    args.extend(proxy);
+    let mut dp = Proc::start("dp", &dir, &bin("meshmetric-dp"), &args);
+    let body = wait_for(Duration::from_secs(20), || get_ok(&own, "/metrics"))
+        .unwrap_or_else(|| panic!("the plugin does not serve its own metrics:\n{}", dp.log_text()));
+    assert_eq!(
+        sample_value(&body, "meshmetric_dp_scrape_up{source=\"envoy\""),
+        Some(0.0),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    dp.assert_running();
+    assert!(
+        dp.log_text().contains("cannot fetch the metrics config"),
+        "{}",
+        dp.log_text()
+    );
+
+    // Envoy started on its own (a separate container, say), from the plugin's bootstrap
+    let mut bargs = vec!["bootstrap"];
+    bargs.extend(proxy);
+    let out = std::process::Command::new(bin("meshmetric-dp"))
+        .args(&bargs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("bootstrap.json"), &out.stdout).unwrap();
+    let start_envoy = || {
+        Proc::start(
+            "envoy",
+            &dir,
+            &envoy(),
+            &[
+                "-c",
+                dir.join("bootstrap.json").to_str().unwrap(),
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "-l",
+                "warn",
+            ],
+        )
+    };
+    let mut ext = start_envoy();
+    let prom = format!("{ip}:5670");
+    wait_for(Duration::from_secs(60), || merged(&prom))
+        .unwrap_or_else(|| panic!("not served once Envoy came:\n{}\n{}", dp.log_text(), ext.log_text()));
+
+    // Envoy killed: the plugin keeps running and reports Envoy down; a new Envoy is served
+    ext.child.kill().unwrap();
+    let _ = ext.child.wait();
+    let body = wait_for(Duration::from_secs(10), || {
+        get_ok(&own, "/metrics").filter(|b| sample_value(b, "meshmetric_dp_scrape_up{source=\"envoy\"") == Some(0.0))
+    });
+    assert!(body.is_some(), "Envoy down is reported");
+    dp.assert_running();
+    let _ext = start_envoy();
+    wait_for(Duration::from_secs(60), || merged(&prom))
+        .unwrap_or_else(|| panic!("not served by the new Envoy:\n{}", dp.log_text()));
+    dp.assert_running();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn e2e_policy_removed_listeners_go_and_exporters_stop() {
+    let dir = workdir("removed");
+    let ip = free_loopback(10, 5670);
+    let app = free_port("127.0.0.1");
+    let _app = Proc::start(
+        "app",
+        &dir,
+        &bin("meshmetric-sample-app"),
+        &["--address", &format!("127.0.0.1:{app}")],
+    );
+    // an OTLP backend nobody listens on: its exporter exists (and counts failures) while the
+    // policy does
+    let dead = free_port("127.0.0.1");
+    let otel = format!(
+        "      - {{type: OpenTelemetry, openTelemetry: {{endpoint: \"127.0.0.1:{dead}\", refreshInterval: 1s}}}}\n"
+    );
+    let res = simple_mesh(&dir, &ip, app, &otel);
+    let cp = ControlPlane::start(&dir, Some(&res), &[]);
+    let own = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut dp = start_proxy_with(&dir, "web-01", &cp, &["--metrics-address", &own]);
+    let prom = format!("{ip}:5670");
+    wait_for(Duration::from_secs(60), || merged(&prom)).unwrap_or_else(|| panic!("never served:\n{}", dp.log_text()));
+    wait_for(Duration::from_secs(20), || {
+        get_ok(&own, "/metrics").filter(|b| b.contains("meshmetric_dp_otlp_"))
+    })
+    .unwrap_or_else(|| panic!("no exporter:\n{}", dp.log_text()));
+
+    let (st, body) = cp.call("DELETE", "/meshes/default/meshmetrics/m", None);
+    assert_eq!(st, 200, "{body}");
+    wait_for(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(&prom).is_err().then_some(())
+    })
+    .unwrap_or_else(|| panic!("the Prometheus listener is still there:\n{}", dp.log_text()));
+    let own_body = wait_for(Duration::from_secs(20), || {
+        get_ok(&own, "/metrics").filter(|b| !b.contains("meshmetric_dp_otlp_") && !b.contains("application=\"app\""))
+    });
+    assert!(
+        own_body.is_some(),
+        "the exporter and the application scrape stopped:\n{}",
+        dp.log_text()
+    );
+    assert!(dp.log_text().contains("OTLP exporter stopped"), "{}", dp.log_text());
+    dp.assert_running();
+    let _ = std::fs::remove_dir_all(&dir);
+}
