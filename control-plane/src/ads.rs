@@ -16,13 +16,13 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::protobuf::value::Kind as PbKind;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::store::Store;
-use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, ProxyPaths, Snapshot};
+use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, Packed, ProxyPaths, Snapshot};
 
 /// The ADS service.
 #[derive(Clone)]
@@ -85,10 +85,11 @@ struct TypeState {
 struct Session {
     store: Arc<Store>,
     proxy: Proxy,
-    snapshot: Snapshot,
+    snapshot: Packed,
     types: HashMap<String, TypeState>,
     nonce: u64,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    /// Boxed: the channel preallocates slots, and 10,000 streams each keep one.
+    tx: mpsc::Sender<Box<DiscoveryResponse>>,
 }
 
 impl Session {
@@ -107,7 +108,7 @@ impl Session {
         for w in &snap.warnings {
             tracing::warn!(mesh = %self.proxy.mesh, dataplane = %self.proxy.name, warning = %w, "resource not generated");
         }
-        self.snapshot = snap;
+        self.snapshot = snap.into();
     }
 
     async fn send(&mut self, type_url: &str) -> bool {
@@ -124,7 +125,7 @@ impl Session {
         st.nonce = nonce;
         st.sent_version = Some(self.snapshot.version.clone());
         tracing::debug!(dataplane = %self.proxy.name, type_url, version = %self.snapshot.version, resources = resp.resources.len(), "sending");
-        self.tx.send(Ok(resp)).await.is_ok()
+        self.tx.send(Box::new(resp)).await.is_ok()
     }
 
     /// Pushes every subscribed type whose sent version is not the current one (CDS before LDS).
@@ -198,7 +199,7 @@ impl AggregatedDiscoveryService for Ads {
             .clone()
             .ok_or_else(|| Status::invalid_argument("first DiscoveryRequest must carry node"))?;
         let proxy = proxy_of(&node, &self.default_workdir_root)?;
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel::<Box<DiscoveryResponse>>(4);
         let store = self.store.clone();
         tracing::info!(mesh = %proxy.mesh, dataplane = %proxy.name, config_socket = %proxy.paths.config_socket, "proxy connected");
         store.set_proxy_tls_ready(
@@ -208,10 +209,11 @@ impl AggregatedDiscoveryService for Ads {
         );
         tokio::spawn(async move {
             let mut changes = store.subscribe();
+            let mut seen = *changes.borrow_and_update();
             let mut s = Session {
                 store,
                 proxy,
-                snapshot: Snapshot::default(),
+                snapshot: Packed::default(),
                 types: HashMap::new(),
                 nonce: 0,
                 tx,
@@ -229,6 +231,14 @@ impl AggregatedDiscoveryService for Ads {
                     },
                     changed = changes.changed() => {
                         if changed.is_err() { break }
+                        // recompute only when a change since the last look can concern this proxy
+                        let now = *changes.borrow_and_update();
+                        let key = (s.proxy.mesh.clone(), s.proxy.name.clone());
+                        let touched = s.store.touches_since(seen, &key);
+                        seen = now;
+                        if !touched {
+                            continue;
+                        }
                         let before = s.snapshot.version.clone();
                         s.rebuild();
                         if s.snapshot.version != before {
@@ -240,7 +250,7 @@ impl AggregatedDiscoveryService for Ads {
             }
             tracing::info!(mesh = %s.proxy.mesh, dataplane = %s.proxy.name, "proxy disconnected");
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|r| Ok(*r)))))
     }
 
     async fn delta_aggregated_resources(
@@ -250,5 +260,77 @@ impl AggregatedDiscoveryService for Ads {
         Err(Status::unimplemented(
             "delta xDS is not supported; configure api_type GRPC (State of the World)",
         ))
+    }
+}
+
+/// The ADS gRPC service with codec buffers sized for xDS: tonic allocates its default 8 KiB
+/// encode and decode buffers eagerly per RPC, and a control plane keeps one RPC open per
+/// proxy (10,000 streams: ~160 MiB of mostly empty buffers). Requests are small and responses
+/// grow the buffer as needed. Only the SotW `StreamAggregatedResources` is served; the delta
+/// variant answers `UNIMPLEMENTED` as before.
+#[derive(Clone)]
+pub struct AdsServer(Arc<Ads>);
+
+impl AdsServer {
+    pub fn new(ads: Ads) -> Self {
+        Self(Arc::new(ads))
+    }
+}
+
+/// Prost codec with 1 KiB initial buffers (grown in 1 KiB steps, yielding at 32 KiB).
+#[derive(Debug, Clone, Copy, Default)]
+struct XdsCodec;
+
+impl tonic::codec::Codec for XdsCodec {
+    type Encode = DiscoveryResponse;
+    type Decode = DiscoveryRequest;
+    type Encoder = tonic_prost::ProstEncoder<DiscoveryResponse>;
+    type Decoder = tonic_prost::ProstDecoder<DiscoveryRequest>;
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(tonic::codec::BufferSettings::new(1024, 32 * 1024))
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(tonic::codec::BufferSettings::new(1024, 32 * 1024))
+    }
+}
+
+struct SotwMethod(Arc<Ads>);
+
+impl tonic::server::StreamingService<DiscoveryRequest> for SotwMethod {
+    type Response = DiscoveryResponse;
+    type ResponseStream = AdsStream;
+    type Future = futures::future::BoxFuture<'static, Result<Response<AdsStream>, Status>>;
+    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
+        let ads = self.0.clone();
+        Box::pin(async move { ads.stream_aggregated_resources(request).await })
+    }
+}
+
+impl tonic::server::NamedService for AdsServer {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+}
+
+impl<B> tower_service::Service<http::Request<B>> for AdsServer
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let ads = self.0.clone();
+        Box::pin(async move {
+            if req.uri().path() == "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources" {
+                let mut grpc = tonic::server::Grpc::new(XdsCodec);
+                return Ok(grpc.streaming(SotwMethod(ads), req).await);
+            }
+            Ok(Status::unimplemented("only StreamAggregatedResources (SotW ADS) is served").into_http())
+        })
     }
 }

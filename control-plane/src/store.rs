@@ -8,9 +8,27 @@ use std::sync::RwLock;
 
 use tokio::sync::watch;
 
+use meshmetric_policies::matching::selects;
 use meshmetric_policies::{Conf, Contribution, Dataplane, MeshMetric, Resource, effective_conf};
 
-type Key = (String, String);
+/// `(mesh, name)` of a resource.
+pub type Key = (String, String);
+
+/// Which proxies one change can have affected, so a watcher recomputes only those.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Affected {
+    /// Anything (a reload from the database).
+    All,
+    /// These Dataplanes (sorted): a Dataplane written or deleted, or those a written or deleted
+    /// MeshMetric selected before or after the change.
+    Dataplanes(Vec<Key>),
+    /// Only MADS-visible state of these proxies (their TLS readiness), not their xDS.
+    Discovery(Vec<Key>),
+}
+
+/// How many changes are remembered for [`Store::touches_since`]; a watcher further behind
+/// recomputes everything.
+const CHANGE_LOG: usize = 4096;
 
 /// A merged config and the policies that made it, in merge order.
 pub type Effective = (Conf, Vec<Contribution>);
@@ -30,6 +48,8 @@ pub type MadsProxy = (Dataplane, Option<Conf>, bool);
 pub struct Store {
     inner: RwLock<Inner>,
     changes: watch::Sender<u64>,
+    /// `(generation, what it affected)` of the last [`CHANGE_LOG`] changes.
+    log: std::sync::Mutex<std::collections::VecDeque<(u64, Affected)>>,
     /// Serializes durable writes so the database and memory apply them in the same order.
     writes: tokio::sync::Mutex<()>,
 }
@@ -39,6 +59,7 @@ impl Default for Store {
         Self {
             inner: RwLock::default(),
             changes: watch::channel(0).0,
+            log: Default::default(),
             writes: tokio::sync::Mutex::new(()),
         }
     }
@@ -52,23 +73,69 @@ pub enum Kind {
 }
 
 impl Store {
-    /// Stores (creates or replaces) every resource of a validated batch, then notifies once.
+    /// Stores (creates or replaces) every resource of a validated batch, then notifies once
+    /// with the Dataplanes the batch can have affected.
     pub fn apply(&self, resources: Vec<Resource>) {
+        let mut affected = Vec::new();
         {
             let mut g = self.inner.write().expect("store lock");
             for r in resources {
                 let key = (r.meta().mesh.clone(), r.meta().name.clone());
                 match r {
                     Resource::MeshMetric(m) => {
-                        g.meshmetrics.insert(key, m);
+                        let old = g.meshmetrics.insert(key, m.clone());
+                        selected_by(&g, old.as_ref(), Some(&m), &mut affected);
                     }
                     Resource::Dataplane(d) => {
-                        g.dataplanes.insert(key, d);
+                        g.dataplanes.insert(key.clone(), d);
+                        affected.push(key);
                     }
                 }
             }
         }
-        self.changes.send_modify(|g| *g += 1);
+        self.notify(Affected::Dataplanes(affected));
+    }
+
+    /// Records a change and wakes every watcher.
+    fn notify(&self, mut affected: Affected) {
+        if let Affected::Dataplanes(v) | Affected::Discovery(v) = &mut affected {
+            v.sort_unstable();
+            v.dedup();
+        }
+        let mut log = self.log.lock().expect("change log");
+        let generation = *self.changes.borrow() + 1;
+        if log.len() == CHANGE_LOG {
+            log.pop_front();
+        }
+        log.push_back((generation, affected));
+        self.changes.send_replace(generation);
+    }
+
+    /// Whether a change after generation `since` (up to the current one) can have affected the
+    /// xDS of proxy `key`. True when the log no longer reaches back that far.
+    pub fn touches_since(&self, since: u64, key: &Key) -> bool {
+        let log = self.log.lock().expect("change log");
+        match log.front() {
+            Some((first, _)) if *first <= since + 1 => {}
+            None => return false,
+            Some(_) => return true,
+        }
+        log.iter().filter(|(g, _)| *g > since).any(|(_, a)| match a {
+            Affected::All => true,
+            Affected::Dataplanes(v) => v.binary_search(key).is_ok(),
+            Affected::Discovery(_) => false,
+        })
+    }
+
+    /// Every change after generation `since`, or None when the log no longer reaches back.
+    pub fn changes_since(&self, since: u64) -> Option<Vec<Affected>> {
+        let log = self.log.lock().expect("change log");
+        match log.front() {
+            Some((first, _)) if *first <= since + 1 => {}
+            None => return Some(vec![]),
+            Some(_) => return None,
+        }
+        Some(log.iter().filter(|(g, _)| *g > since).map(|(_, a)| a.clone()).collect())
     }
 
     /// Replaces every resource with `resources` (a reload from the database); notifies only when
@@ -97,7 +164,7 @@ impl Store {
             changed
         };
         if changed {
-            self.changes.send_modify(|g| *g += 1);
+            self.notify(Affected::All);
         }
         changed
     }
@@ -109,15 +176,25 @@ impl Store {
     /// Deletes one resource; returns whether it existed.
     pub fn delete(&self, kind: Kind, mesh: &str, name: &str) -> bool {
         let key = (mesh.to_string(), name.to_string());
+        let mut affected = Vec::new();
         let existed = {
             let mut g = self.inner.write().expect("store lock");
             match kind {
-                Kind::MeshMetric => g.meshmetrics.remove(&key).is_some(),
-                Kind::Dataplane => g.dataplanes.remove(&key).is_some(),
+                Kind::MeshMetric => match g.meshmetrics.remove(&key) {
+                    Some(old) => {
+                        selected_by(&g, Some(&old), None, &mut affected);
+                        true
+                    }
+                    None => false,
+                },
+                Kind::Dataplane => {
+                    affected.push(key.clone());
+                    g.dataplanes.remove(&key).is_some()
+                }
             }
         };
         if existed {
-            self.changes.send_modify(|g| *g += 1);
+            self.notify(Affected::Dataplanes(affected));
         }
         existed
     }
@@ -182,8 +259,26 @@ impl Store {
             g.tls_ready.insert((mesh.to_string(), name.to_string()), ready) != Some(ready)
         };
         if changed {
-            self.changes.send_modify(|g| *g += 1);
+            self.notify(Affected::Discovery(vec![(mesh.to_string(), name.to_string())]));
         }
+    }
+
+    /// One proxy's MADS inputs; `None` when its Dataplane is gone.
+    pub fn mads_proxy(&self, key: &Key) -> Option<MadsProxy> {
+        let (dp, eff) = self.effective(&key.0, &key.1)?;
+        let tls = self.tls_ready(key);
+        Some((dp, eff.map(|(c, _)| c), tls))
+    }
+
+    /// Whether the connected proxy `key` gave a certificate for `ProvidedTLS`.
+    pub fn tls_ready(&self, key: &Key) -> bool {
+        self.inner
+            .read()
+            .expect("store lock")
+            .tls_ready
+            .get(key)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Every Dataplane with its merged config and TLS readiness, under one read lock.
@@ -209,5 +304,27 @@ impl Store {
     /// A receiver that sees every change (its value is a generation counter).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+}
+
+/// Adds to `out` the Dataplanes of the policy's mesh that `old` or `new` (the same MeshMetric
+/// before and after a change) selects by its top-level targetRef.
+fn selected_by(g: &Inner, old: Option<&MeshMetric>, new: Option<&MeshMetric>, out: &mut Vec<Key>) {
+    let Some(mesh) = new.or(old).map(|m| m.meta.mesh.as_str()) else {
+        return;
+    };
+    let refs: Vec<_> = [old, new]
+        .into_iter()
+        .flatten()
+        .map(|m| m.spec.target_ref.as_ref())
+        .collect();
+    for (k, dp) in g
+        .dataplanes
+        .range((mesh.to_string(), String::new())..)
+        .take_while(|(k, _)| k.0 == mesh)
+    {
+        if refs.iter().any(|r| selects(*r, dp)) {
+            out.push(k.clone());
+        }
     }
 }

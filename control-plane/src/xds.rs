@@ -80,6 +80,36 @@ impl ProxyPaths {
     }
 }
 
+/// A [`Snapshot`] packed for sending: what an ADS stream keeps between pushes (the encoded
+/// resources are a fraction of the size of the decoded ones, and are not re-encoded per push).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Packed {
+    pub version: String,
+    pub clusters: Vec<Any>,
+    pub listeners: Vec<Any>,
+}
+
+impl Packed {
+    /// The resources of `type_url` (empty for unknown types).
+    pub fn resources(&self, type_url: &str) -> Vec<Any> {
+        match type_url {
+            LISTENER_TYPE => self.listeners.clone(),
+            CLUSTER_TYPE => self.clusters.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl From<Snapshot> for Packed {
+    fn from(s: Snapshot) -> Self {
+        Self {
+            version: s.version,
+            clusters: s.clusters.into_iter().map(pack_any).collect(),
+            listeners: s.listeners.into_iter().map(pack_any).collect(),
+        }
+    }
+}
+
 /// The resources of one proxy, with a version that changes exactly when they change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {

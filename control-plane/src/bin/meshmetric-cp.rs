@@ -6,9 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 
-use meshmetric_control_plane::{ads::Ads, api, mads, persist::Persistence, store::Store, tls};
+use meshmetric_control_plane::{
+    ads::{Ads, AdsServer},
+    api, mads,
+    persist::Persistence,
+    store::Store,
+    tls,
+};
 
 /// meshmetric control plane: validates MeshMetric policies, merges them per proxy and serves
 /// each Envoy its metrics config over ADS.
@@ -142,10 +147,7 @@ async fn main() -> anyhow::Result<()> {
     let api =
         axum::serve(api_listener, api::router_with_db(store.clone(), db, access)).with_graceful_shutdown(shutdown());
     let ads = tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(Ads::new(
-            store,
-            args.default_workdir_root,
-        )))
+        .add_service(AdsServer::new(Ads::new(store, args.default_workdir_root)))
         .add_service(meshmetric_mads::grpc::MadsGrpc::server(assignments))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     tokio::select! {
