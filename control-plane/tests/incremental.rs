@@ -69,7 +69,8 @@ fn a_change_touches_only_the_proxies_its_policy_selects() {
 async fn incremental_mads_equals_a_full_recompute_after_every_change() {
     let s = store();
     let mut rx = mads::spawn(s.clone());
-    let steps: Vec<Box<dyn Fn(&Store)>> = vec![
+    type Step = Box<dyn Fn(&Store)>;
+    let steps: Vec<Step> = vec![
         Box::new(|s| s.apply(parse_documents(&team_b(5690)).unwrap())),
         Box::new(|s| s.set_proxy_tls_ready("default", "dp-4", true)),
         Box::new(|s| {
