@@ -5,6 +5,7 @@
 # compete for the 2 cores); CPU per cycle comes from /proc/<pid>/stat (utime+stime over the
 # measured window / scrapes), peak RSS from VmHWM. Prints a Markdown table.
 #   bench/compare.sh [N clusters, default 1000] [seconds per phase, default 20]
+# AGENTS=dp runs only the plugin's phases (for the growth table over cluster counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}; SECS=${2:-20}
@@ -68,6 +69,7 @@ for profile in All Basic; do
 done
 
 for filter in none Basic; do
+  [ "${AGENTS:-all}" = dp ] && break
   relabel=""
   if [ "$filter" = Basic ]; then relabel="    metric_relabel_configs: [{source_labels: [__name__], regex: '$BASIC', action: keep}]"; fi
   cat > "$OUT/scrape-$filter.yml" <<YML
@@ -97,5 +99,6 @@ echo "|---|---|---|---|"
 for r in "${ROWS[@]}"; do
   IFS='|' read -r name ms rss <<< "$r"
   base=$VM_ALL; case "$name" in *Basic*) base=$VM_BASIC;; esac
-  echo "| $name | $ms ms | $(awk -v a="$ms" -v b="$base" 'BEGIN {printf "%.2f×", a/b}') | $rss MiB |"
+  ratio="—"; [ -n "$base" ] && ratio=$(awk -v a="$ms" -v b="$base" 'BEGIN {printf "%.2f×", a/b}')
+  echo "| $name | $ms ms | $ratio | $rss MiB |"
 done

@@ -96,10 +96,15 @@ impl Collector {
             match g.as_ref() {
                 Some(f) => f.clone(),
                 None => {
+                    // the kept output is stale: free it before building the next one, so two
+                    // outputs are never alive at once (one less output at the peak)
+                    *self.last.lock().expect("last lock") = None;
                     let me = self.clone();
                     let f = async move {
                         let out = me.collect_once().await;
-                        *me.last.lock().expect("last lock") = Some((Instant::now(), out.clone()));
+                        if !me.settings.reuse_within.is_zero() {
+                            *me.last.lock().expect("last lock") = Some((Instant::now(), out.clone()));
+                        }
                         *me.inflight.lock().expect("inflight lock") = None;
                         out
                     }
