@@ -102,10 +102,17 @@ impl Packed {
 
 impl From<Snapshot> for Packed {
     fn from(s: Snapshot) -> Self {
+        // fresh vectors: `into_iter().map().collect()` would reuse the (much larger)
+        // allocation of the decoded resources in place and keep it alive
+        fn pack<T: prost::Name + prost::Message>(v: Vec<T>) -> Vec<Any> {
+            let mut out = Vec::with_capacity(v.len());
+            out.extend(v.into_iter().map(pack_any));
+            out
+        }
         Self {
             version: s.version,
-            clusters: s.clusters.into_iter().map(pack_any).collect(),
-            listeners: s.listeners.into_iter().map(pack_any).collect(),
+            clusters: pack(s.clusters),
+            listeners: pack(s.listeners),
         }
     }
 }
