@@ -57,13 +57,17 @@ measure() { # label pid
   if grep -qiE "cannot scrape|scrape failed|error" "$OUT/$3.log"; then note=" (scrape errors: see $OUT/$3.log)"; fi
   ROWS+=("$1$note|$ms|$(hwm "$2")")
   kill "$2"; wait "$2" 2>/dev/null || true
+  while kill -0 "$2" 2>/dev/null; do sleep 0.1; done   # not our child when started via $(start ...)
 }
 
 for profile in All Basic; do
   printf '{"observability":{"metrics":{"applications":[],"backends":[],"sidecar":{"includeUnused":true,"profiles":{"appendProfiles":[{"name":"%s"}]}},"extraLabels":{"mesh":"default","dataplane":"bench"}}}}' "$profile" > "$OUT/dp-$profile.json"
   pid=$(start "dp-$profile" target/release/meshmetric-dp run --name bench --workdir "$OUT/dp-$profile" --admin-address 127.0.0.1:$ADMIN \
         --config-file "$OUT/dp-$profile.json" --metrics-address 127.0.0.1:29931 --reuse-within 0s)
-  until curl -fs -o /dev/null http://127.0.0.1:29931/metrics; do sleep 0.2; done
+  until curl -fs -o /dev/null http://127.0.0.1:29931/metrics; do
+    kill -0 "$pid" 2>/dev/null || { echo "meshmetric-dp exited; see $OUT/dp-$profile.log" >&2; exit 1; }
+    sleep 0.2
+  done
   ( while kill -0 "$pid" 2>/dev/null; do curl -s -o /dev/null http://127.0.0.1:29931/metrics; sleep 1; done ) &
   measure "meshmetric-dp, profile $profile" "$pid" "dp-$profile"
 done

@@ -4,8 +4,7 @@
 # cargo-fuzz is installed into .tools/ (not committed); the stable toolchain is used with
 # RUSTC_BOOTSTRAP=1 for the sanitizer flags. Corpora grow in fuzz/corpus/ (ignored), starting
 # from the small committed seeds in fuzz/seeds/. A crash leaves its input in fuzz/artifacts/ and
-# fails the script; minimized crash inputs belong in fuzz/regressions/<target>/, which the test
-# suite replays.
+# fails the script; once fixed, turn the input into a unit test next to the code it broke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
@@ -17,7 +16,6 @@ export PATH="$PWD/.tools/bin:$PATH" RUSTC_BOOTSTRAP=1
 for t in exposition policy_loader mads_request; do
   mkdir -p "fuzz/corpus/$t"
   cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
-  [ -d "fuzz/regressions/$t" ] && cp -n fuzz/regressions/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
   echo "=== fuzzing $t for ${SECS}s ===" >&2
   cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
     -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
