@@ -302,8 +302,10 @@ meshmetric_dp_dropped{{reason=\"series_limit\",unit=\"series\"}} {dropped_over}\
             ms.labels_renamed
         ));
         self_metrics.push_str(&format!(
-            "# TYPE meshmetric_dp_config_info gauge\nmeshmetric_dp_config_info{{etag=\"{}\"}} 1\n",
-            cfg.etag
+            "# TYPE meshmetric_dp_config_info gauge\nmeshmetric_dp_config_info{{etag=\"{}\"}} 1\n\
+# TYPE meshmetric_dp_collections_total counter\nmeshmetric_dp_collections_total {}\n",
+            cfg.etag,
+            self.collections()
         ));
         let exporters: Vec<(String, Arc<crate::otlp::exporter::ExporterStats>)> = self
             .exporters
