@@ -48,3 +48,38 @@ pub fn bind_unix(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(l)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bind_unix;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("mm-bind-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn socket_is_0660_and_a_stale_one_is_replaced_but_a_live_one_is_not() {
+        let d = dir("sock");
+        let p = d.join("metrics.sock");
+        let live = bind_unix(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o660);
+        let e = bind_unix(&p).unwrap_err().to_string();
+        assert!(e.contains("in use by a running process"), "{e}");
+        // the process dies: its socket file stays behind, nobody listens
+        drop(live);
+        assert!(p.exists());
+        let again = bind_unix(&p).expect("a stale socket is replaced");
+        drop(again);
+        // something that is not a socket is never removed
+        let f = d.join("file.sock");
+        std::fs::write(&f, "keep me").unwrap();
+        let e = bind_unix(&f).unwrap_err().to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "keep me");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
