@@ -605,3 +605,15 @@ pub fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Starts the sample application on a free 127.0.0.1 port; returns it and the port.
+pub fn sample_app(dir: &Path) -> (Proc, u16) {
+    let port = free_port("127.0.0.1");
+    let p = Proc::start(
+        "app",
+        dir,
+        &bin("meshmetric-sample-app"),
+        &["--address", &format!("127.0.0.1:{port}")],
+    );
+    (p, port)
+}

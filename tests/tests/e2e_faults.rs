@@ -242,13 +242,7 @@ fn envoy_pid(log: &str) -> Option<u32> {
 fn e2e_envoy_killed_is_restarted_and_the_plugin_recovers() {
     let dir = workdir("envoy-kill");
     let ip = free_loopback(8, 5670);
-    let app = free_port("127.0.0.1");
-    let _app = Proc::start(
-        "app",
-        &dir,
-        &bin("meshmetric-sample-app"),
-        &["--address", &format!("127.0.0.1:{app}")],
-    );
+    let (_app, app) = sample_app(&dir);
     let res = simple_mesh(&dir, &ip, app, "");
     let cp = ControlPlane::start(&dir, Some(&res), &[]);
     let mut dp = start_proxy(&dir, "web-01", &cp);
@@ -282,13 +276,7 @@ fn e2e_envoy_killed_is_restarted_and_the_plugin_recovers() {
 fn e2e_config_socket_missing_at_start_then_external_envoy_comes_and_goes() {
     let dir = workdir("no-socket");
     let ip = free_loopback(9, 5670);
-    let app = free_port("127.0.0.1");
-    let _app = Proc::start(
-        "app",
-        &dir,
-        &bin("meshmetric-sample-app"),
-        &["--address", &format!("127.0.0.1:{app}")],
-    );
+    let (_app, app) = sample_app(&dir);
     let res = simple_mesh(&dir, &ip, app, "");
     let cp = ControlPlane::start(&dir, Some(&res), &[]);
     let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
@@ -373,13 +361,7 @@ fn e2e_config_socket_missing_at_start_then_external_envoy_comes_and_goes() {
 fn e2e_policy_removed_listeners_go_and_exporters_stop() {
     let dir = workdir("removed");
     let ip = free_loopback(10, 5670);
-    let app = free_port("127.0.0.1");
-    let _app = Proc::start(
-        "app",
-        &dir,
-        &bin("meshmetric-sample-app"),
-        &["--address", &format!("127.0.0.1:{app}")],
-    );
+    let (_app, app) = sample_app(&dir);
     // an OTLP backend nobody listens on: its exporter exists (and counts failures) while the
     // policy does
     let dead = free_port("127.0.0.1");

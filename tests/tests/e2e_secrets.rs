@@ -31,13 +31,7 @@ fn e2e_no_secret_in_any_log_response_or_output() {
     std::fs::write(&token_file, API_TOKEN).unwrap();
     let header_file = dir.join("otlp-header");
     std::fs::write(&header_file, FILE_SECRET).unwrap();
-    let app = free_port("127.0.0.1");
-    let _app = Proc::start(
-        "app",
-        &dir,
-        &bin("meshmetric-sample-app"),
-        &["--address", &format!("127.0.0.1:{app}")],
-    );
+    let (_app, app) = sample_app(&dir);
     let ip = free_loopback(13, 5670);
     let dead = free_port("127.0.0.1");
     let dead2 = free_port("127.0.0.1");

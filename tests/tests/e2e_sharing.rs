@@ -14,13 +14,7 @@ fn collections(body: &str) -> Option<f64> {
 fn e2e_scrapes_and_exporters_share_one_collection() {
     let dir = workdir("sharing");
     let ip = free_loopback(14, 5670);
-    let app = free_port("127.0.0.1");
-    let _app = Proc::start(
-        "app",
-        &dir,
-        &bin("meshmetric-sample-app"),
-        &["--address", &format!("127.0.0.1:{app}")],
-    );
+    let (_app, app) = sample_app(&dir);
     let (dead1, dead2) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
     let res = dir.join("resources");
     std::fs::create_dir_all(&res).unwrap();

@@ -45,13 +45,7 @@ fn listener_profile(prom: &str) -> Option<&'static str> {
 fn e2e_sqlite_store_survives_restart_while_proxies_keep_serving() {
     let dir = workdir("store-restart");
     let ip = free_loopback(20, 5670);
-    let app = free_port("127.0.0.1");
-    let _app = Proc::start(
-        "app",
-        &dir,
-        &bin("meshmetric-sample-app"),
-        &["--address", &format!("127.0.0.1:{app}")],
-    );
+    let (_app, app) = sample_app(&dir);
     // resources come only through the API, so only the store can bring them back
     let cp = ControlPlane::start(&dir, None, &[]);
     let (st, body) = cp.call(
@@ -105,13 +99,7 @@ fn e2e_postgres_instances_share_one_store_and_push_each_others_changes() {
     let mut pg = Postgres::start(&dir);
     let url = pg.url(PASSWORD);
     let ip = free_loopback(21, 5670);
-    let app = free_port("127.0.0.1");
-    let _app = Proc::start(
-        "app",
-        &dir,
-        &bin("meshmetric-sample-app"),
-        &["--address", &format!("127.0.0.1:{app}")],
-    );
+    let (_app, app) = sample_app(&dir);
     let dir_a = dir.join("a");
     let dir_b = dir.join("b");
     std::fs::create_dir_all(&dir_a).unwrap();

@@ -15,13 +15,7 @@ fn e2e_provided_tls_is_served_with_the_proxys_certificate_and_scraped_over_https
     std::fs::create_dir_all(&certs).unwrap();
     make_cert(&certs, "web-01", "web-01");
     let ca = certs.join("ca.pem");
-    let app = free_port("127.0.0.1");
-    let _app = Proc::start(
-        "app",
-        &dir,
-        &bin("meshmetric-sample-app"),
-        &["--address", &format!("127.0.0.1:{app}")],
-    );
+    let (_app, app) = sample_app(&dir);
     let ip1 = free_loopback(11, 5670);
     let ip2 = free_loopback(12, 5670);
     let res = dir.join("resources");
