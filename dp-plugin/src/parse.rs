@@ -284,6 +284,18 @@ pub fn unescape(raw: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether sample `name` belongs to the family declared as `declared` with type `kind`: the
+/// family name itself (not for histograms, and not for OpenMetrics counters, whose samples are
+/// only `_total` and `_created`), or the name plus one of the type's suffixes.
+fn is_member(name: &str, declared: &str, kind: MetricType, om: bool) -> bool {
+    if name == declared {
+        return !(kind == MetricType::Histogram || om && kind == MetricType::Counter);
+    }
+    kind.suffixes()
+        .iter()
+        .any(|s| name.len() == declared.len() + s.len() && name.starts_with(declared) && name.ends_with(s))
+}
+
 /// Parses `text` in `format` into families, in input order. Never fails: bad lines are
 /// skipped and counted in `stats`.
 pub fn parse<'a>(text: &'a str, format: Format, stats: &mut ParseStats) -> Vec<Family<'a>> {
@@ -383,12 +395,7 @@ pub fn parse_filtered<'a>(
         }
         let name = &trimmed[..i];
         if let Some((d, kind)) = skipping {
-            let member = name == d
-                || kind
-                    .suffixes()
-                    .iter()
-                    .any(|s| name.len() == d.len() + s.len() && name.starts_with(d) && name.ends_with(s));
-            if member {
+            if is_member(name, d, kind, om) {
                 continue;
             }
             skipping = None;
@@ -456,13 +463,7 @@ pub fn parse_filtered<'a>(
             continue;
         }
         // which family does this sample belong to?
-        let belongs = families.last().is_some_and(|f| {
-            name == declared
-                || f.kind
-                    .suffixes()
-                    .iter()
-                    .any(|s| name.len() == declared.len() + s.len() && name.starts_with(declared) && name.ends_with(s))
-        }) && !declared.is_empty();
+        let belongs = !declared.is_empty() && families.last().is_some_and(|f| is_member(name, declared, f.kind, om));
         if belongs {
             let f = families.last_mut().expect("checked");
             if om && name.ends_with("_created") && f.kind != MetricType::Gauge && f.kind != MetricType::Untyped {
@@ -509,6 +510,38 @@ mod tests {
         let mut st = ParseStats::default();
         let fams = parse(text, f, &mut st);
         (fams, st)
+    }
+
+    #[test]
+    fn a_bare_name_is_not_a_sample_of_an_openmetrics_counter_or_a_histogram() {
+        // found by fuzzing: `s` under an OpenMetrics counter `s` was kept in family `s_total`,
+        // so the 0.0.4 output had a sample outside its family and changed on the next round
+        let (f, _) = p("# TYPE s counter\ns 1\n# EOF\n", Format::OpenMetrics);
+        let counter = f
+            .iter()
+            .find(|fam| fam.kind == MetricType::Counter)
+            .expect("the declared counter");
+        assert_eq!(counter.name, "s_total");
+        assert!(counter.samples.is_empty(), "{f:?}");
+        assert!(
+            f.iter()
+                .any(|fam| fam.kind == MetricType::Untyped && fam.name == "s" && fam.samples.len() == 1)
+        );
+        let (f, _) = p("# TYPE s counter\ns_total 2\n# EOF\n", Format::OpenMetrics);
+        assert_eq!((f.len(), f[0].samples[0].name), (1, "s_total"));
+        let (f, _) = p("# TYPE h histogram\nh 1\nh_count 2\n", Format::Text);
+        assert_eq!(f[0].name, "h");
+        assert!(
+            f.iter()
+                .any(|fam| fam.kind == MetricType::Untyped && fam.samples[0].name == "h")
+        );
+        assert!(
+            f.iter()
+                .any(|fam| fam.kind == MetricType::Histogram && fam.samples.iter().all(|s| s.name == "h_count"))
+        );
+        // 0.0.4 counters keep their samples named like the family
+        let (f, _) = p("# TYPE c_total counter\nc_total 1\n", Format::Text);
+        assert_eq!(f[0].samples.len(), 1);
     }
 
     #[test]
