@@ -288,8 +288,12 @@ impl Persistence {
             loop {
                 match listener.as_mut() {
                     Some(l) => {
-                        // PgListener reconnects and re-subscribes on its own.
-                        let _ = tokio::time::timeout(poll, l.recv()).await;
+                        // PgListener reconnects and re-subscribes on its own; while the database
+                        // is down each attempt fails at once, so wait before the next one
+                        if let Ok(Err(e)) = tokio::time::timeout(poll, l.recv()).await {
+                            tracing::debug!(error = %e, "LISTEN connection lost");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                     }
                     None => tokio::time::sleep(poll).await,
                 }
@@ -311,6 +315,9 @@ impl Persistence {
 
     /// Reloads `store` when the revision moved; returns whether it did.
     pub async fn sync(&self, store: &Store) -> Result<bool, PersistError> {
+        // serialized with this instance's writes, so a reload never replaces memory with a
+        // database state older than a write that just went through
+        let _serial = store.write_lock().await;
         let rev = self.revision().await?;
         if rev == self.seen.load(Ordering::SeqCst) {
             return Ok(false);
