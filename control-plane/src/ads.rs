@@ -210,6 +210,7 @@ impl AggregatedDiscoveryService for Ads {
         tokio::spawn(async move {
             let mut changes = store.subscribe();
             let mut seen = *changes.borrow_and_update();
+            let key = (proxy.mesh.clone(), proxy.name.clone());
             let mut s = Session {
                 store,
                 proxy,
@@ -233,7 +234,6 @@ impl AggregatedDiscoveryService for Ads {
                         if changed.is_err() { break }
                         // recompute only when a change since the last look can concern this proxy
                         let now = *changes.borrow_and_update();
-                        let key = (s.proxy.mesh.clone(), s.proxy.name.clone());
                         let touched = s.store.touches_since(seen, &key);
                         seen = now;
                         if !touched {

@@ -115,12 +115,10 @@ impl Store {
     /// xDS of proxy `key`. True when the log no longer reaches back that far.
     pub fn touches_since(&self, since: u64, key: &Key) -> bool {
         let log = self.log.lock().expect("change log");
-        match log.front() {
-            Some((first, _)) if *first <= since + 1 => {}
-            None => return false,
-            Some(_) => return true,
-        }
-        log.iter().filter(|(g, _)| *g > since).any(|(_, a)| match a {
+        let Some(start) = first_after(&log, since) else {
+            return true;
+        };
+        log.range(start..).any(|(_, a)| match a {
             Affected::All => true,
             Affected::Dataplanes(v) => v.binary_search(key).is_ok(),
             Affected::Discovery(_) => false,
@@ -130,12 +128,8 @@ impl Store {
     /// Every change after generation `since`, or None when the log no longer reaches back.
     pub fn changes_since(&self, since: u64) -> Option<Vec<Affected>> {
         let log = self.log.lock().expect("change log");
-        match log.front() {
-            Some((first, _)) if *first <= since + 1 => {}
-            None => return Some(vec![]),
-            Some(_) => return None,
-        }
-        Some(log.iter().filter(|(g, _)| *g > since).map(|(_, a)| a.clone()).collect())
+        let start = first_after(&log, since)?;
+        Some(log.range(start..).map(|(_, a)| a.clone()).collect())
     }
 
     /// Replaces every resource with `resources` (a reload from the database); notifies only when
@@ -305,6 +299,18 @@ impl Store {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+}
+
+/// Index in `log` of the first change after generation `since`, or None when the log no longer
+/// reaches back that far. Generations are consecutive, so no scan is needed.
+fn first_after(log: &std::collections::VecDeque<(u64, Affected)>, since: u64) -> Option<usize> {
+    let Some(&(first, _)) = log.front() else {
+        return Some(0);
+    };
+    if first > since + 1 {
+        return None;
+    }
+    Some(usize::try_from(since + 1 - first).map_or(log.len(), |i| i.min(log.len())))
 }
 
 /// Adds to `out` the Dataplanes of the policy's mesh that `old` or `new` (the same MeshMetric

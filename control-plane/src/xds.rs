@@ -127,17 +127,6 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
 }
 
-impl Snapshot {
-    /// The resources of `type_url` packed for a DiscoveryResponse (empty for unknown types).
-    pub fn resources(&self, type_url: &str) -> Vec<Any> {
-        match type_url {
-            LISTENER_TYPE => self.listeners.iter().cloned().map(pack_any).collect(),
-            CLUSTER_TYPE => self.clusters.iter().cloned().map(pack_any).collect(),
-            _ => Vec::new(),
-        }
-    }
-}
-
 fn socket(ip: &str, port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
@@ -348,7 +337,7 @@ fn tls_socket(cert: &str, key: &str) -> TransportSocket {
 /// application scrapes and exporters instead of keeping the last config).
 pub fn generate(dp: &Dataplane, conf: Option<&Conf>, paths: &ProxyPaths) -> Snapshot {
     let empty = Conf::default();
-    let conf = Some(conf.unwrap_or(&empty));
+    let conf = conf.unwrap_or(&empty);
     let mut s = Snapshot::default();
     let addr = dp.networking.address.as_str();
     for ib in &dp.networking.inbound {
@@ -373,50 +362,48 @@ pub fn generate(dp: &Dataplane, conf: Option<&Conf>, paths: &ProxyPaths) -> Snap
             None,
         ));
     }
-    if let Some(conf) = conf {
-        let dpconf = DpConfig::build(conf, dp);
-        let (body, etag) = dpconf.to_body_and_etag();
-        if paths.config_socket.len() > MAX_SOCKET_PATH {
-            s.warnings.push(format!(
-                "config socket path {:?} is longer than {MAX_SOCKET_PATH} bytes; no metrics config served",
-                paths.config_socket
-            ));
-        } else {
-            s.listeners.push(config_listener(&paths.config_socket, &body, &etag));
-        }
-        let mut any_prometheus = false;
-        for b in conf.backends.iter().flatten() {
-            let Some(p) = &b.prometheus else { continue };
-            let port = p.port_or_default();
-            let name = format!("_meshmetric_prometheus_{port}");
-            let tls = match p.tls.as_ref().map(|t| t.mode.as_str()) {
-                Some("ProvidedTLS") => match (&paths.tls_cert, &paths.tls_key) {
-                    (Some(c), Some(k)) => Some(tls_socket(c, k)),
-                    _ => {
-                        s.warnings.push(format!("Prometheus backend on port {port} asks for ProvidedTLS but the proxy gave no certificate (metricsCertPath/metricsKeyPath); listener not created"));
-                        continue;
-                    }
-                },
-                _ => None,
-            };
-            any_prometheus = true;
-            let route = to_cluster(
-                DP_CLUSTER,
-                route_match::PathSpecifier::Prefix(p.path_or_default().to_string()),
-                Some(CONFIG_PATH),
-            );
-            s.listeners.push(hcm_listener(
-                &name,
-                socket(addr, port),
-                &name,
-                route_config(&name, vec![route], None),
-                tls,
-            ));
-        }
-        if any_prometheus {
-            s.clusters
-                .push(static_cluster(DP_CLUSTER, pipe(&paths.metrics_socket, 0)));
-        }
+    let dpconf = DpConfig::build(conf, dp);
+    let (body, etag) = dpconf.to_body_and_etag();
+    if paths.config_socket.len() > MAX_SOCKET_PATH {
+        s.warnings.push(format!(
+            "config socket path {:?} is longer than {MAX_SOCKET_PATH} bytes; no metrics config served",
+            paths.config_socket
+        ));
+    } else {
+        s.listeners.push(config_listener(&paths.config_socket, &body, &etag));
+    }
+    let mut any_prometheus = false;
+    for b in conf.backends.iter().flatten() {
+        let Some(p) = &b.prometheus else { continue };
+        let port = p.port_or_default();
+        let name = format!("_meshmetric_prometheus_{port}");
+        let tls = match p.tls.as_ref().map(|t| t.mode.as_str()) {
+            Some("ProvidedTLS") => match (&paths.tls_cert, &paths.tls_key) {
+                (Some(c), Some(k)) => Some(tls_socket(c, k)),
+                _ => {
+                    s.warnings.push(format!("Prometheus backend on port {port} asks for ProvidedTLS but the proxy gave no certificate (metricsCertPath/metricsKeyPath); listener not created"));
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        any_prometheus = true;
+        let route = to_cluster(
+            DP_CLUSTER,
+            route_match::PathSpecifier::Prefix(p.path_or_default().to_string()),
+            Some(CONFIG_PATH),
+        );
+        s.listeners.push(hcm_listener(
+            &name,
+            socket(addr, port),
+            &name,
+            route_config(&name, vec![route], None),
+            tls,
+        ));
+    }
+    if any_prometheus {
+        s.clusters
+            .push(static_cluster(DP_CLUSTER, pipe(&paths.metrics_socket, 0)));
     }
     s.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     s.listeners.sort_by(|a, b| a.name.cmp(&b.name));

@@ -144,7 +144,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Envoy as a supervised child: restarted with backoff when it dies, so a crash of Envoy
     // costs the listeners for a moment, never the plugin.
-    let envoy_cmd = match &args.envoy_binary {
+    let first = match &args.envoy_binary {
         Some(envoy) => {
             let bs = workdir.join("envoy-bootstrap.json");
             std::fs::write(&bs, serde_json::to_vec_pretty(&bootstrap(&p)?)?)?;
@@ -154,16 +154,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warn"])
                 .args(&args.envoy_args)
                 .kill_on_drop(true);
-            Some(cmd)
-        }
-        None => None,
-    };
-    // the first start must work: a wrong binary is a configuration error
-    let first = match envoy_cmd {
-        Some(mut cmd) => {
+            // the first start must work: a wrong binary is a configuration error
             let c = cmd
                 .spawn()
-                .with_context(|| format!("starting Envoy {}", args.envoy_binary.as_ref().expect("set").display()))?;
+                .with_context(|| format!("starting Envoy {}", envoy.display()))?;
             tracing::info!(pid = c.id(), "Envoy started");
             Some((cmd, c))
         }
