@@ -1,8 +1,8 @@
 //! ADS (State of the World, gRPC) server for Envoy proxies.
 //!
 //! A proxy's `node.id` is `<mesh>.<name>` of its Dataplane; its node metadata may carry
-//! `meshmetricWorkdir` (where the plugin's sockets live), `metricsCertPath` and
-//! `metricsKeyPath`. Each stream watches the store and pushes CDS then LDS within
+//! the plugin's workdir and the ProvidedTLS certificate files (see
+//! `meshmetric_policies::contract`). Each stream watches the store and pushes CDS then LDS within
 //! milliseconds of a change. ACKs are recorded; a NACK is logged with Envoy's error and the
 //! rejected version is not resent (Envoy keeps its last good config) until the config changes.
 
@@ -21,8 +21,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use meshmetric_policies::contract::{META_CERT_PATH, META_KEY_PATH, META_WORKDIR, ProxyPaths, node_id, parse_node_id};
+
 use crate::store::Store;
-use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, Packed, ProxyPaths, Snapshot};
+use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, Packed, Snapshot};
 
 /// The ADS service.
 #[derive(Clone)]
@@ -58,16 +60,16 @@ fn metadata_str(node: &Node, key: &str) -> Option<String> {
 }
 
 fn proxy_of(node: &Node, root: &str) -> Result<Proxy, Status> {
-    let Some((mesh, name)) = node.id.split_once('.') else {
+    let Some((mesh, name)) = parse_node_id(&node.id) else {
+        let shown: String = node.id.chars().take(100).collect();
         return Err(Status::invalid_argument(format!(
-            "node.id {:?} must be <mesh>.<dataplane name>, e.g. default.web-01",
-            node.id
+            "node.id {shown:?} must be <mesh>.<dataplane name>, e.g. default.web-01"
         )));
     };
-    let workdir = metadata_str(node, "meshmetricWorkdir").unwrap_or_else(|| format!("{root}/{}", node.id));
+    let workdir = metadata_str(node, META_WORKDIR).unwrap_or_else(|| format!("{root}/{}", node_id(mesh, name)));
     let mut paths = ProxyPaths::in_workdir(&workdir);
-    paths.tls_cert = metadata_str(node, "metricsCertPath");
-    paths.tls_key = metadata_str(node, "metricsKeyPath");
+    paths.tls_cert = metadata_str(node, META_CERT_PATH);
+    paths.tls_key = metadata_str(node, META_KEY_PATH);
     Ok(Proxy {
         mesh: mesh.to_string(),
         name: name.to_string(),
@@ -94,15 +96,15 @@ struct Session {
 
 impl Session {
     fn rebuild(&mut self) {
-        let eff = self.store.effective(&self.proxy.mesh, &self.proxy.name);
-        let snap = match &eff {
-            Some((dp, conf)) => xds::generate(dp, conf.as_ref().map(|(c, _)| c), &self.proxy.paths),
+        let proxy = self.store.proxy(&self.proxy.mesh, &self.proxy.name);
+        let snap = match &proxy {
+            Some((dp, metrics)) => xds::generate(dp, metrics, &self.proxy.paths),
             None => Snapshot {
                 version: "unknown-dataplane".into(),
                 ..Default::default()
             },
         };
-        if eff.is_none() {
+        if proxy.is_none() {
             tracing::warn!(mesh = %self.proxy.mesh, dataplane = %self.proxy.name, "proxy connected but no Dataplane with this name is known; apply one to configure it");
         }
         for w in &snap.warnings {
@@ -202,11 +204,7 @@ impl AggregatedDiscoveryService for Ads {
         let (tx, rx) = mpsc::channel::<Box<DiscoveryResponse>>(4);
         let store = self.store.clone();
         tracing::info!(mesh = %proxy.mesh, dataplane = %proxy.name, config_socket = %proxy.paths.config_socket, "proxy connected");
-        store.set_proxy_tls_ready(
-            &proxy.mesh,
-            &proxy.name,
-            proxy.paths.tls_cert.is_some() && proxy.paths.tls_key.is_some(),
-        );
+        store.set_proxy_tls_ready(&proxy.mesh, &proxy.name, Some(proxy.paths.tls_ready()));
         tokio::spawn(async move {
             let mut changes = store.subscribe();
             let mut seen = *changes.borrow_and_update();
@@ -248,6 +246,7 @@ impl AggregatedDiscoveryService for Ads {
                     }
                 }
             }
+            s.store.set_proxy_tls_ready(&s.proxy.mesh, &s.proxy.name, None);
             tracing::info!(mesh = %s.proxy.mesh, dataplane = %s.proxy.name, "proxy disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|r| Ok(*r)))))

@@ -1,14 +1,16 @@
 //! REST API (Kuma-style paths).
 //!
-//! - `GET /meshes/{mesh}/meshmetrics`, `GET|PUT|DELETE /meshes/{mesh}/meshmetrics/{name}`
-//! - `GET /meshes/{mesh}/dataplanes`, `GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}`
+//! - `GET /meshes/{mesh}/{kind}`, `GET|PUT|DELETE /meshes/{mesh}/{kind}/{name}` for every kind:
+//!   `meshmetrics`, `dataplanes`, `meshopentelemetrybackends`, `meshgateways`
 //! - `GET /meshes/{mesh}/dataplanes/{name}/meshmetric`: the effective (merged) config, the
-//!   policies that contributed (most specific last) and the config served to the plugin
+//!   policies that contributed (most specific last), the config served to the plugin, the
+//!   Prometheus listeners and the backends not in force with the reason
 //! - `POST /apply`: one or more documents (multi-document YAML), all or nothing
 //!
 //! Bodies are YAML or JSON in the Universal or Kubernetes form. An invalid document gets
 //! `400` with every violation (`{"title","details","causes":[{"field","message"}]}`) and
-//! changes nothing.
+//! changes nothing. An accepted write answers `{"warnings": [{"field","message",...}]}` (a
+//! deprecated form, a `backendRef` that matches nothing yet), as kumactl shows them.
 
 use std::sync::Arc;
 
@@ -19,15 +21,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use meshmetric_policies::{Dataplane, MeshMetric, ParseError, Resource, Violation, parse_documents};
+use meshmetric_policies::{ParseError, Parsed, Resource, ResourceKind, Violation, Violations, parse_documents_all};
 
 use crate::persist::{PersistError, Persistence};
-use crate::store::{Kind, Store};
+use crate::store::Store;
 
 /// What the handlers share: the store and, when configured, the database behind it.
 #[derive(Clone)]
 pub struct Ctx {
+    /// The store.
     pub store: Arc<Store>,
+    /// The database writes go through first, when there is one.
     pub db: Option<Arc<Persistence>>,
 }
 
@@ -42,7 +46,7 @@ impl Ctx {
     async fn commit_apply(&self, rs: Vec<Resource>) -> Result<(), PersistError> {
         self.store.commit_apply(self.db.as_deref(), rs).await
     }
-    async fn commit_delete(&self, kind: Kind, mesh: &str, name: &str) -> Result<bool, PersistError> {
+    async fn commit_delete(&self, kind: ResourceKind, mesh: &str, name: &str) -> Result<bool, PersistError> {
         self.store.commit_delete(self.db.as_deref(), kind, mesh, name).await
     }
 }
@@ -133,16 +137,8 @@ fn routes(store: Ctx) -> Router {
     Router::new()
         .route("/ready", get(|| async { "ok" }))
         .route("/apply", post(apply))
-        .route("/meshes/{mesh}/meshmetrics", get(list_meshmetrics))
-        .route(
-            "/meshes/{mesh}/meshmetrics/{name}",
-            get(get_meshmetric).put(put_meshmetric).delete(delete_meshmetric),
-        )
-        .route("/meshes/{mesh}/dataplanes", get(list_dataplanes))
-        .route(
-            "/meshes/{mesh}/dataplanes/{name}",
-            get(get_dataplane).put(put_dataplane).delete(delete_dataplane),
-        )
+        .route("/meshes/{mesh}/{kind}", get(list))
+        .route("/meshes/{mesh}/{kind}/{name}", get(get_one).put(put).delete(delete))
         .route("/meshes/{mesh}/dataplanes/{name}/meshmetric", get(effective))
         .with_state(store)
 }
@@ -155,121 +151,143 @@ fn error(status: StatusCode, title: &str, details: String, causes: Vec<Violation
         .into_response()
 }
 
-fn invalid(e: ParseError) -> Response {
-    let details = match &e {
-        ParseError::Syntax(_) => "Resource is not valid YAML/JSON".to_string(),
-        ParseError::Invalid { kind, name, .. } => format!("{kind} {name:?} is not valid"),
-    };
-    error(
-        StatusCode::BAD_REQUEST,
-        "Could not process a resource",
-        details,
-        e.violations(),
-    )
+fn kind_of(plural: &str) -> Result<ResourceKind, Box<Response>> {
+    ResourceKind::ALL
+        .into_iter()
+        .find(|k| k.plural() == plural)
+        .ok_or_else(|| {
+            let accepted: Vec<&str> = ResourceKind::ALL.iter().map(|k| k.plural()).collect();
+            Box::new(error(
+                StatusCode::NOT_FOUND,
+                "Unknown resource type",
+                format!("{plural:?} is not a resource type; accepted: {}", accepted.join(", ")),
+                vec![],
+            ))
+        })
 }
 
-/// Universal-form JSON of a MeshMetric.
-pub fn meshmetric_json(m: &MeshMetric) -> Value {
-    json!({"type": "MeshMetric", "mesh": m.meta.mesh, "name": m.meta.name, "labels": m.meta.labels, "spec": m.spec})
-}
-
-/// Universal-form JSON of a Dataplane.
-pub fn dataplane_json(d: &Dataplane) -> Value {
-    json!({"type": "Dataplane", "mesh": d.meta.mesh, "name": d.meta.name, "labels": d.meta.labels, "networking": d.networking})
-}
-
-async fn apply(State(store): State<Ctx>, body: String) -> Response {
-    let (rs, errs) = meshmetric_policies::parse_documents_all(&body);
-    if !errs.is_empty() {
-        tracing::warn!(invalid_documents = errs.len(), first = %errs[0], "apply rejected; nothing changed");
-        let details: Vec<String> = errs
+/// Validates a batch: every document on its own, then against the store (a Prometheus port a
+/// known proxy already uses). Errors: the 400 response naming every violation.
+fn check(store: &Store, mut parsed: Parsed) -> Result<(Vec<Resource>, Vec<Value>), Box<Response>> {
+    if parsed.errors.is_empty() {
+        for (i, violations) in store.check_apply(&parsed.resources).violations {
+            let r = &parsed.resources[i];
+            parsed.errors.push(ParseError::Invalid {
+                index: i,
+                kind: r.kind().as_str().to_string(),
+                name: r.meta().name.clone(),
+                violations,
+            });
+        }
+    }
+    if !parsed.errors.is_empty() {
+        let e = &parsed.errors[0];
+        tracing::warn!(invalid_documents = parsed.errors.len(), first = %e, "write refused; nothing changed");
+        let details: Vec<String> = parsed
+            .errors
             .iter()
             .map(|e| match e {
                 ParseError::Syntax(_) => "not valid YAML/JSON".to_string(),
                 ParseError::Invalid { index, kind, name, .. } => format!("document {} ({kind} {name:?})", index + 1),
             })
             .collect();
-        let causes = errs.iter().flat_map(|e| e.violations()).collect();
-        return error(
+        let causes = parsed.errors.iter().flat_map(|e| e.violations()).collect();
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "Could not process a resource",
             format!("invalid: {}; nothing applied", details.join(", ")),
             causes,
+        )));
+    }
+    let more_warnings = store.check_apply(&parsed.resources).warnings;
+    let mut warnings: Vec<Value> = parsed.warnings.iter().map(|w| json!(w)).collect();
+    for (i, w) in more_warnings {
+        let r = &parsed.resources[i];
+        warnings.push(json!({"index": i, "kind": r.kind().as_str(), "name": r.meta().name, "field": w.field, "message": w.message}));
+    }
+    Ok((parsed.resources, warnings))
+}
+
+async fn apply(State(store): State<Ctx>, body: String) -> Response {
+    let (rs, warnings) = match check(&store, parse_documents_all(&body)) {
+        Ok(x) => x,
+        Err(resp) => return *resp,
+    };
+    if rs.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Could not process a resource",
+            "the body holds no resource; nothing applied".into(),
+            vec![],
         );
     }
     let applied: Vec<Value> = rs
         .iter()
-        .map(|r| json!({"kind": r.kind(), "mesh": r.meta().mesh, "name": r.meta().name}))
+        .map(|r| json!({"kind": r.kind().as_str(), "mesh": r.meta().mesh, "name": r.meta().name}))
         .collect();
     let count = rs.len();
     if let Err(e) = store.commit_apply(rs).await {
         return unstored(e);
     }
-    tracing::info!(count, "resources applied");
-    axum::Json(json!({"applied": applied})).into_response()
+    tracing::info!(count, warnings = warnings.len(), "resources applied");
+    axum::Json(json!({"applied": applied, "warnings": warnings})).into_response()
 }
 
-async fn put(store: Ctx, kind: Kind, mesh: String, name: String, body: String) -> Response {
-    let mut rs = match parse_documents(&body) {
-        Ok(rs) => rs,
-        Err(e) => {
-            tracing::warn!(%mesh, %name, error = %e, "resource rejected; the previous config keeps serving");
-            return invalid(e);
-        }
+async fn put(
+    State(store): State<Ctx>,
+    Path((mesh, plural, name)): Path<(String, String, String)>,
+    body: String,
+) -> Response {
+    let kind = match kind_of(&plural) {
+        Ok(k) => k,
+        Err(r) => return *r,
     };
-    if rs.len() != 1 {
+    let mut parsed = parse_documents_all(&body);
+    if parsed.errors.is_empty() && parsed.resources.len() != 1 {
         return error(
             StatusCode::BAD_REQUEST,
             "Could not process a resource",
-            format!("expected exactly one document, got {}", rs.len()),
+            format!("expected exactly one document, got {}", parsed.resources.len()),
             vec![],
         );
     }
-    let r = rs.remove(0);
-    let want = match kind {
-        Kind::MeshMetric => "MeshMetric",
-        Kind::Dataplane => "Dataplane",
+    if let Some(r) = parsed.resources.first() {
+        let mut causes = Violations::default();
+        if r.kind() != kind {
+            causes.push("type", format!("this path takes a {kind}, got {}", r.kind()));
+        }
+        if r.meta().name != name {
+            causes.push(
+                "name",
+                format!("{:?} does not match the name in the path {name:?}", r.meta().name),
+            );
+        }
+        if r.meta().mesh != mesh {
+            causes.push(
+                "mesh",
+                format!("{:?} does not match the mesh in the path {mesh:?}", r.meta().mesh),
+            );
+        }
+        if !causes.is_empty() {
+            parsed.errors.push(ParseError::Invalid {
+                index: 0,
+                kind: r.kind().as_str().to_string(),
+                name: r.meta().name.clone(),
+                violations: causes,
+            });
+        }
+    }
+    let (rs, warnings) = match check(&store, parsed) {
+        Ok(x) => x,
+        Err(resp) => return *resp,
     };
-    let mut causes = Vec::new();
-    if r.kind() != want {
-        causes.push(Violation::new(
-            "type",
-            format!("this path takes a {want}, got {}", r.kind()),
-        ));
-    }
-    if r.meta().name != name {
-        causes.push(Violation::new(
-            "name",
-            format!("{:?} does not match the name in the path {name:?}", r.meta().name),
-        ));
-    }
-    if r.meta().mesh != mesh {
-        causes.push(Violation::new(
-            "mesh",
-            format!("{:?} does not match the mesh in the path {mesh:?}", r.meta().mesh),
-        ));
-    }
-    if !causes.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Could not process a resource",
-            "Resource is not valid".into(),
-            causes,
-        );
-    }
-    let existed = match kind {
-        Kind::MeshMetric => store.meshmetric(&mesh, &name).is_some(),
-        Kind::Dataplane => store.dataplane(&mesh, &name).is_some(),
-    };
-    if let Err(e) = store.commit_apply(vec![r]).await {
+    let existed = store.get(kind, &mesh, &name).is_some();
+    if let Err(e) = store.commit_apply(rs).await {
         return unstored(e);
     }
-    tracing::info!(kind = want, %mesh, %name, "resource stored");
-    if existed {
-        StatusCode::OK.into_response()
-    } else {
-        StatusCode::CREATED.into_response()
-    }
+    tracing::info!(kind = kind.as_str(), %mesh, %name, "resource stored");
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    (status, axum::Json(json!({"warnings": warnings}))).into_response()
 }
 
 fn not_found(kind: &str, mesh: &str, name: &str) -> Response {
@@ -281,44 +299,39 @@ fn not_found(kind: &str, mesh: &str, name: &str) -> Response {
     )
 }
 
-async fn put_meshmetric(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>, body: String) -> Response {
-    put(s, Kind::MeshMetric, mesh, name, body).await
-}
-async fn put_dataplane(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>, body: String) -> Response {
-    put(s, Kind::Dataplane, mesh, name, body).await
-}
-async fn get_meshmetric(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    match s.meshmetric(&mesh, &name) {
-        Some(m) => axum::Json(meshmetric_json(&m)).into_response(),
-        None => not_found("MeshMetric", &mesh, &name),
+async fn get_one(State(s): State<Ctx>, Path((mesh, plural, name)): Path<(String, String, String)>) -> Response {
+    let kind = match kind_of(&plural) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    match s.get(kind, &mesh, &name) {
+        Some(r) => axum::Json(r.to_universal_json()).into_response(),
+        None => not_found(kind.as_str(), &mesh, &name),
     }
 }
-async fn get_dataplane(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    match s.dataplane(&mesh, &name) {
-        Some(d) => axum::Json(dataplane_json(&d)).into_response(),
-        None => not_found("Dataplane", &mesh, &name),
-    }
-}
-async fn delete_meshmetric(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    match s.commit_delete(Kind::MeshMetric, &mesh, &name).await {
+
+async fn delete(State(s): State<Ctx>, Path((mesh, plural, name)): Path<(String, String, String)>) -> Response {
+    let kind = match kind_of(&plural) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    match s.commit_delete(kind, &mesh, &name).await {
         Ok(true) => StatusCode::OK.into_response(),
-        Ok(false) => not_found("MeshMetric", &mesh, &name),
+        Ok(false) => not_found(kind.as_str(), &mesh, &name),
         Err(e) => unstored(e),
     }
 }
-async fn delete_dataplane(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    match s.commit_delete(Kind::Dataplane, &mesh, &name).await {
-        Ok(true) => StatusCode::OK.into_response(),
-        Ok(false) => not_found("Dataplane", &mesh, &name),
-        Err(e) => unstored(e),
-    }
-}
-async fn list_meshmetrics(State(s): State<Ctx>, Path(mesh): Path<String>) -> Response {
-    let items: Vec<Value> = s.meshmetrics(Some(&mesh)).iter().map(meshmetric_json).collect();
-    axum::Json(json!({"total": items.len(), "items": items})).into_response()
-}
-async fn list_dataplanes(State(s): State<Ctx>, Path(mesh): Path<String>) -> Response {
-    let items: Vec<Value> = s.dataplanes(Some(&mesh)).iter().map(dataplane_json).collect();
+
+async fn list(State(s): State<Ctx>, Path((mesh, plural)): Path<(String, String)>) -> Response {
+    let kind = match kind_of(&plural) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let items: Vec<Value> = s
+        .list(kind, Some(&mesh))
+        .iter()
+        .map(Resource::to_universal_json)
+        .collect();
     axum::Json(json!({"total": items.len(), "items": items})).into_response()
 }
 
@@ -327,45 +340,4 @@ async fn effective(State(s): State<Ctx>, Path((mesh, name)): Path<(String, Strin
         None => not_found("Dataplane", &mesh, &name),
         Some(v) => axum::Json(v).into_response(),
     }
-}
-
-/// The resource files a path names: the path itself, or a directory's `.yaml`, `.yml` and
-/// `.json` files in name order.
-pub fn resource_files(path: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files: Vec<_> = std::fs::read_dir(path)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// Loads every `.yaml`, `.yml` and `.json` file under `paths` (files or directories, sorted),
-/// all or nothing. Errors name the file and every violation.
-pub fn load_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Resource>> {
-    let mut files = Vec::new();
-    for p in paths {
-        files.extend(resource_files(p)?);
-    }
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        let rs = parse_documents(&text).map_err(|e| match &e {
-            ParseError::Invalid { index, kind, name, .. } => {
-                let lines: Vec<String> = e.violations().iter().map(|v| format!("  {v}")).collect();
-                anyhow::anyhow!(
-                    "{}: document {} ({kind} {name:?}) is invalid:\n{}",
-                    f.display(),
-                    index + 1,
-                    lines.join("\n")
-                )
-            }
-            ParseError::Syntax(_) => anyhow::anyhow!("{}: {e}", f.display()),
-        })?;
-        out.extend(rs);
-    }
-    Ok(out)
 }

@@ -3,23 +3,25 @@
 
 use serde_json::{Value, json};
 
-use meshmetric_policies::dpconfig::DpConfig;
-
 use crate::store::Store;
 
 /// The effective-config view of one proxy, as served by the REST API: `{dataplane, policies:
-/// [{name, targetRefKind}] (merge order, most specific last), conf, dpConfig, etag}`.
+/// [{name, targetRefKind}] (merge order, most specific last), conf (null when no policy
+/// selects the proxy), dpConfig (what Envoy serves to the plugin), etag, prometheusListeners:
+/// [{clientId, port, path, tls}], inactiveBackends: [{backend, type, reason}]}`.
 /// `None` when the Dataplane is unknown.
 pub fn effective_view(store: &Store, mesh: &str, name: &str) -> Option<Value> {
-    let (dp, eff) = store.effective(mesh, name)?;
-    Some(match eff {
-        None => json!({"dataplane": dp.node_id(), "policies": [], "conf": null, "dpConfig": null, "etag": null}),
-        Some((conf, contributions)) => {
-            let dpc = DpConfig::build(&conf, &dp);
-            let (_, etag) = dpc.to_body_and_etag();
-            json!({"dataplane": dp.node_id(), "policies": contributions, "conf": conf, "dpConfig": dpc, "etag": etag})
-        }
-    })
+    let (dp, m) = store.proxy(mesh, name)?;
+    let (_, etag) = m.config.to_body_and_etag();
+    Some(json!({
+        "dataplane": dp.node_id(),
+        "policies": m.contributions,
+        "conf": m.conf,
+        "dpConfig": m.config,
+        "etag": etag,
+        "prometheusListeners": m.prometheus,
+        "inactiveBackends": m.inactive,
+    }))
 }
 
 fn indented_yaml(v: &Value, indent: &str) -> String {
@@ -32,26 +34,53 @@ pub fn render_inspect(view: &Value) -> String {
     let mut out = format!("Dataplane {}\n", view["dataplane"].as_str().unwrap_or("?"));
     let policies = view["policies"].as_array().cloned().unwrap_or_default();
     if policies.is_empty() {
-        out.push_str("No MeshMetric selects this proxy: it has no metrics config.\n");
-        return out;
+        out.push_str(
+            "No MeshMetric selects this proxy: it is served an empty metrics config (no application scrapes, no backends).\n",
+        );
+    } else {
+        out.push_str("Policies, least to most specific (a later one overrides an earlier one):\n");
+        let width = policies
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        for (i, p) in policies.iter().enumerate() {
+            out.push_str(&format!(
+                "  {}. {:width$}  {}\n",
+                i + 1,
+                p["name"].as_str().unwrap_or("?"),
+                p["targetRefKind"].as_str().unwrap_or("?"),
+            ));
+        }
+        out.push_str("Effective config:\n");
+        out.push_str(&indented_yaml(&view["conf"], "  "));
     }
-    out.push_str("Policies, least to most specific (a later one overrides an earlier one):\n");
-    let width = policies
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
-    for (i, p) in policies.iter().enumerate() {
-        out.push_str(&format!(
-            "  {}. {:width$}  {}\n",
-            i + 1,
-            p["name"].as_str().unwrap_or("?"),
-            p["targetRefKind"].as_str().unwrap_or("?"),
-        ));
+    let listeners = view["prometheusListeners"].as_array().cloned().unwrap_or_default();
+    if !listeners.is_empty() {
+        out.push_str("Prometheus listeners:\n");
+        for l in &listeners {
+            out.push_str(&format!(
+                "  :{}{}  client {}{}\n",
+                l["port"],
+                l["path"].as_str().unwrap_or("?"),
+                l["clientId"].as_str().unwrap_or("(default)"),
+                if l["tls"] == json!(true) { ", TLS" } else { "" },
+            ));
+        }
     }
-    out.push_str("Effective config:\n");
-    out.push_str(&indented_yaml(&view["conf"], "  "));
+    let inactive = view["inactiveBackends"].as_array().cloned().unwrap_or_default();
+    if !inactive.is_empty() {
+        out.push_str("Backends not in force on this proxy:\n");
+        for b in &inactive {
+            out.push_str(&format!(
+                "  {} ({}): {}\n",
+                b["backend"].as_str().unwrap_or("?"),
+                b["type"].as_str().unwrap_or("?"),
+                b["reason"].as_str().unwrap_or("?"),
+            ));
+        }
+    }
     out.push_str(&format!(
         "Config served to the plugin (ETag {}):\n",
         view["etag"].as_str().unwrap_or("?")

@@ -3,6 +3,7 @@
 
 pub mod ads;
 pub mod api;
+pub mod files;
 pub mod inspect;
 pub mod mads;
 pub mod persist;

@@ -12,14 +12,14 @@ use tokio::sync::watch;
 
 use meshmetric_mads::{Assignments, ProxyInput};
 
-use crate::store::{Affected, Key, MadsProxy, Store};
+use crate::store::{Affected, Key, Proxy, Store};
 
 /// Per-proxy MADS inputs, by `(mesh, name)`.
-type Inputs = BTreeMap<Key, MadsProxy>;
+type Inputs = BTreeMap<Key, Proxy>;
 
 fn all_inputs(store: &Store) -> Inputs {
     store
-        .mads_snapshot()
+        .all_proxies()
         .into_iter()
         .map(|p| ((p.0.meta.mesh.clone(), p.0.meta.name.clone()), p))
         .collect()
@@ -38,7 +38,7 @@ fn update(inputs: &mut Inputs, store: &Store, changes: Option<Vec<Affected>>) ->
             Affected::Dataplanes(keys) => {
                 for k in keys {
                     merged += 1;
-                    match store.mads_proxy(&k) {
+                    match store.proxy(&k.0, &k.1) {
                         Some(p) => inputs.insert(k, p),
                         None => inputs.remove(&k),
                     };
@@ -46,9 +46,11 @@ fn update(inputs: &mut Inputs, store: &Store, changes: Option<Vec<Affected>>) ->
             }
             Affected::Discovery(keys) => {
                 for k in keys {
-                    if let Some(p) = inputs.get_mut(&k) {
-                        p.2 = store.tls_ready(&k);
-                    }
+                    merged += 1;
+                    match store.proxy(&k.0, &k.1) {
+                        Some(p) => inputs.insert(k, p),
+                        None => inputs.remove(&k),
+                    };
                 }
             }
         }
@@ -57,11 +59,11 @@ fn update(inputs: &mut Inputs, store: &Store, changes: Option<Vec<Affected>>) ->
 }
 
 fn generate(inputs: &Inputs) -> Assignments {
-    Assignments::generate(inputs.values().map(|(dp, conf, tls)| ProxyInput {
-        dataplane: dp,
-        conf: conf.as_ref(),
-        tls_ready: *tls,
-    }))
+    Assignments::generate(
+        inputs
+            .values()
+            .map(|(dp, metrics)| ProxyInput { dataplane: dp, metrics }),
+    )
 }
 
 /// Computes the assignments of every client from the store.

@@ -18,8 +18,9 @@ use meshmetric_policies::{Resource, parse_documents};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::api::{dataplane_json, meshmetric_json};
-use crate::store::{Kind, Store};
+use meshmetric_policies::ResourceKind;
+
+use crate::store::Store;
 
 /// Why the store could not be opened, read or written. Display never includes a password.
 #[derive(Debug, thiserror::Error)]
@@ -78,18 +79,8 @@ pub fn redact(address: &str) -> String {
     }
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::MeshMetric => "MeshMetric",
-        Kind::Dataplane => "Dataplane",
-    }
-}
-
 fn body(r: &Resource) -> String {
-    match r {
-        Resource::MeshMetric(m) => meshmetric_json(m).to_string(),
-        Resource::Dataplane(d) => dataplane_json(d).to_string(),
-    }
+    r.to_universal_json().to_string()
 }
 
 /// Runs the same statements on whichever database `$db` is (`$pool` bound to its pool).
@@ -201,7 +192,7 @@ impl Persistence {
             let mut tx = pool.begin().await.map_err(write)?;
             for r in resources {
                 sqlx::query(UPSERT)
-                    .bind(r.kind())
+                    .bind(r.kind().as_str())
                     .bind(&r.meta().mesh)
                     .bind(&r.meta().name)
                     .bind(body(r))
@@ -221,12 +212,12 @@ impl Persistence {
     }
 
     /// Deletes one resource; returns whether it existed.
-    pub async fn delete(&self, kind: Kind, mesh: &str, name: &str) -> Result<bool, PersistError> {
+    pub async fn delete(&self, kind: ResourceKind, mesh: &str, name: &str) -> Result<bool, PersistError> {
         let write = |e: sqlx::Error| PersistError::Write(e.to_string());
         let (n, rev) = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(write)?;
             let n = sqlx::query(DELETE)
-                .bind(kind_name(kind))
+                .bind(kind.as_str())
                 .bind(mesh)
                 .bind(name)
                 .execute(&mut *tx)
@@ -335,8 +326,14 @@ impl Persistence {
 impl Store {
     /// Stores a validated batch: in the database first (when there is one), then in memory.
     /// On a database error nothing changes.
-    pub async fn commit_apply(&self, db: Option<&Persistence>, resources: Vec<Resource>) -> Result<(), PersistError> {
+    pub async fn commit_apply(
+        &self,
+        db: Option<&Persistence>,
+        mut resources: Vec<Resource>,
+    ) -> Result<(), PersistError> {
         let _serial = self.write_lock().await;
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        self.stamp(&mut resources, &now);
         if let Some(db) = db {
             db.apply(&resources).await?;
         }
@@ -348,7 +345,7 @@ impl Store {
     pub async fn commit_delete(
         &self,
         db: Option<&Persistence>,
-        kind: Kind,
+        kind: ResourceKind,
         mesh: &str,
         name: &str,
     ) -> Result<bool, PersistError> {

@@ -37,48 +37,15 @@ use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use envoy_types::util::pack_any;
 use prost::Message;
 
+pub use meshmetric_policies::contract::ProxyPaths;
+use meshmetric_policies::contract::{CONFIG_LISTENER, CONFIG_PATH, DP_CLUSTER, MAX_SOCKET_PATH, prometheus_listener};
 use meshmetric_policies::dataplane::Dataplane;
-use meshmetric_policies::dpconfig::DpConfig;
-use meshmetric_policies::meshmetric::Conf;
+use meshmetric_policies::proxy::ProxyMetrics;
 
 /// Type URL of LDS resources.
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// Type URL of CDS resources.
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-/// Name of the cluster pointing at the plugin's metrics socket.
-pub const DP_CLUSTER: &str = "_meshmetric_dp";
-/// Name (and stat prefix) of the config listener.
-pub const CONFIG_LISTENER: &str = "_meshmetric_config";
-/// Path the plugin polls and the Prometheus listeners rewrite to.
-pub const CONFIG_PATH: &str = "/meshmetric";
-/// Longest unix socket path Envoy and the kernel accept on every platform (sun_path).
-pub const MAX_SOCKET_PATH: usize = 104;
-
-/// Where a proxy's sockets and files are, from its xDS node metadata (set by the bootstrap
-/// `meshmetric-dp` writes) or defaults under `/tmp/meshmetric/<mesh>.<name>/`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ProxyPaths {
-    /// Unix socket Envoy binds for the CP → DP config.
-    pub config_socket: String,
-    /// Unix socket the plugin serves merged metrics on.
-    pub metrics_socket: String,
-    /// Certificate and key for `ProvidedTLS` Prometheus backends.
-    pub tls_cert: Option<String>,
-    pub tls_key: Option<String>,
-}
-
-impl ProxyPaths {
-    /// Paths for a proxy whose plugin works in `workdir`.
-    pub fn in_workdir(workdir: &str) -> Self {
-        let w = workdir.trim_end_matches('/');
-        Self {
-            config_socket: format!("{w}/config.sock"),
-            metrics_socket: format!("{w}/metrics.sock"),
-            tls_cert: None,
-            tls_key: None,
-        }
-    }
-}
 
 /// A [`Snapshot`] packed for sending: what an ADS stream keeps between pushes (the encoded
 /// resources are a fraction of the size of the decoded ones, and are not re-encoded per push).
@@ -331,39 +298,35 @@ fn tls_socket(cert: &str, key: &str) -> TransportSocket {
     }
 }
 
-/// Generates the resources of `dp` given its merged config (`None` when no MeshMetric applies:
-/// the proxy then gets its inbound listeners and clusters, no Prometheus listener, and a config
-/// listener serving an empty config, so a plugin whose policy was removed stops its
-/// application scrapes and exporters instead of keeping the last config).
-pub fn generate(dp: &Dataplane, conf: Option<&Conf>, paths: &ProxyPaths) -> Snapshot {
-    let empty = Conf::default();
-    let conf = conf.unwrap_or(&empty);
+/// Generates the resources of `dp` from its derived metrics state: the inbound listeners and
+/// clusters, the config listener serving `metrics.config` (an empty config when no MeshMetric
+/// applies, so a plugin whose policy was removed stops its application scrapes and exporters
+/// instead of keeping the last config), and one listener per Prometheus listener of
+/// `metrics` (backends that cannot work on this proxy are already left out there, with the
+/// reason, so Envoy is never sent a listener update it would reject).
+pub fn generate(dp: &Dataplane, metrics: &ProxyMetrics, paths: &ProxyPaths) -> Snapshot {
     let mut s = Snapshot::default();
-    let addr = dp.networking.address.as_str();
-    for ib in &dp.networking.inbound {
-        let wport = ib.workload_port();
+    let n = dp.networking();
+    for ib in &n.inbound {
+        let (Some(port), Some(wport)) = (ib.port, ib.workload_port()) else {
+            continue;
+        };
         let waddr = ib.service_address.as_deref().unwrap_or("127.0.0.1");
         let cname = format!("localhost_{wport}");
         if !s.clusters.iter().any(|c| c.name == cname) {
-            s.clusters.push(static_cluster(&cname, socket(waddr, wport)));
+            s.clusters.push(static_cluster(&cname, socket(waddr, wport.get())));
         }
-        let lname = format!("inbound_{}", ib.port);
+        let lname = format!("inbound_{port}");
         let routes = route_config(
             &lname,
             vec![to_cluster(&cname, route_match::PathSpecifier::Prefix("/".into()), None)],
             None,
         );
-        let stat = format!("inbound_{}", ib.port);
-        s.listeners.push(hcm_listener(
-            &lname,
-            socket(addr, u16::try_from(ib.port).unwrap_or(0)),
-            &stat,
-            routes,
-            None,
-        ));
+        let addr = ib.address.as_deref().unwrap_or(&n.address);
+        s.listeners
+            .push(hcm_listener(&lname, socket(addr, port.get()), &lname, routes, None));
     }
-    let dpconf = DpConfig::build(conf, dp);
-    let (body, etag) = dpconf.to_body_and_etag();
+    let (body, etag) = metrics.config.to_body_and_etag();
     if paths.config_socket.len() > MAX_SOCKET_PATH {
         s.warnings.push(format!(
             "config socket path {:?} is longer than {MAX_SOCKET_PATH} bytes; no metrics config served",
@@ -372,36 +335,37 @@ pub fn generate(dp: &Dataplane, conf: Option<&Conf>, paths: &ProxyPaths) -> Snap
     } else {
         s.listeners.push(config_listener(&paths.config_socket, &body, &etag));
     }
-    let mut any_prometheus = false;
-    for b in conf.backends.iter().flatten() {
-        let Some(p) = &b.prometheus else { continue };
-        let port = p.port_or_default();
-        let name = format!("_meshmetric_prometheus_{port}");
-        let tls = match p.tls.as_ref().map(|t| t.mode.as_str()) {
-            Some("ProvidedTLS") => match (&paths.tls_cert, &paths.tls_key) {
-                (Some(c), Some(k)) => Some(tls_socket(c, k)),
-                _ => {
-                    s.warnings.push(format!("Prometheus backend on port {port} asks for ProvidedTLS but the proxy gave no certificate (metricsCertPath/metricsKeyPath); listener not created"));
-                    continue;
-                }
-            },
-            _ => None,
+    for w in &metrics.inactive {
+        s.warnings.push(format!("{}: {}", w.backend, w.reason));
+    }
+    for l in &metrics.prometheus {
+        let tls = match (l.tls, &paths.tls_cert, &paths.tls_key) {
+            (true, Some(c), Some(k)) => Some(tls_socket(c, k)),
+            (true, _, _) => {
+                // the readiness the listener was derived with is stale; never serve plain text
+                s.warnings.push(format!(
+                    "Prometheus backend on port {} asks for ProvidedTLS but the proxy gave no certificate; listener not created",
+                    l.port
+                ));
+                continue;
+            }
+            (false, _, _) => None,
         };
-        any_prometheus = true;
+        let name = prometheus_listener(l.port.get());
         let route = to_cluster(
             DP_CLUSTER,
-            route_match::PathSpecifier::Prefix(p.path_or_default().to_string()),
+            route_match::PathSpecifier::Prefix(l.path.clone()),
             Some(CONFIG_PATH),
         );
         s.listeners.push(hcm_listener(
             &name,
-            socket(addr, port),
+            socket(&n.address, l.port.get()),
             &name,
             route_config(&name, vec![route], None),
             tls,
         ));
     }
-    if any_prometheus {
+    if !metrics.prometheus.is_empty() {
         s.clusters
             .push(static_cluster(DP_CLUSTER, pipe(&paths.metrics_socket, 0)));
     }

@@ -5,7 +5,18 @@
 use std::path::Path;
 
 use meshmetric_control_plane::xds::{ProxyPaths, generate, render};
-use meshmetric_policies::{Resource, effective_conf, parse_documents};
+use meshmetric_policies::{
+    Dataplane, MeshMetric, ProxyContext, ProxyMetrics, Resource, effective_conf, parse_documents,
+};
+
+/// The derived metrics state of `dp` under `policies`.
+fn metrics<'a>(policies: impl IntoIterator<Item = &'a MeshMetric>, dp: &Dataplane, paths: &ProxyPaths) -> ProxyMetrics {
+    let ctx = ProxyContext {
+        tls_ready: paths.tls_ready(),
+        ..Default::default()
+    };
+    ProxyMetrics::build(dp, effective_conf(policies, dp, None), ctx)
+}
 
 fn check(case: &str, paths: ProxyPaths) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
@@ -16,11 +27,11 @@ fn check(case: &str, paths: ProxyPaths) {
         match r {
             Resource::MeshMetric(m) => policies.push(m),
             Resource::Dataplane(d) => dp = Some(d),
+            _ => {}
         }
     }
     let dp = dp.expect("a Dataplane in the case");
-    let conf = effective_conf(&policies, &dp).map(|(c, _)| c);
-    let snap = generate(&dp, conf.as_ref(), &paths);
+    let snap = generate(&dp, &metrics(&policies, &dp, &paths), &paths);
     let mut got = format!("version: {}\nwarnings: {:?}\n", snap.version, snap.warnings);
     got.push_str(&render(&snap));
     let golden = dir.join(format!("{case}.golden.txt"));
@@ -62,8 +73,8 @@ fn provided_tls_without_certificate_is_skipped_with_a_warning() {
     let (Resource::Dataplane(dp), Resource::MeshMetric(m)) = (&rs[0], &rs[1]) else {
         panic!()
     };
-    let (conf, _) = effective_conf([m], dp).unwrap();
-    let snap = generate(dp, Some(&conf), &ProxyPaths::in_workdir("/w"));
+    let p = ProxyPaths::in_workdir("/w");
+    let snap = generate(dp, &metrics([m], dp, &p), &p);
     let names: Vec<_> = snap.listeners.iter().map(|l| l.name.as_str()).collect();
     assert!(
         names.contains(&"_meshmetric_prometheus_5670") && !names.contains(&"_meshmetric_prometheus_5671"),
@@ -80,11 +91,10 @@ fn version_changes_only_with_content() {
     let (Resource::Dataplane(dp), Resource::MeshMetric(m)) = (&rs[0], &rs[1]) else {
         panic!()
     };
-    let (conf, _) = effective_conf([m], dp).unwrap();
     let p = ProxyPaths::in_workdir("/w");
-    let a = generate(dp, Some(&conf), &p);
-    assert_eq!(a.version, generate(dp, Some(&conf), &p).version);
-    let mut conf2 = conf.clone();
-    conf2.applications = None;
-    assert_ne!(a.version, generate(dp, Some(&conf2), &p).version);
+    let a = generate(dp, &metrics([m], dp, &p), &p);
+    assert_eq!(a.version, generate(dp, &metrics([m], dp, &p), &p).version);
+    let mut m2 = m.clone();
+    m2.spec.default.applications = None;
+    assert_ne!(a.version, generate(dp, &metrics([&m2], dp, &p), &p).version);
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshmetric_control_plane::mads;
-use meshmetric_control_plane::store::{Kind, Store};
+use meshmetric_control_plane::store::Store;
+use meshmetric_policies::ResourceKind as Kind;
 use meshmetric_policies::parse_documents;
 
 fn store() -> Arc<Store> {
@@ -13,7 +14,7 @@ fn store() -> Arc<Store> {
     for i in 0..20 {
         let team = if i % 4 == 0 { "b" } else { "a" };
         docs.push_str(&format!(
-            "---\ntype: Dataplane\nname: dp-{i}\nlabels: {{team: {team}}}\nnetworking: {{address: 10.0.0.{i}, inbound: [{{port: 8080}}]}}\n"
+            "---\ntype: Dataplane\nname: dp-{i}\nlabels: {{team: {team}}}\nnetworking: {{address: 10.0.0.{i}, inbound: [{{port: 8080, tags: {{kuma.io/service: s}}}}]}}\n"
         ));
     }
     docs.push_str("---\ntype: MeshMetric\nname: all\nspec: {default: {backends: [{type: Prometheus, prometheus: {clientId: main, port: 5670}}]}}\n");
@@ -48,9 +49,9 @@ fn a_change_touches_only_the_proxies_its_policy_selects() {
 
     // a Dataplane write touches that proxy; TLS readiness touches no xDS
     let g2 = *s.subscribe().borrow();
-    s.set_proxy_tls_ready("default", "dp-3", true);
+    s.set_proxy_tls_ready("default", "dp-3", Some(true));
     s.apply(
-        parse_documents("type: Dataplane\nname: dp-7\nnetworking: {address: 10.0.0.7, inbound: [{port: 9090}]}\n")
+        parse_documents("type: Dataplane\nname: dp-7\nnetworking: {address: 10.0.0.7, inbound: [{port: 9090, tags: {kuma.io/service: s}}]}\n")
             .unwrap(),
     );
     let touched: Vec<usize> = (0..20).filter(|i| s.touches_since(g2, &key(*i))).collect();
@@ -72,9 +73,9 @@ async fn incremental_mads_equals_a_full_recompute_after_every_change() {
     type Step = Box<dyn Fn(&Store)>;
     let steps: Vec<Step> = vec![
         Box::new(|s| s.apply(parse_documents(&team_b(5690)).unwrap())),
-        Box::new(|s| s.set_proxy_tls_ready("default", "dp-4", true)),
+        Box::new(|s| s.set_proxy_tls_ready("default", "dp-4", Some(true))),
         Box::new(|s| {
-            s.apply(parse_documents("type: Dataplane\nname: dp-20\nlabels: {team: b}\nnetworking: {address: 10.0.1.1, inbound: [{port: 1}]}\n").unwrap())
+            s.apply(parse_documents("type: Dataplane\nname: dp-20\nlabels: {team: b}\nnetworking: {address: 10.0.1.1, inbound: [{port: 1, tags: {kuma.io/service: s}}]}\n").unwrap())
         }),
         Box::new(|s| assert!(s.delete(Kind::Dataplane, "default", "dp-8"))),
         Box::new(|s| assert!(s.delete(Kind::MeshMetric, "default", "team-b"))),

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use meshmetric_control_plane::persist::{Persistence, redact};
-use meshmetric_control_plane::store::{Kind, Store};
+use meshmetric_control_plane::store::Store;
+use meshmetric_policies::ResourceKind as Kind;
 use meshmetric_policies::parse_documents;
 
 const DOCS: &str = "type: Dataplane\nname: web-01\nnetworking: {address: 10.0.0.1, inbound: [{port: 8080}]}\n---\ntype: MeshMetric\nname: m\nspec: {default: {backends: [{type: Prometheus, prometheus: {port: 5670}}]}}\n";

@@ -11,7 +11,7 @@ use prost::Message;
 use meshmetric_dp::merge::{ExtraLabels, MergeStats, Origin, merge_encode};
 use meshmetric_dp::otlp::producer::{Producer, Temporality};
 use meshmetric_dp::parse::{Format, ParseStats, parse};
-use meshmetric_policies::meshmetric::{Profile, Profiles, Selector};
+use meshmetric_policies::meshmetric::{Profile, ProfileName, Profiles, Selector, SelectorType};
 use meshmetric_policies::profiles::FamilyFilter;
 
 fn recorded(clusters: usize) -> String {
@@ -19,14 +19,14 @@ fn recorded(clusters: usize) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|_| panic!("{} missing: run bench/record-envoy.sh first", p.display()))
 }
 
-fn profiles(name: &str, regex_excludes: usize) -> Profiles {
+fn profiles(name: ProfileName, regex_excludes: usize) -> Profiles {
     Profiles {
-        append_profiles: Some(vec![Profile { name: name.into() }]),
+        append_profiles: Some(vec![Profile { name: Some(name) }]),
         include: None,
         exclude: (regex_excludes > 0).then(|| {
             (0..regex_excludes)
                 .map(|i| Selector {
-                    kind: "Regex".into(),
+                    kind: Some(SelectorType::Regex),
                     pattern: format!("envoy_cluster_.*_never_{i}(_total)?$"),
                 })
                 .collect()
@@ -55,9 +55,9 @@ fn bench(c: &mut Criterion) {
         });
         let fams = parse(&text, Format::Text, &mut ParseStats::default());
         for (label, p) in [
-            ("merge_encode_all", profiles("All", 0)),
-            ("merge_encode_basic", profiles("Basic", 0)),
-            ("merge_encode_all_50_regex_excludes", profiles("All", 50)),
+            ("merge_encode_all", profiles(ProfileName::All, 0)),
+            ("merge_encode_basic", profiles(ProfileName::Basic, 0)),
+            ("merge_encode_all_50_regex_excludes", profiles(ProfileName::All, 50)),
         ] {
             let filter = FamilyFilter::new(Some(&p)).unwrap();
             g.bench_function(label, |b| {
@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
-        let filter = FamilyFilter::new(Some(&profiles("Basic", 0))).unwrap();
+        let filter = FamilyFilter::new(Some(&profiles(ProfileName::Basic, 0))).unwrap();
         g.bench_function("full_cycle_basic", |b| {
             b.iter(|| {
                 let fams =

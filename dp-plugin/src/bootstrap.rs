@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use meshmetric_policies::contract::{ADS_CLUSTER, META_CERT_PATH, META_KEY_PATH, META_WORKDIR, node_id};
+
 /// Inputs of [`bootstrap`].
 #[derive(Debug, Clone)]
 pub struct BootstrapParams {
@@ -32,33 +34,33 @@ pub fn bootstrap(p: &BootstrapParams) -> anyhow::Result<Value> {
     let (cp_host, cp_port) = socket_address(&p.cp_address)?;
     let (admin_host, admin_port) = socket_address(&p.admin_address)?;
     let is_ip = cp_host.parse::<std::net::IpAddr>().is_ok();
-    let mut metadata = json!({"meshmetricWorkdir": p.workdir});
+    let mut metadata = json!({META_WORKDIR: p.workdir});
     if let (Some(c), Some(k)) = (&p.metrics_cert_path, &p.metrics_key_path) {
-        metadata["metricsCertPath"] = json!(c);
-        metadata["metricsKeyPath"] = json!(k);
+        metadata[META_CERT_PATH] = json!(c);
+        metadata[META_KEY_PATH] = json!(k);
     }
     Ok(json!({
-        "node": {"id": format!("{}.{}", p.mesh, p.name), "cluster": p.name, "metadata": metadata},
+        "node": {"id": node_id(&p.mesh, &p.name), "cluster": p.name, "metadata": metadata},
         "admin": {"address": {"socket_address": {"address": admin_host, "port_value": admin_port}}},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "ads_cluster"}}],
+                "grpc_services": [{"envoy_grpc": {"cluster_name": ADS_CLUSTER}}],
                 "set_node_on_first_message_only": true
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"}
         },
         "static_resources": {"clusters": [{
-            "name": "ads_cluster",
+            "name": ADS_CLUSTER,
             "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
             "connect_timeout": "1s",
             "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {"http2_protocol_options": {"connection_keepalive": {"interval": "10s", "timeout": "10s"}}}
             }},
-            "load_assignment": {"cluster_name": "ads_cluster", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+            "load_assignment": {"cluster_name": ADS_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
                 "socket_address": {"address": cp_host, "port_value": cp_port}
             }}}]}]}
         }]}

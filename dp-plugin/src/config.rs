@@ -42,6 +42,7 @@ impl ActiveConfig {
         Self::new(String::new(), DpConfig::default()).expect("default config compiles")
     }
 
+    /// Whether Envoy's unused stats are exported too (`sidecar.includeUnused`).
     pub fn include_unused(&self) -> bool {
         self.config
             .metrics()
@@ -70,7 +71,13 @@ pub async fn poll(client: HttpClient, socket: PathBuf, interval: Duration, tx: w
             vec![("if-none-match", etag.as_str())]
         };
         let r = client
-            .get(&ep, "/meshmetric", &headers, Duration::from_secs(5), 16 << 20)
+            .get(
+                &ep,
+                meshmetric_policies::contract::CONFIG_PATH,
+                &headers,
+                Duration::from_secs(5),
+                16 << 20,
+            )
             .await;
         let problem = match r {
             Ok(f) if f.status == 304 => None,

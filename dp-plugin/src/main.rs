@@ -133,9 +133,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let p = params(&args.proxy)?;
     let workdir = PathBuf::from(&p.workdir);
     std::fs::create_dir_all(&workdir).with_context(|| format!("creating workdir {}", workdir.display()))?;
-    let config_socket = workdir.join("config.sock");
-    let metrics_socket = workdir.join("metrics.sock");
-    if metrics_socket.as_os_str().len() > 104 {
+    let config_socket = workdir.join(meshmetric_policies::contract::CONFIG_SOCKET);
+    let metrics_socket = workdir.join(meshmetric_policies::contract::METRICS_SOCKET);
+    if metrics_socket.as_os_str().len() > meshmetric_policies::contract::MAX_SOCKET_PATH {
         anyhow::bail!(
             "workdir {} is too long: socket paths must fit in 104 bytes",
             workdir.display()

@@ -288,10 +288,12 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
     #[test]
     fn all_keeps_internal_and_exclude_drops() {
         let p = Profiles {
-            append_profiles: Some(vec![Profile { name: "All".into() }]),
+            append_profiles: Some(vec![Profile {
+                name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+            }]),
             include: None,
             exclude: Some(vec![Selector {
-                kind: "Regex".into(),
+                kind: Some(meshmetric_policies::meshmetric::SelectorType::Regex),
                 pattern: "version$".into(),
             }]),
         };
@@ -310,7 +312,9 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         let mut again = Vec::new();
         let mut ms = MergeStats::default();
         let filter = FamilyFilter::new(Some(&Profiles {
-            append_profiles: Some(vec![Profile { name: "All".into() }]),
+            append_profiles: Some(vec![Profile {
+                name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+            }]),
             ..Default::default()
         }))
         .unwrap();

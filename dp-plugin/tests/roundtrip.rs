@@ -73,7 +73,9 @@ fn family() -> impl Strategy<Value = String> {
 fn encode(text: &str) -> String {
     let fams = parse(text, Format::Text, &mut ParseStats::default());
     let filter = FamilyFilter::new(Some(&Profiles {
-        append_profiles: Some(vec![Profile { name: "All".into() }]),
+        append_profiles: Some(vec![Profile {
+            name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+        }]),
         ..Default::default()
     }))
     .unwrap();

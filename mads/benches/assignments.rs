@@ -3,7 +3,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use meshmetric_mads::{Assignments, ProxyInput};
-use meshmetric_policies::{Resource, effective_conf, parse_documents};
+use meshmetric_policies::{ProxyContext, ProxyMetrics, Resource, effective_conf, parse_documents};
 
 fn fixture(n: usize) -> String {
     let mut s = String::from(
@@ -30,27 +30,29 @@ fn bench(c: &mut Criterion) {
         match r {
             Resource::Dataplane(d) => dps.push(d),
             Resource::MeshMetric(m) => ps.push(m),
+            _ => {}
         }
     }
-    let confs: Vec<_> = dps.iter().map(|d| effective_conf(&ps, d).map(|(c, _)| c)).collect();
+    let metrics: Vec<_> = dps
+        .iter()
+        .map(|d| ProxyMetrics::build(d, effective_conf(&ps, d, None), ProxyContext::default()))
+        .collect();
     let mut g = c.benchmark_group(format!("mads_{n}_proxies"));
     g.sample_size(10);
     g.bench_function("merge_all_proxies", |b| {
-        b.iter(|| dps.iter().filter_map(|d| effective_conf(&ps, d)).count())
+        b.iter(|| dps.iter().filter_map(|d| effective_conf(&ps, d, None)).count())
     });
     g.bench_function("generate_assignments", |b| {
         b.iter(|| {
-            Assignments::generate(dps.iter().zip(&confs).map(|(d, c)| ProxyInput {
+            Assignments::generate(dps.iter().zip(&metrics).map(|(d, m)| ProxyInput {
                 dataplane: d,
-                conf: c.as_ref(),
-                tls_ready: false,
+                metrics: m,
             }))
         })
     });
-    let a = Assignments::generate(dps.iter().zip(&confs).map(|(d, c)| ProxyInput {
+    let a = Assignments::generate(dps.iter().zip(&metrics).map(|(d, m)| ProxyInput {
         dataplane: d,
-        conf: c.as_ref(),
-        tls_ready: false,
+        metrics: m,
     }));
     g.bench_function("answer_one_request", |b| b.iter(|| a.for_client("main").json.clone()));
     eprintln!(

@@ -16,23 +16,25 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
-use meshmetric_policies::dataplane::{Dataplane, SERVICE_TAG, WORKLOAD_LABEL, ZONE_LABEL};
-use meshmetric_policies::meshmetric::Conf;
+use meshmetric_policies::dataplane::{Dataplane, SERVICE_TAG};
+use meshmetric_policies::meshmetric::BackendType;
+use meshmetric_policies::meta::{WORKLOAD_LABEL, ZONE_LABEL};
+use meshmetric_policies::proxy::ProxyMetrics;
 use meshmetric_proto::MONITORING_ASSIGNMENT_TYPE_URL;
 use meshmetric_proto::observability::v1::{MonitoringAssignment, monitoring_assignment::Target};
 
 /// Key of the default client (backends without `clientId`, unknown client ids).
 pub const DEFAULT_CLIENT: &str = "";
 
-/// What assignment generation needs to know about one proxy.
+/// What assignment generation needs to know about one proxy: its Dataplane and derived
+/// metrics state, whose Prometheus listeners become the targets (a backend left out of the
+/// proxy, e.g. `ProvidedTLS` without a certificate or a port clash, has no target).
 #[derive(Debug, Clone, Copy)]
 pub struct ProxyInput<'a> {
+    /// The Dataplane.
     pub dataplane: &'a Dataplane,
-    /// The merged config; `None` when no MeshMetric selects the proxy.
-    pub conf: Option<&'a Conf>,
-    /// Whether the proxy gave a certificate, so `ProvidedTLS` listeners exist (scheme https).
-    /// A `ProvidedTLS` backend of a proxy without one has no listener and no target.
-    pub tls_ready: bool,
+    /// Its derived metrics state.
+    pub metrics: &'a ProxyMetrics,
 }
 
 /// One client's assignments and their encodings, built once per change.
@@ -72,7 +74,7 @@ pub fn service_of(dp: &Dataplane) -> String {
         .get(WORKLOAD_LABEL)
         .cloned()
         .or_else(|| {
-            dp.networking
+            dp.networking()
                 .inbound
                 .iter()
                 .find_map(|i| i.tags.get(SERVICE_TAG).cloned())
@@ -251,29 +253,33 @@ impl Assignments {
         let mut by_client: HashMap<String, Vec<MonitoringAssignment>> = HashMap::new();
         by_client.insert(DEFAULT_CLIENT.to_string(), Vec::new());
         for p in proxies {
-            let Some(conf) = p.conf else { continue };
             let dp = p.dataplane;
-            let service = service_of(dp);
-            for b in conf.backends.iter().flatten() {
-                let Some(prom) = &b.prometheus else { continue };
-                let tls = prom.tls.as_ref().is_some_and(|t| t.mode == "ProvidedTLS");
-                if tls && !p.tls_ready {
-                    continue; // no listener without a certificate
+            // a client whose only backend is left out of a proxy gets no target, not the
+            // default client's
+            for b in p.metrics.conf.iter().flat_map(|c| c.backends.iter().flatten()) {
+                if let (Some(BackendType::Prometheus), Some(prom)) = (b.kind, &b.prometheus) {
+                    by_client.entry(prom.client_id.clone().unwrap_or_default()).or_default();
                 }
-                let port = prom.port_or_default();
-                let host = if dp.networking.address.contains(':') {
-                    format!("[{}]", dp.networking.address)
-                } else {
-                    dp.networking.address.clone()
-                };
+            }
+            if p.metrics.prometheus.is_empty() {
+                continue;
+            }
+            let service = service_of(dp);
+            let address = &dp.networking().address;
+            let host = if address.contains(':') {
+                format!("[{address}]")
+            } else {
+                address.clone()
+            };
+            for l in &p.metrics.prometheus {
                 let target = Target {
                     name: dp.meta.name.clone(),
-                    scheme: if tls { "https" } else { "http" }.to_string(),
-                    address: format!("{host}:{port}"),
-                    metrics_path: prom.path_or_default().to_string(),
+                    scheme: if l.tls { "https" } else { "http" }.to_string(),
+                    address: format!("{host}:{}", l.port),
+                    metrics_path: l.path.clone(),
                     labels: target_labels(dp, &service),
                 };
-                let client = prom.client_id.clone().unwrap_or_default();
+                let client = l.client_id.clone().unwrap_or_default();
                 by_client.entry(client).or_default().push(MonitoringAssignment {
                     mesh: dp.meta.mesh.clone(),
                     service: service.clone(),
@@ -309,7 +315,7 @@ impl Default for ClientView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshmetric_policies::{MeshMetric, Resource, effective_conf, parse_documents};
+    use meshmetric_policies::{MeshMetric, ProxyContext, ProxyMetrics, Resource, effective_conf, parse_documents};
     use serde_json::Value;
 
     fn mk(yaml: &str) -> (Vec<Dataplane>, Vec<MeshMetric>) {
@@ -319,6 +325,7 @@ mod tests {
             match r {
                 Resource::Dataplane(x) => d.push(x),
                 Resource::MeshMetric(m) => p.push(m),
+                _ => {}
             }
         }
         (d, p)
@@ -326,11 +333,17 @@ mod tests {
 
     fn gen_from(yaml: &str, tls_ready: bool) -> Assignments {
         let (dps, ps) = mk(yaml);
-        let confs: Vec<_> = dps.iter().map(|d| effective_conf(&ps, d).map(|(c, _)| c)).collect();
-        Assignments::generate(dps.iter().zip(&confs).map(|(d, c)| ProxyInput {
-            dataplane: d,
-            conf: c.as_ref(),
+        let ctx = ProxyContext {
             tls_ready,
+            ..Default::default()
+        };
+        let metrics: Vec<_> = dps
+            .iter()
+            .map(|d| ProxyMetrics::build(d, effective_conf(&ps, d, None), ctx))
+            .collect();
+        Assignments::generate(dps.iter().zip(&metrics).map(|(d, m)| ProxyInput {
+            dataplane: d,
+            metrics: m,
         }))
     }
 
@@ -392,10 +405,13 @@ mod tests {
         assert_eq!(b.for_client("ops").version, gen_from(&format!("{base}---\ntype: MeshMetric\nname: b\nspec: {{targetRef: {{kind: Dataplane, labels: {{team: b}}}}, default: {{backends: [{{type: Prometheus, prometheus: {{clientId: ops, port: 5671}}}}]}}}}\n"), false).for_client("ops").version);
         // removing the policy removes the assignments
         let (dps, _) = mk(DPS);
-        let none = Assignments::generate(dps.iter().map(|d| ProxyInput {
+        let metrics: Vec<_> = dps
+            .iter()
+            .map(|d| ProxyMetrics::build(d, None, ProxyContext::default()))
+            .collect();
+        let none = Assignments::generate(dps.iter().zip(&metrics).map(|(d, m)| ProxyInput {
             dataplane: d,
-            conf: None,
-            tls_ready: false,
+            metrics: m,
         }));
         assert!(none.for_client("").assignments.is_empty());
     }
@@ -406,6 +422,13 @@ mod tests {
             "{DPS}---\ntype: MeshMetric\nname: t\nspec: {{default: {{backends: [{{type: Prometheus, prometheus: {{port: 5670, tls: {{mode: ProvidedTLS}}}}}}]}}}}\n"
         );
         assert!(gen_from(&y, false).for_client("").assignments.is_empty());
+        // a client whose backend is left out gets nothing, not the default client's targets
+        let y2 = format!(
+            "{DPS}---\ntype: MeshMetric\nname: t\nspec: {{default: {{backends: [{{type: Prometheus, prometheus: {{port: 5670}}}}, {{type: Prometheus, prometheus: {{clientId: secure, port: 5671, tls: {{mode: ProvidedTLS}}}}}}]}}}}\n"
+        );
+        let a = gen_from(&y2, false);
+        assert_eq!(targets(a.for_client("")).len(), 2);
+        assert!(a.for_client("secure").assignments.is_empty());
         let a = gen_from(&y, true);
         assert!(
             a.for_client("")

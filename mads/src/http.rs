@@ -24,7 +24,7 @@ use prost::Message;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use meshmetric_policies::validate::parse_duration;
+use meshmetric_policies::values::Duration as GoDuration;
 use meshmetric_proto::MONITORING_ASSIGNMENT_TYPE_URL;
 
 use crate::assign::{Assignments, ClientView};
@@ -122,8 +122,8 @@ async fn discovery(
 ) -> Response {
     let timeout = match q.get("fetch-timeout") {
         None => DEFAULT_FETCH_TIMEOUT,
-        Some(s) => match parse_duration(s) {
-            Ok(d) => d.min(MAX_FETCH_TIMEOUT),
+        Some(s) => match GoDuration::parse(s) {
+            Ok(d) => d.get().min(MAX_FETCH_TIMEOUT),
             Err(e) => return bad_request(format!("fetch-timeout: {e}")),
         },
     };

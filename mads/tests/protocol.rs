@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use meshmetric_mads::{Assignments, ProxyInput};
-use meshmetric_policies::{Resource, effective_conf, parse_documents};
+use meshmetric_policies::{ProxyContext, ProxyMetrics, Resource, effective_conf, parse_documents};
 
 const DPS: &str = "type: Dataplane\nname: web-01\nnetworking: {address: 10.0.0.1, inbound: [{port: 1, tags: {kuma.io/service: web}}]}\n---\ntype: Dataplane\nname: api-01\nlabels: {team: b}\nnetworking: {address: 10.0.0.2, inbound: [{port: 1, tags: {kuma.io/service: api}}]}\n";
 
@@ -24,13 +24,18 @@ fn assignments(policies: &str) -> Arc<Assignments> {
         match r {
             Resource::Dataplane(d) => dps.push(d),
             Resource::MeshMetric(m) => ps.push(m),
+            _ => {}
         }
     }
-    let confs: Vec<_> = dps.iter().map(|d| effective_conf(&ps, d).map(|(c, _)| c)).collect();
-    Arc::new(Assignments::generate(dps.iter().zip(&confs).map(|(d, c)| ProxyInput {
-        dataplane: d,
-        conf: c.as_ref(),
-        tls_ready: false,
+    let metrics: Vec<_> = dps
+        .iter()
+        .map(|d| ProxyMetrics::build(d, effective_conf(&ps, d, None), ProxyContext::default()))
+        .collect();
+    Arc::new(Assignments::generate(dps.iter().zip(&metrics).map(|(d, m)| {
+        ProxyInput {
+            dataplane: d,
+            metrics: m,
+        }
     })))
 }
 

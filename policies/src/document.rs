@@ -1,57 +1,171 @@
-//! Parsing of resource documents.
+//! Parsing of resource documents, and the Universal JSON form resources are stored and shown in.
 //!
 //! Two forms are accepted, as in Kuma:
-//! - Universal: `type`, `name`, `mesh` (default `default`), `labels`, then `spec` (MeshMetric) or
-//!   `networking` (Dataplane) at the top level;
+//! - Universal: `type`, `name`, `mesh` (default `default`), `labels`, then the resource's own
+//!   fields: `spec` (MeshMetric, MeshOpenTelemetryBackend) or `networking`, `metrics`, `probes`
+//!   (Dataplane) or `selectors`, `tags`, `conf` (MeshGateway) at the top level;
 //! - Kubernetes: `apiVersion: kuma.io/v1alpha1`, `kind`, `metadata{name, namespace, labels}`,
-//!   `spec`; the mesh comes from label `kuma.io/mesh` (default `default`).
+//!   `spec`; the mesh comes from label `kuma.io/mesh` (default `default`), the namespace becomes
+//!   label `k8s.kuma.io/namespace` (as Kuma sets it).
 //!
-//! Input is JSON or YAML; YAML may hold several documents separated by `---`.
+//! Input is JSON or YAML; YAML may hold several documents separated by `---`, JSON an array.
+//! Every violation of a document is reported at once, each with its field path; a document's
+//! type errors and unknown fields are collected too ([`deserialize_all`]).
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
 
-use crate::dataplane::{Dataplane, Networking};
+use crate::dataplane::{Dataplane, DataplaneSpec, NAMESPACE_LABEL, validate_dataplane};
+use crate::meshgateway::{MeshGateway, MeshGatewaySpec, validate_meshgateway};
 use crate::meshmetric::{MeshMetric, MeshMetricSpec};
-use crate::validate::{Violation, Violations, validate_dataplane, validate_meshmetric};
+use crate::meta::{DEFAULT_MESH, MESH_LABEL, Meta};
+use crate::otelbackend::{MeshOpenTelemetryBackend, OtelBackendSpec, validate_otel_backend};
+use crate::validate::validate_meshmetric;
+use crate::violation::{Violation, Violations, Warning};
 
-/// Label that names the mesh of a Kubernetes-form resource.
-pub const MESH_LABEL: &str = "kuma.io/mesh";
-/// Mesh used when a document names none.
-pub const DEFAULT_MESH: &str = "default";
+/// The resource kinds this project stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceKind {
+    /// A [`MeshMetric`] policy.
+    MeshMetric,
+    /// A [`Dataplane`] (a proxy).
+    Dataplane,
+    /// A [`MeshOpenTelemetryBackend`].
+    MeshOpenTelemetryBackend,
+    /// A [`MeshGateway`].
+    MeshGateway,
+}
 
-/// Identity and labels of a resource.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Meta {
-    pub mesh: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+impl ResourceKind {
+    /// Every kind.
+    pub const ALL: [ResourceKind; 4] = [
+        Self::MeshMetric,
+        Self::Dataplane,
+        Self::MeshOpenTelemetryBackend,
+        Self::MeshGateway,
+    ];
+
+    /// The kind as written in documents (`type` / `kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MeshMetric => "MeshMetric",
+            Self::Dataplane => "Dataplane",
+            Self::MeshOpenTelemetryBackend => "MeshOpenTelemetryBackend",
+            Self::MeshGateway => "MeshGateway",
+        }
+    }
+
+    /// The kind named `s` (as in documents), if any.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The plural, lower-case path segment of the REST API (`meshmetrics`, `dataplanes`,
+    /// `meshopentelemetrybackends`, `meshgateways`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::MeshMetric => "meshmetrics",
+            Self::Dataplane => "dataplanes",
+            Self::MeshOpenTelemetryBackend => "meshopentelemetrybackends",
+            Self::MeshGateway => "meshgateways",
+        }
+    }
+
+    /// The kind a CLI word names: singular or plural, any case, or a short name (`mm`, `dp`,
+    /// `motb`, `gw`).
+    pub fn from_cli(word: &str) -> Option<Self> {
+        let w = word.to_ascii_lowercase();
+        Self::ALL.into_iter().find(|k| {
+            let singular = k.as_str().to_ascii_lowercase();
+            let short = match k {
+                Self::MeshMetric => "mm",
+                Self::Dataplane => "dp",
+                Self::MeshOpenTelemetryBackend => "motb",
+                Self::MeshGateway => "gw",
+            };
+            w == singular || w == k.plural() || w == short || w == format!("{short}s")
+        })
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A parsed and validated resource.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // few resources, parsed once
 pub enum Resource {
+    /// A MeshMetric.
     MeshMetric(MeshMetric),
+    /// A Dataplane.
     Dataplane(Dataplane),
+    /// A MeshOpenTelemetryBackend.
+    MeshOpenTelemetryBackend(MeshOpenTelemetryBackend),
+    /// A MeshGateway.
+    MeshGateway(MeshGateway),
 }
 
 impl Resource {
+    /// Identity and labels.
     pub fn meta(&self) -> &Meta {
         match self {
             Resource::MeshMetric(m) => &m.meta,
             Resource::Dataplane(d) => &d.meta,
+            Resource::MeshOpenTelemetryBackend(b) => &b.meta,
+            Resource::MeshGateway(g) => &g.meta,
         }
     }
-    /// `MeshMetric` or `Dataplane`.
-    pub fn kind(&self) -> &'static str {
+
+    /// Identity and labels, to change (the store sets the creation time).
+    pub fn meta_mut(&mut self) -> &mut Meta {
         match self {
-            Resource::MeshMetric(_) => "MeshMetric",
-            Resource::Dataplane(_) => "Dataplane",
+            Resource::MeshMetric(m) => &mut m.meta,
+            Resource::Dataplane(d) => &mut d.meta,
+            Resource::MeshOpenTelemetryBackend(b) => &mut b.meta,
+            Resource::MeshGateway(g) => &mut g.meta,
         }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ResourceKind {
+        match self {
+            Resource::MeshMetric(_) => ResourceKind::MeshMetric,
+            Resource::Dataplane(_) => ResourceKind::Dataplane,
+            Resource::MeshOpenTelemetryBackend(_) => ResourceKind::MeshOpenTelemetryBackend,
+            Resource::MeshGateway(_) => ResourceKind::MeshGateway,
+        }
+    }
+
+    /// The resource in the Universal form, as JSON: `{type, mesh, name, labels?, creationTime?,
+    /// <fields>}`. [`parse_documents`] reads it back unchanged; it is what the REST API returns
+    /// and the store keeps.
+    pub fn to_universal_json(&self) -> Value {
+        let m = self.meta();
+        let mut o = Map::new();
+        o.insert("type".into(), json!(self.kind().as_str()));
+        o.insert("mesh".into(), json!(m.mesh));
+        o.insert("name".into(), json!(m.name));
+        if !m.labels.is_empty() {
+            o.insert("labels".into(), json!(m.labels));
+        }
+        if let Some(t) = &m.creation_time {
+            o.insert("creationTime".into(), json!(t));
+        }
+        let fields = match self {
+            Resource::MeshMetric(x) => json!({"spec": x.spec}),
+            Resource::MeshOpenTelemetryBackend(x) => json!({"spec": x.spec}),
+            Resource::Dataplane(x) => serde_json::to_value(&x.spec).unwrap_or_default(),
+            Resource::MeshGateway(x) => serde_json::to_value(&x.spec).unwrap_or_default(),
+        };
+        if let Value::Object(f) = fields {
+            o.extend(f);
+        }
+        Value::Object(o)
     }
 }
 
@@ -65,9 +179,13 @@ pub enum ParseError {
     /// message counts from 1, as editors do).
     #[error("document {} ({kind} {name:?}) is invalid: {violations}", .index + 1)]
     Invalid {
+        /// Position of the document in the input, from 0.
         index: usize,
+        /// Its kind as written (may be unknown).
         kind: String,
+        /// Its name as written.
         name: String,
+        /// Every violation.
         violations: Violations,
     },
 }
@@ -82,6 +200,37 @@ impl ParseError {
     }
 }
 
+/// A warning about one accepted document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DocumentWarning {
+    /// Position of the document in the input, from 0.
+    pub index: usize,
+    /// Its kind.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The warning.
+    #[serde(flatten)]
+    pub warning: Warning,
+}
+
+impl std::fmt::Display for DocumentWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}: {}", self.kind, self.name, self.warning)
+    }
+}
+
+/// Everything read from one input.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// The valid resources, in input order.
+    pub resources: Vec<Resource>,
+    /// Warnings about valid resources.
+    pub warnings: Vec<DocumentWarning>,
+    /// One error per invalid document, or a single syntax error.
+    pub errors: Vec<ParseError>,
+}
+
 /// YAML parser limits. serde-saphyr's defaults (1,024 documents, 250,000 nodes) would refuse
 /// the resource file of a mesh of a few thousand proxies; its other protections (alias
 /// expansion, depth, scalar bytes) stay. Input size is bounded by the caller (the REST API's
@@ -90,13 +239,15 @@ fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_documents = 200_000;
     budget.max_nodes = 20_000_000;
+    budget.max_events = 60_000_000;
+    budget.max_total_scalar_bytes = 256 << 20;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options
 }
 
-/// Decodes `text` into one JSON value per non-empty document. JSON is parsed strictly (YAML
-/// would accept `{"a": }`); a JSON array holds several documents.
+/// Decodes `text` into one JSON value per document. JSON is parsed strictly (YAML would accept
+/// `{"a": }`); a JSON array holds several documents.
 fn decode_documents(text: &str) -> Result<Vec<Value>, ParseError> {
     let trimmed = text.trim_start();
     let docs = if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -115,198 +266,233 @@ fn decode_documents(text: &str) -> Result<Vec<Value>, ParseError> {
 /// Errors: [`ParseError::Syntax`] with line and column for malformed text;
 /// [`ParseError::Invalid`] with every violation of the first invalid document.
 pub fn parse_documents(text: &str) -> Result<Vec<Resource>, ParseError> {
-    let (ok, mut errs) = parse_documents_all(text);
-    if errs.is_empty() {
-        Ok(ok)
+    let mut p = parse_documents_all(text);
+    if p.errors.is_empty() {
+        Ok(p.resources)
     } else {
-        Err(errs.swap_remove(0))
+        Err(p.errors.swap_remove(0))
     }
 }
 
-/// Like [`parse_documents`], but keeps going after an invalid document: returns the valid
-/// resources and one error per invalid document (or a single syntax error).
-pub fn parse_documents_all(text: &str) -> (Vec<Resource>, Vec<ParseError>) {
+/// Like [`parse_documents`], but keeps going after an invalid document: the valid resources,
+/// their warnings, and one error per invalid document (or a single syntax error).
+pub fn parse_documents_all(text: &str) -> Parsed {
     let docs = match decode_documents(text) {
         Ok(d) => d,
-        Err(e) => return (vec![], vec![e]),
+        Err(e) => {
+            return Parsed {
+                errors: vec![e],
+                ..Default::default()
+            };
+        }
     };
-    let mut ok = Vec::new();
-    let mut errs = Vec::new();
+    let mut out = Parsed::default();
     for (index, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
             continue; // empty document, e.g. a trailing `---`
         }
         match parse_value(index, doc) {
-            Ok(r) => ok.push(r),
-            Err(e) => errs.push(e),
+            Ok((r, warnings)) => {
+                for warning in warnings {
+                    out.warnings.push(DocumentWarning {
+                        index,
+                        kind: r.kind().as_str().to_string(),
+                        name: r.meta().name.clone(),
+                        warning,
+                    });
+                }
+                out.resources.push(r);
+            }
+            Err(e) => out.errors.push(e),
         }
     }
-    (ok, errs)
+    out
 }
 
-/// Parses and validates one document already decoded to JSON.
-pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
-    let invalid = |kind: &str, name: &str, v: Vec<Violation>| ParseError::Invalid {
+/// Parses and validates one document already decoded to JSON; returns the resource and its
+/// warnings.
+pub fn parse_value(index: usize, doc: Value) -> Result<(Resource, Vec<Warning>), ParseError> {
+    let invalid = |kind: &str, name: &str, v: Violations| ParseError::Invalid {
         index,
         kind: kind.to_string(),
         name: name.to_string(),
-        violations: Violations(v),
+        violations: v,
     };
     let Value::Object(mut obj) = doc else {
-        return Err(invalid(
+        let mut v = Violations::default();
+        v.push(
             "",
-            "",
-            vec![Violation::new(
-                "",
-                "a document must be a mapping with `type` (Universal) or `kind` (Kubernetes)",
-            )],
-        ));
+            "a document must be a mapping with `type` (Universal) or `kind` (Kubernetes)",
+        );
+        return Err(invalid("", "", v));
     };
-    let mut violations = Vec::new();
+    let mut v = Violations::default();
     let k8s = obj.contains_key("apiVersion") || obj.contains_key("kind");
-    let (kind, meta, body) = if k8s {
-        let kind = take_string(&mut obj, "kind", &mut violations);
+    let (kind_name, meta, body, prefix) = if k8s {
+        let kind = take_string(&mut obj, "kind", "kind", &mut v);
         match obj.remove("apiVersion") {
-            Some(Value::String(v)) if v == "kuma.io/v1alpha1" => {}
-            other => violations.push(Violation::new(
+            Some(Value::String(s)) if s == "kuma.io/v1alpha1" => {}
+            other => v.push(
                 "apiVersion",
                 format!("must be \"kuma.io/v1alpha1\", got {}", show(other.as_ref())),
-            )),
+            ),
         }
         let mut md = match obj.remove("metadata") {
             Some(Value::Object(m)) => m,
             other => {
-                violations.push(Violation::new(
+                v.push(
                     "metadata",
                     format!("must be a mapping with `name`, got {}", show(other.as_ref())),
-                ));
-                Default::default()
+                );
+                Map::new()
             }
         };
-        let name = take_string(&mut md, "name", &mut violations);
-        let _namespace = md.remove("namespace");
-        let labels = take_labels(&mut md, "metadata.labels", &mut violations);
+        let name = take_string(&mut md, "name", "metadata.name", &mut v);
+        let namespace = match md.remove("namespace") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                v.push(
+                    "metadata.namespace",
+                    format!("must be a string, got {}", show(Some(&other))),
+                );
+                None
+            }
+        };
+        let mut labels = take_labels(&mut md, "labels", "metadata.labels", &mut v);
         for k in md.keys() {
             if !matches!(
                 k.as_str(),
                 "annotations" | "uid" | "resourceVersion" | "creationTimestamp" | "generation" | "managedFields"
             ) {
-                violations.push(Violation::new(
+                v.push(
                     format!("metadata.{k}"),
                     "unknown field; accepted: name, namespace, labels, annotations",
-                ));
+                );
             }
+        }
+        if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
+            labels.entry(NAMESPACE_LABEL.to_string()).or_insert(ns);
         }
         let mesh = labels
             .get(MESH_LABEL)
             .cloned()
             .unwrap_or_else(|| DEFAULT_MESH.to_string());
-        let body = obj.remove("spec").unwrap_or(Value::Object(Default::default()));
-        let body = if kind == "Dataplane" {
-            // Kubernetes Dataplane: spec.networking
-            match body {
-                Value::Object(mut s) => {
-                    let n = s.remove("networking").unwrap_or(Value::Null);
-                    for k in s.keys() {
-                        violations.push(Violation::new(
-                            format!("spec.{k}"),
-                            "unknown field; accepted: networking",
-                        ));
-                    }
-                    n
-                }
-                other => other,
-            }
-        } else {
-            body
-        };
+        let body = obj.remove("spec").unwrap_or(Value::Null);
         for k in obj.keys() {
-            violations.push(Violation::new(
-                k.clone(),
-                "unknown field; accepted: apiVersion, kind, metadata, spec",
-            ));
+            if k != "status" {
+                v.push(k.clone(), "unknown field; accepted: apiVersion, kind, metadata, spec");
+            }
         }
-        (kind, Meta { mesh, name, labels }, body)
+        let meta = Meta {
+            mesh,
+            name,
+            labels,
+            creation_time: None,
+        };
+        (kind, meta, body, "spec".to_string())
     } else {
-        let kind = take_string(&mut obj, "type", &mut violations);
-        let name = take_string(&mut obj, "name", &mut violations);
+        let kind = take_string(&mut obj, "type", "type", &mut v);
+        let name = take_string(&mut obj, "name", "name", &mut v);
         let mesh = match obj.remove("mesh") {
             None => DEFAULT_MESH.to_string(),
             Some(Value::String(s)) => s,
             Some(other) => {
-                violations.push(Violation::new(
-                    "mesh",
-                    format!("must be a string, got {}", show(Some(&other))),
-                ));
+                v.push("mesh", format!("must be a string, got {}", show(Some(&other))));
                 String::new()
             }
         };
-        let labels = take_labels(&mut obj, "labels", &mut violations);
-        let body_key = if kind == "Dataplane" { "networking" } else { "spec" };
-        let body = obj.remove(body_key).unwrap_or(Value::Null);
-        for k in obj.keys() {
-            if !matches!(k.as_str(), "creationTime" | "modificationTime") {
-                violations.push(Violation::new(
-                    k.clone(),
-                    format!("unknown field; accepted: type, name, mesh, labels, {body_key}"),
-                ));
+        let labels = take_labels(&mut obj, "labels", "labels", &mut v);
+        let creation_time = match obj.remove("creationTime") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        obj.remove("modificationTime");
+        let meta = Meta {
+            mesh,
+            name,
+            labels,
+            creation_time,
+        };
+        match ResourceKind::from_name(&kind) {
+            Some(ResourceKind::MeshMetric | ResourceKind::MeshOpenTelemetryBackend) => {
+                let body = obj.remove("spec").unwrap_or(Value::Null);
+                for k in obj.keys() {
+                    v.push(k.clone(), "unknown field; accepted: type, name, mesh, labels, spec");
+                }
+                (kind, meta, body, "spec".to_string())
             }
+            // the remaining fields are the spec
+            _ => (kind, meta, Value::Object(obj), String::new()),
         }
-        (kind, Meta { mesh, name, labels }, body)
     };
-    if meta.name.is_empty() && !violations.iter().any(|v| v.field.ends_with("name")) {
-        violations.push(Violation::new(
-            if k8s { "metadata.name" } else { "name" },
-            "must not be empty",
-        ));
+    if meta.name.is_empty() {
+        let field = if k8s { "metadata.name" } else { "name" };
+        if !v.names(field) {
+            v.push(field, "must not be empty");
+        }
     }
-    match kind.as_str() {
-        "MeshMetric" => {
-            let body = if body.is_null() {
-                Value::Object(Default::default())
-            } else {
-                body
-            };
-            let spec: Option<MeshMetricSpec> = deserialize_all(body, "spec", &mut violations);
-            if let Some(spec) = &spec {
-                violations.extend(validate_meshmetric(spec).0);
-            }
-            match (spec, violations.is_empty()) {
-                (Some(spec), true) => Ok(Resource::MeshMetric(MeshMetric { meta, spec })),
-                _ => Err(invalid(&kind, &meta.name, violations)),
-            }
+    let Some(kind) = ResourceKind::from_name(&kind_name) else {
+        let field = if k8s { "kind" } else { "type" };
+        if !kind_name.is_empty() || !v.names(field) {
+            v.push(
+                field,
+                format!(
+                    "unknown resource {kind_name:?}; accepted: MeshMetric, Dataplane, MeshOpenTelemetryBackend, MeshGateway"
+                ),
+            );
         }
-        "Dataplane" => {
-            let prefix = if k8s { "spec.networking" } else { "networking" };
-            if body.is_null() {
-                violations.push(Violation::new(
-                    prefix,
-                    "required: a mapping with `address` and `inbound`",
-                ));
-                return Err(invalid(&kind, &meta.name, violations));
-            }
-            let networking: Option<Networking> = deserialize_all(body, prefix, &mut violations);
-            let dp = networking.map(|networking| Dataplane {
-                meta: meta.clone(),
-                networking,
-            });
-            if let Some(dp) = &dp {
-                violations.extend(validate_dataplane(dp, prefix).0);
-            }
-            match (dp, violations.is_empty()) {
-                (Some(dp), true) => Ok(Resource::Dataplane(dp)),
-                _ => Err(invalid(&kind, &meta.name, violations)),
-            }
-        }
-        other => {
-            let field = if k8s { "kind" } else { "type" };
-            if !other.is_empty() || !violations.iter().any(|v| v.field == field) {
-                violations.push(Violation::new(
-                    field,
-                    format!("unknown resource {other:?}; accepted: MeshMetric, Dataplane"),
+        return Err(invalid(&kind_name, &meta.name, v));
+    };
+    let body = if body.is_null() {
+        Value::Object(Map::new())
+    } else {
+        body
+    };
+    let name = meta.name.clone();
+    let mut warnings = Vec::new();
+    let resource = match kind {
+        ResourceKind::MeshMetric => deserialize_all::<MeshMetricSpec>(body, &prefix, &mut v).map(|spec| {
+            warnings = validate_meshmetric(&spec, meta.policy_role(), &mut v);
+            if meta.is_shadow() {
+                warnings.push(Warning::new(
+                    "labels",
+                    "kuma.io/effect: shadow: the policy is stored but not applied to any proxy",
                 ));
             }
-            Err(invalid(other, &meta.name, violations))
+            Resource::MeshMetric(MeshMetric { meta, spec })
+        }),
+        ResourceKind::MeshOpenTelemetryBackend => {
+            deserialize_all::<OtelBackendSpec>(body, &prefix, &mut v).map(|spec| {
+                v.0.extend(validate_otel_backend(&spec).0);
+                Resource::MeshOpenTelemetryBackend(MeshOpenTelemetryBackend { meta, spec })
+            })
+        }
+        ResourceKind::Dataplane => deserialize_all::<DataplaneSpec>(body, &prefix, &mut v).map(|spec| {
+            let dp = Dataplane { meta, spec };
+            let found = validate_dataplane(&dp, &prefix);
+            extend_new(&mut v, found);
+            Resource::Dataplane(dp)
+        }),
+        ResourceKind::MeshGateway => deserialize_all::<MeshGatewaySpec>(body, &prefix, &mut v).map(|spec| {
+            let gw = MeshGateway { meta, spec };
+            let found = validate_meshgateway(&gw, &prefix);
+            extend_new(&mut v, found);
+            Resource::MeshGateway(gw)
+        }),
+    };
+    match resource {
+        Some(r) if v.is_empty() => Ok((r, warnings)),
+        _ => Err(invalid(kind.as_str(), &name, v)),
+    }
+}
+
+/// Adds the violations of `found` whose field is not named yet (a field refused while
+/// deserializing is not reported again as missing).
+fn extend_new(v: &mut Violations, found: Violations) {
+    for x in found.0 {
+        if !v.names(&x.field) {
+            v.0.push(x);
         }
     }
 }
@@ -315,25 +501,21 @@ pub fn parse_value(index: usize, doc: Value) -> Result<Resource, ParseError> {
 /// instead of stopping at the first: the offending field is removed (an array element is
 /// replaced by `{}`) and deserialization retried. Returns the value deserialized from what
 /// remains, so rule validation can still report the rest of the document.
-fn deserialize_all<T: serde::de::DeserializeOwned>(
-    mut body: Value,
-    prefix: &str,
-    violations: &mut Vec<Violation>,
-) -> Option<T> {
+fn deserialize_all<T: DeserializeOwned>(mut body: Value, prefix: &str, violations: &mut Violations) -> Option<T> {
     use serde_path_to_error::Segment;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..256 {
-        let err = match serde_path_to_error::deserialize::<_, T>(body.clone()) {
+        let err = match serde_path_to_error::deserialize::<_, T>(&body) {
             Ok(t) => return Some(t),
             Err(e) => e,
         };
         let path = err.path().to_string();
         let msg = err.inner().to_string();
         let msg = match msg.split_once(", expected one of ") {
-            Some((head, accepted)) => format!("{head}; accepted: {}", accepted.replace('`', "")),
+            Some((head, accepted)) => format!("{}; accepted: {}", head.replace('`', ""), accepted.replace('`', "")),
             None => msg,
         };
-        violations.push(Violation::new(join(prefix, &path), msg));
+        violations.push(join(prefix, &path), msg);
         if !seen.insert(path) {
             return None;
         }
@@ -351,9 +533,7 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
             (Segment::Map { key }, Value::Object(m)) => {
                 m.remove(key);
             }
-            (Segment::Seq { index }, Value::Array(a)) if *index < a.len() => {
-                a[*index] = Value::Object(Default::default())
-            }
+            (Segment::Seq { index }, Value::Array(a)) if *index < a.len() => a[*index] = Value::Object(Map::new()),
             _ => return None,
         }
     }
@@ -363,6 +543,8 @@ fn deserialize_all<T: serde::de::DeserializeOwned>(
 fn join(prefix: &str, path: &str) -> String {
     if path.is_empty() || path == "." {
         prefix.to_string()
+    } else if prefix.is_empty() {
+        path.to_string()
     } else if path.starts_with('[') {
         format!("{prefix}{path}")
     } else {
@@ -373,6 +555,9 @@ fn join(prefix: &str, path: &str) -> String {
 fn show(v: Option<&Value>) -> String {
     match v {
         None => "nothing".into(),
+        Some(Value::Bool(b)) => {
+            format!("the boolean {b} (YAML reads y, yes, on, n, no, off, true and false as booleans: quote the value)")
+        }
         Some(v) => {
             let s = v.to_string();
             if s.len() > 60 {
@@ -384,33 +569,40 @@ fn show(v: Option<&Value>) -> String {
     }
 }
 
-fn take_string(obj: &mut serde_json::Map<String, Value>, key: &str, violations: &mut Vec<Violation>) -> String {
+fn take_string(obj: &mut Map<String, Value>, key: &str, field: &str, v: &mut Violations) -> String {
     match obj.remove(key) {
         Some(Value::String(s)) => s,
         other => {
-            violations.push(Violation::new(
-                key,
-                format!("required string, got {}", show(other.as_ref())),
-            ));
+            v.push(field, format!("required string, got {}", show(other.as_ref())));
             String::new()
         }
     }
 }
 
-fn take_labels(
-    obj: &mut serde_json::Map<String, Value>,
-    field: &str,
-    violations: &mut Vec<Violation>,
-) -> BTreeMap<String, String> {
-    let key = field.rsplit('.').next().unwrap_or(field);
+fn take_labels(obj: &mut Map<String, Value>, key: &str, field: &str, v: &mut Violations) -> BTreeMap<String, String> {
     match obj.remove(key) {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(v) => match serde_json::from_value::<BTreeMap<String, String>>(v) {
-            Ok(m) => m,
-            Err(e) => {
-                violations.push(Violation::new(field, format!("must map strings to strings: {e}")));
-                BTreeMap::new()
+        Some(Value::Object(m)) => {
+            let mut out = BTreeMap::new();
+            for (k, val) in m {
+                match val {
+                    Value::String(s) => {
+                        out.insert(k, s);
+                    }
+                    other => v.push(
+                        format!("{field}[{k:?}]"),
+                        format!("a label value must be a string, got {}", show(Some(&other))),
+                    ),
+                }
             }
-        },
+            out
+        }
+        Some(other) => {
+            v.push(
+                field,
+                format!("must map strings to strings, got {}", show(Some(&other))),
+            );
+            BTreeMap::new()
+        }
     }
 }

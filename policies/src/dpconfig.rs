@@ -1,24 +1,29 @@
-//! The CP → DP config: what Envoy serves to meshmetric-dp on its config unix socket
-//! (DESIGN.md §4.5). The JSON shape is Kuma's, so existing tooling can read it:
+//! The CP → DP config: what Envoy serves to meshmetric-dp on its config socket
+//! ([`crate::contract`]). The JSON shape is Kuma's, so existing tooling can read it:
 //! `{"observability":{"metrics":{"applications":[..],"backends":[..],"sidecar":{..},"extraLabels":{..}}}}`.
+//! Values are typed ([`Port`], [`Duration`], enums), so the plugin parses them once, when the
+//! document arrives, and never re-interprets a string.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::dataplane::{Dataplane, WORKLOAD_LABEL, ZONE_LABEL};
-use crate::meshmetric::{Conf, DEFAULT_PATH, DEFAULT_REFRESH_INTERVAL, Header, OtlpTls, Sidecar};
+use crate::meshmetric::{BackendType, Compression, Header, OtlpProtocol, OtlpTls, Sidecar, Temporality};
+use crate::otelbackend::ResolvedEnvPolicy;
+use crate::values::{Duration, Port};
 
 /// Root of the CP → DP config document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DpConfig {
+    /// `observability`.
     pub observability: Observability,
 }
 
 /// `observability`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observability {
+    /// `metrics`.
     pub metrics: MetricsConfig,
 }
 
@@ -26,10 +31,14 @@ pub struct Observability {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsConfig {
+    /// Applications to scrape.
     #[serde(default)]
     pub applications: Vec<DpApplication>,
+    /// Active backends (a backend that cannot work on this proxy is left out; the control
+    /// plane shows why).
     #[serde(default)]
     pub backends: Vec<DpBackend>,
+    /// Profiles and selectors for Envoy's stats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar: Option<Sidecar>,
     /// Labels added to every exported series (keys as Kuma names them, e.g. `kuma.workload`).
@@ -38,121 +47,87 @@ pub struct MetricsConfig {
 }
 
 /// An application endpoint to scrape: `http://<address or 127.0.0.1>:<port><path>`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DpApplication {
+    /// Name (label `application` of its self-metrics); default its port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// HTTP path, starting with `/`.
     pub path: String,
-    pub port: u16,
+    /// Port.
+    pub port: Port,
     /// Empty means the proxy's local address (127.0.0.1).
     #[serde(default)]
     pub address: String,
 }
 
+impl DpApplication {
+    /// The name used in self-metrics: the name, else the port.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.port.to_string())
+    }
+}
+
 /// A backend as the plugin sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DpBackend {
+    /// The kind of backend.
     #[serde(rename = "type")]
-    pub kind: String,
-    /// Prometheus: the clientId (empty = default client); OpenTelemetry: the endpoint.
+    pub kind: BackendType,
+    /// Prometheus: the clientId (empty = default client); OpenTelemetry: the backend's name (the
+    /// MeshOpenTelemetryBackend's display name, or the inline endpoint).
     #[serde(default)]
     pub name: String,
+    /// Settings of an OpenTelemetry backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_telemetry: Option<DpOpenTelemetry>,
 }
 
-/// OTLP settings of an OpenTelemetry backend, as the policy gives them (unset = the plugin's
-/// `OTEL_EXPORTER_OTLP_*` environment, then the defaults). Headers carry secrets only as
+/// An OpenTelemetry backend resolved for one proxy: the MeshOpenTelemetryBackend's fields
+/// overridden by the policy's. Unset settings come from the plugin's `OTEL_EXPORTER_OTLP_*`
+/// environment as `env` says, then from the defaults. Headers carry secrets only as
 /// `valueFrom` references (validation refuses inline secrets), so no secret value is ever in
 /// this document.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DpOpenTelemetry {
+    /// `host:port`; an empty host means the node-local collector (`$HOST_IP`, else 127.0.0.1).
     pub endpoint: String,
-    pub refresh_interval: String,
+    /// Push interval.
+    pub refresh_interval: Duration,
+    /// Transport.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
+    pub protocol: Option<OtlpProtocol>,
+    /// Base path for OTLP/HTTP (`<path>/v1/metrics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub path: Option<String>,
+    /// Timeout of one export.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compression: Option<String>,
+    pub timeout: Option<Duration>,
+    /// Compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temporality: Option<String>,
+    pub compression: Option<Compression>,
+    /// Temporality of sums and histograms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporality: Option<Temporality>,
+    /// Most queued batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_size: Option<u32>,
+    /// Request headers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<Header>,
+    /// TLS towards the collector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<OtlpTls>,
+    /// How the `OTEL_EXPORTER_OTLP_*` variables combine with these fields.
+    pub env: ResolvedEnvPolicy,
 }
 
 impl DpConfig {
-    /// Builds the config of `dp` from its merged (validated) [`Conf`].
-    pub fn build(conf: &Conf, dp: &Dataplane) -> Self {
-        let applications = conf
-            .applications
-            .iter()
-            .flatten()
-            .map(|a| DpApplication {
-                name: a.name.clone(),
-                path: a.path.clone().unwrap_or_else(|| DEFAULT_PATH.to_string()),
-                port: u16::try_from(a.port).unwrap_or(0),
-                address: a.address.clone().unwrap_or_default(),
-            })
-            .collect();
-        let backends = conf
-            .backends
-            .iter()
-            .flatten()
-            .map(|b| DpBackend {
-                kind: b.kind.clone(),
-                name: match (&b.prometheus, &b.open_telemetry) {
-                    (Some(p), _) => p.client_id.clone().unwrap_or_default(),
-                    (_, Some(o)) => o.endpoint.clone(),
-                    _ => String::new(),
-                },
-                open_telemetry: b.open_telemetry.as_ref().map(|o| DpOpenTelemetry {
-                    endpoint: o.endpoint.clone(),
-                    refresh_interval: o
-                        .refresh_interval
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_REFRESH_INTERVAL.to_string()),
-                    protocol: o.protocol.clone(),
-                    timeout: o.timeout.clone(),
-                    compression: o.compression.clone(),
-                    temporality: o.temporality.clone(),
-                    queue_size: o.queue_size.and_then(|q| u32::try_from(q).ok()),
-                    headers: o.headers.clone().unwrap_or_default(),
-                    tls: o.tls.clone(),
-                }),
-            })
-            .collect();
-        let mut extra_labels = BTreeMap::new();
-        extra_labels.insert("mesh".to_string(), dp.meta.mesh.clone());
-        extra_labels.insert("dataplane".to_string(), dp.meta.name.clone());
-        if let Some(w) = dp.meta.labels.get(WORKLOAD_LABEL) {
-            extra_labels.insert("kuma.workload".to_string(), w.clone());
-        }
-        if let Some(z) = dp.meta.labels.get(ZONE_LABEL) {
-            extra_labels.insert("zone".to_string(), z.clone());
-        }
-        extra_labels.insert("kuma.proxy_role".to_string(), "sidecar".to_string());
-        DpConfig {
-            observability: Observability {
-                metrics: MetricsConfig {
-                    applications,
-                    backends,
-                    sidecar: conf.sidecar.clone(),
-                    extra_labels,
-                },
-            },
-        }
-    }
-
     /// The JSON body served to the plugin and its ETag (SHA-256 of the body, lowercase hex).
     pub fn to_body_and_etag(&self) -> (String, String) {
-        let body = serde_json::to_string(self).expect("DpConfig serializes");
+        let body = serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"));
         let etag = hex::encode(Sha256::digest(body.as_bytes()));
         (body, etag)
     }

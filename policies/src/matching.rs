@@ -1,291 +1,225 @@
-//! targetRef matching and merging (Kuma semantics, DESIGN.md §4.3).
+//! targetRef matching and merging, as Kuma 2.14 does it (`pkg/plugins/policies/core/matchers/
+//! dataplane.go`, `SortByTargetRef`).
 //!
-//! A policy applies to a Dataplane when its `targetRef` selects it. Matching policies are
-//! ordered from least to most specific by kind rank as Kuma 2.14 ranks them — Mesh (1) <
-//! Dataplane (2) < Dataplane with `sectionName` < MeshSubset (3) < MeshService (5) <
-//! MeshServiceSubset (8) — and, at equal rank, the lexically smaller policy name comes last
-//! (it wins). Their `default`s are then merged in that order with JSON Merge Patch (RFC 7396):
-//! objects merge recursively and lists are replaced by the more specific policy, except
-//! `sidecar.profiles.appendProfiles`, which is concatenated.
+//! A policy applies to a Dataplane when its top-level `targetRef` selects it ([`selects`]).
+//! Matching policies are ordered from least to most specific ([`Specificity`]): by kind rank —
+//! Mesh (1) < Dataplane (2) < MeshSubset (3) < MeshGateway (4) < MeshService (5) <
+//! MeshServiceSubset (8) —, then a Dataplane targetRef by name beats one by labels, then a
+//! MeshGateway targetRef with more listener tags wins, then the policy role (system <
+//! producer < consumer < workload-owner), and at last the lexically smaller display name comes
+//! last (it wins). Their `default`s are merged in that order ([`Conf::merge`]). Shadow policies
+//! (`kuma.io/effect: shadow`) are never applied.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::dataplane::{Dataplane, SERVICE_TAG};
-use crate::meshmetric::{Conf, MeshMetric, TargetRef};
+use crate::dataplane::{Dataplane, NAMESPACE_LABEL, SERVICE_TAG};
+use crate::meshgateway::MeshGateway;
+use crate::meshmetric::{Conf, MeshMetric};
+use crate::meta::{Meta, PolicyRole};
+use crate::targetref::{ProxyType, TargetRef, TargetRefKind};
 
 /// A policy that contributed to an effective config, in merge order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Contribution {
+    /// Name of the policy.
     pub name: String,
+    /// Kind of its top-level targetRef (`Mesh` when it has none).
     #[serde(rename = "targetRefKind")]
-    pub target_ref_kind: String,
+    pub target_ref_kind: TargetRefKind,
 }
 
-/// Whether `target_ref` (None = Mesh) selects `dp`.
-pub fn selects(target_ref: Option<&TargetRef>, dp: &Dataplane) -> bool {
-    let Some(tr) = target_ref else { return true };
-    let subset = |want: &std::collections::BTreeMap<String, String>,
-                  have: &std::collections::BTreeMap<String, String>| {
-        want.iter().all(|(k, v)| have.get(k) == Some(v))
+/// Kuma's `TagSelector.Matches`: every selector tag present with the same value (`*` matches
+/// any value).
+pub fn tags_match(selector: &BTreeMap<String, String>, tags: &BTreeMap<String, String>) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| tags.get(k).is_some_and(|have| v == "*" || have == v))
+}
+
+/// Tags of each listener of the MeshGateway configuring `dp`: the Dataplane's gateway tags,
+/// then the MeshGateway's, then the listener's (later ones win).
+fn gateway_listener_tags<'a>(
+    dp: &'a Dataplane,
+    gw: &'a MeshGateway,
+) -> impl Iterator<Item = BTreeMap<String, String>> + 'a {
+    gw.spec.conf.listeners.iter().map(move |l| {
+        let mut t = dp
+            .networking()
+            .gateway
+            .as_ref()
+            .map(|g| g.tags.clone())
+            .unwrap_or_default();
+        t.extend(gw.spec.tags.clone());
+        t.extend(l.tags.clone());
+        t
+    })
+}
+
+/// Kuma's `inboundsSelectedByTags`: whether an inbound, a listener of the proxy's MeshGateway
+/// or a delegated gateway matches `selector`.
+fn selected_by_tags(selector: &BTreeMap<String, String>, dp: &Dataplane, gw: Option<&MeshGateway>) -> bool {
+    let n = dp.networking();
+    n.inbound.iter().any(|i| tags_match(selector, &i.tags))
+        || gw.is_some_and(|gw| gateway_listener_tags(dp, gw).any(|t| tags_match(selector, &t)))
+        || dp.is_delegated_gateway() && n.gateway.as_ref().is_some_and(|g| tags_match(selector, &g.tags))
+}
+
+fn proxy_type_supported(tr: &TargetRef, dp: &Dataplane) -> bool {
+    let have = if dp.networking().gateway.is_some() {
+        ProxyType::Gateway
+    } else {
+        ProxyType::Sidecar
     };
-    match tr.kind.as_str() {
-        "Mesh" => true,
-        "Dataplane" => {
-            let by_name = tr.name.as_ref().is_none_or(|n| *n == dp.meta.name);
-            let by_labels = tr.labels.as_ref().is_none_or(|l| subset(l, &dp.meta.labels));
-            let by_section = tr.section_name.as_ref().is_none_or(|s| {
-                dp.networking
-                    .inbound
-                    .iter()
-                    .any(|i| i.name.as_deref() == Some(s.as_str()) || i.port.to_string() == *s)
+    tr.proxy_types
+        .as_ref()
+        .is_none_or(|t| t.is_empty() || t.contains(&have))
+}
+
+/// Whether a policy with `policy` metadata and top-level `target_ref` (None = Mesh) selects
+/// `dp`, whose MeshGateway (for a builtin gateway) is `gateway`.
+///
+/// Policies of the `consumer` and `workload-owner` roles only select Dataplanes of their own
+/// Kubernetes namespace (label `k8s.kuma.io/namespace`), as in Kuma.
+pub fn selects(policy: &Meta, target_ref: Option<&TargetRef>, dp: &Dataplane, gateway: Option<&MeshGateway>) -> bool {
+    if matches!(policy.policy_role(), PolicyRole::Consumer | PolicyRole::WorkloadOwner)
+        && policy
+            .labels
+            .get(NAMESPACE_LABEL)
+            .is_none_or(|ns| dp.meta.labels.get(NAMESPACE_LABEL) != Some(ns))
+    {
+        return false;
+    }
+    let mesh = TargetRef::of(TargetRefKind::Mesh);
+    let tr = target_ref.unwrap_or(&mesh);
+    let n = dp.networking();
+    match tr.kind.unwrap_or(TargetRefKind::Mesh) {
+        TargetRefKind::Mesh => {
+            proxy_type_supported(tr, dp) && (selected_by_tags(&BTreeMap::new(), dp, gateway) || !n.listeners.is_empty())
+        }
+        TargetRefKind::Dataplane => {
+            if gateway.is_some() {
+                return false; // Kuma: a builtin gateway with its MeshGateway is not a Dataplane target
+            }
+            let name = tr.name.as_deref().filter(|s| !s.is_empty());
+            let namespace = tr.namespace.as_deref().filter(|s| !s.is_empty());
+            let all = name.is_none() && namespace.is_none() && tr.labels.is_none();
+            let by_name = name.is_some_and(|name| {
+                name == dp.meta.name
+                    && namespace.is_none_or(|ns| dp.meta.labels.get(NAMESPACE_LABEL).is_some_and(|l| l == ns))
             });
-            by_name && by_labels && by_section
+            let by_labels = tr
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.iter().all(|(k, v)| dp.meta.labels.get(k) == Some(v)));
+            all || by_name || by_labels
         }
-        "MeshSubset" => {
-            let tags = tr.tags.clone().unwrap_or_default();
-            tags.is_empty() || dp.networking.inbound.iter().any(|i| subset(&tags, &i.tags))
+        TargetRefKind::MeshSubset => {
+            proxy_type_supported(tr, dp) && selected_by_tags(tr.tags.as_ref().unwrap_or(&BTreeMap::new()), dp, gateway)
         }
-        "MeshService" => {
-            let name = tr.name.as_deref().unwrap_or_default();
-            dp.services().any(|s| s == name)
+        TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset => {
+            let mut selector = BTreeMap::from([(SERVICE_TAG.to_string(), tr.name.clone().unwrap_or_default())]);
+            if tr.kind == Some(TargetRefKind::MeshServiceSubset) {
+                selector.extend(tr.tags.clone().unwrap_or_default());
+            }
+            selected_by_tags(&selector, dp, gateway)
         }
-        "MeshServiceSubset" => {
-            let name = tr.name.as_deref().unwrap_or_default();
-            let tags = tr.tags.clone().unwrap_or_default();
-            dp.networking
-                .inbound
-                .iter()
-                .any(|i| i.tags.get(SERVICE_TAG).map(String::as_str) == Some(name) && subset(&tags, &i.tags))
-        }
-        _ => false,
+        TargetRefKind::MeshGateway => match gateway {
+            Some(gw) if dp.is_builtin_gateway() && tr.name.as_deref() == Some(gw.meta.name.as_str()) => {
+                let selector = tr.tags.clone().unwrap_or_default();
+                gateway_listener_tags(dp, gw).any(|t| tags_match(&selector, &t))
+            }
+            _ => false,
+        },
     }
 }
 
-/// Specificity of a targetRef: (kind rank, has sectionName). Larger = more specific.
-pub fn specificity(target_ref: Option<&TargetRef>) -> (u8, bool) {
-    let Some(tr) = target_ref else { return (1, false) };
-    let rank = match tr.kind.as_str() {
-        "Mesh" => 1,
-        "Dataplane" => 2,
-        "MeshSubset" => 3,
-        "MeshService" => 5,
-        "MeshServiceSubset" => 8,
-        _ => 0,
-    };
-    (rank, tr.section_name.is_some())
+/// How specific a policy is: policies merge in ascending order (the most specific last).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Specificity {
+    rank: u8,
+    dataplane_by_name: bool,
+    gateway_tags: usize,
+    role: PolicyRole,
+    /// The display name, reversed in order: the smaller name is more specific.
+    name: std::cmp::Reverse<String>,
+}
+
+impl Specificity {
+    /// The specificity of policy `meta` with top-level `target_ref` (None = Mesh).
+    pub fn of(meta: &Meta, target_ref: Option<&TargetRef>) -> Self {
+        let kind = target_ref.and_then(|t| t.kind).unwrap_or(TargetRefKind::Mesh);
+        let has = |s: Option<&String>| s.is_some_and(|s| !s.is_empty());
+        Self {
+            rank: kind.rank(),
+            dataplane_by_name: kind == TargetRefKind::Dataplane
+                && target_ref.is_some_and(|t| has(t.name.as_ref()) && t.labels.is_none()),
+            gateway_tags: if kind == TargetRefKind::MeshGateway {
+                target_ref.and_then(|t| t.tags.as_ref()).map_or(0, BTreeMap::len)
+            } else {
+                0
+            },
+            role: meta.policy_role(),
+            name: std::cmp::Reverse(meta.display_name().to_string()),
+        }
+    }
 }
 
 /// The policies of `dp`'s mesh that select it, ordered least → most specific (merge order).
-/// The result does not depend on the order of `policies`.
-pub fn matching<'a>(policies: impl IntoIterator<Item = &'a MeshMetric>, dp: &Dataplane) -> Vec<&'a MeshMetric> {
-    let mut m: Vec<&MeshMetric> = policies
+/// `gateway` is the MeshGateway configuring `dp` when it is a builtin gateway. The result does
+/// not depend on the order of `policies`.
+pub fn matching<'a>(
+    policies: impl IntoIterator<Item = &'a MeshMetric>,
+    dp: &Dataplane,
+    gateway: Option<&MeshGateway>,
+) -> Vec<&'a MeshMetric> {
+    let mut m: Vec<(Specificity, &MeshMetric)> = policies
         .into_iter()
-        .filter(|p| p.meta.mesh == dp.meta.mesh && selects(p.spec.target_ref.as_ref(), dp))
+        .filter(|p| {
+            p.meta.mesh == dp.meta.mesh
+                && !p.meta.is_shadow()
+                && selects(&p.meta, p.spec.target_ref.as_ref(), dp, gateway)
+        })
+        .map(|p| (Specificity::of(&p.meta, p.spec.target_ref.as_ref()), p))
         .collect();
-    m.sort_by(|a, b| {
-        specificity(a.spec.target_ref.as_ref())
-            .cmp(&specificity(b.spec.target_ref.as_ref()))
-            // equal rank: the lexically smaller name is applied last
-            .then_with(|| b.meta.name.cmp(&a.meta.name))
-    });
-    m
+    m.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.meta.name.cmp(&b.1.meta.name)));
+    m.into_iter().map(|(_, p)| p).collect()
 }
 
-/// Merges the policies that select `dp` into one effective [`Conf`].
-/// Returns `None` when no policy selects the proxy (it then gets no metrics config).
+/// Merges the policies that select `dp` into one effective [`Conf`], with the policies that
+/// made it. `None` when no policy selects the proxy.
 pub fn effective_conf<'a>(
     policies: impl IntoIterator<Item = &'a MeshMetric>,
     dp: &Dataplane,
+    gateway: Option<&MeshGateway>,
 ) -> Option<(Conf, Vec<Contribution>)> {
-    let ordered = matching(policies, dp);
+    let ordered = matching(policies, dp, gateway);
     if ordered.is_empty() {
         return None;
     }
-    let mut acc = Value::Object(Default::default());
+    let mut conf = Conf::default();
     let mut contributions = Vec::with_capacity(ordered.len());
     for p in ordered {
-        let patch = serde_json::to_value(&p.spec.default).expect("Conf serializes");
-        merge_patch(&mut acc, patch, &mut Vec::new());
+        conf.merge(&p.spec.default);
         contributions.push(Contribution {
             name: p.meta.name.clone(),
             target_ref_kind: p
                 .spec
                 .target_ref
                 .as_ref()
-                .map_or("Mesh".to_string(), |t| t.kind.clone()),
+                .and_then(|t| t.kind)
+                .unwrap_or(TargetRefKind::Mesh),
         });
     }
-    let conf: Conf = serde_json::from_value(acc).expect("merge of valid Confs is a valid Conf");
     Some((conf, contributions))
 }
 
 /// Merges a list of `default`s in order (least specific first).
 pub fn merge_confs<'a>(confs: impl IntoIterator<Item = &'a Conf>) -> Conf {
-    let mut acc = Value::Object(Default::default());
+    let mut acc = Conf::default();
     for c in confs {
-        merge_patch(
-            &mut acc,
-            serde_json::to_value(c).expect("Conf serializes"),
-            &mut Vec::new(),
-        );
+        acc.merge(c);
     }
-    serde_json::from_value(acc).expect("merge of valid Confs is a valid Conf")
-}
-
-fn merge_patch(dst: &mut Value, src: Value, path: &mut Vec<String>) {
-    match (dst, src) {
-        (Value::Object(d), Value::Object(s)) => {
-            for (k, v) in s {
-                if v.is_null() {
-                    d.remove(&k);
-                    continue;
-                }
-                let append = k == "appendProfiles" && path.len() == 2 && path[0] == "sidecar" && path[1] == "profiles";
-                match d.get_mut(&k) {
-                    Some(Value::Array(existing)) if append => {
-                        if let Value::Array(more) = v {
-                            existing.extend(more);
-                        }
-                    }
-                    Some(existing @ Value::Object(_)) if v.is_object() => {
-                        path.push(k);
-                        merge_patch(existing, v, path);
-                        path.pop();
-                    }
-                    _ => {
-                        d.insert(k, v);
-                    }
-                }
-            }
-        }
-        (d, s) => *d = s,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::document::{Resource, parse_documents};
-
-    fn mk_policies(yaml: &str) -> (Vec<MeshMetric>, Vec<Dataplane>) {
-        let mut p = Vec::new();
-        let mut d = Vec::new();
-        for r in parse_documents(yaml).unwrap() {
-            match r {
-                Resource::MeshMetric(m) => p.push(m),
-                Resource::Dataplane(x) => d.push(x),
-            }
-        }
-        (p, d)
-    }
-
-    const DP: &str = r#"
-type: Dataplane
-name: web-01
-labels: {kuma.io/workload: web, team: a}
-networking:
-  address: 127.0.0.1
-  inbound: [{port: 10001, servicePort: 8080, name: http, tags: {kuma.io/service: web, version: v1}}]
-"#;
-
-    #[test]
-    fn dataplane_labels_beat_mesh_and_lists_are_replaced() {
-        let (p, d) = mk_policies(&format!(
-            "{DP}---\n{}",
-            r#"type: MeshMetric
-name: mesh-wide
-spec:
-  default:
-    sidecar: {includeUnused: true, profiles: {appendProfiles: [{name: Basic}], exclude: [{type: Prefix, match: envoy_a}]}}
-    applications: [{port: 1000}, {port: 1001}]
-    backends: [{type: Prometheus, prometheus: {port: 5670}}]
----
-type: MeshMetric
-name: team-a
-spec:
-  targetRef: {kind: Dataplane, labels: {team: a}}
-  default:
-    sidecar: {profiles: {appendProfiles: [{name: All}], exclude: [{type: Prefix, match: envoy_b}]}}
-    applications: [{port: 2000}]
----
-type: MeshMetric
-name: team-b
-spec:
-  targetRef: {kind: Dataplane, labels: {team: b}}
-  default: {applications: [{port: 3000}]}
-"#
-        ));
-        let (conf, contrib) = effective_conf(&p, &d[0]).unwrap();
-        assert_eq!(
-            contrib.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-            ["mesh-wide", "team-a"]
-        );
-        let apps: Vec<i64> = conf.applications.unwrap().iter().map(|a| a.port).collect();
-        assert_eq!(apps, [2000]);
-        let sidecar = conf.sidecar.unwrap();
-        assert_eq!(sidecar.include_unused, Some(true));
-        let profiles = sidecar.profiles.unwrap();
-        let names: Vec<_> = profiles.append_profiles.unwrap().into_iter().map(|p| p.name).collect();
-        assert_eq!(names, ["Basic", "All"]);
-        assert_eq!(profiles.exclude.unwrap()[0].pattern, "envoy_b");
-        assert_eq!(conf.backends.unwrap().len(), 1);
-    }
-
-    #[test]
-    fn ranking_and_name_tie_break_are_order_independent() {
-        let (mut p, d) = mk_policies(&format!(
-            "{DP}---\n{}",
-            r#"type: MeshMetric
-name: b-subset
-spec: {targetRef: {kind: MeshSubset, tags: {version: v1}}, default: {applications: [{port: 3}]}}
----
-type: MeshMetric
-name: a-section
-spec: {targetRef: {kind: Dataplane, sectionName: http}, default: {applications: [{port: 2}]}}
----
-type: MeshMetric
-name: z-dp
-spec: {targetRef: {kind: Dataplane}, default: {applications: [{port: 1}]}}
----
-type: MeshMetric
-name: a-dp
-spec: {targetRef: {kind: Dataplane}, default: {applications: [{port: 1}]}}
----
-type: MeshMetric
-name: svc
-spec: {targetRef: {kind: MeshService, name: web}, default: {applications: [{port: 5}]}}
----
-type: MeshMetric
-name: other-svc
-spec: {targetRef: {kind: MeshService, name: api}, default: {applications: [{port: 6}]}}
-"#
-        ));
-        let expected = ["z-dp", "a-dp", "a-section", "b-subset", "svc"];
-        for _ in 0..4 {
-            let order: Vec<_> = matching(&p, &d[0]).iter().map(|m| m.meta.name.clone()).collect();
-            assert_eq!(order, expected);
-            p.rotate_left(1);
-            p.reverse();
-        }
-        let (conf, _) = effective_conf(&p, &d[0]).unwrap();
-        assert_eq!(conf.applications.unwrap()[0].port, 5);
-    }
-
-    #[test]
-    fn other_mesh_and_unmatched_labels_do_not_apply() {
-        let (p, d) = mk_policies(&format!(
-            "{DP}---\n{}",
-            r#"type: MeshMetric
-name: other
-mesh: other
-spec: {default: {applications: [{port: 1}]}}
----
-type: MeshMetric
-name: nope
-spec: {targetRef: {kind: Dataplane, labels: {team: z}}, default: {}}
-"#
-        ));
-        assert!(effective_conf(&p, &d[0]).is_none());
-    }
+    acc
 }

@@ -1,26 +1,42 @@
-//! The `MeshMetric` policy (Kuma MADR 035; `kuma.io/v1alpha1`, kind `MeshMetric`).
+//! The `MeshMetric` policy (Kuma MADR 035; `kuma.io/v1alpha1`, kind `MeshMetric`), Kuma 2.14's
+//! fields plus this project's OTLP settings.
 //!
-//! Enumerated fields (`kind`, `type`, `name`, `mode`) are kept as strings so that
-//! [`crate::validate`] can report every unknown value at once, with its field path, instead of
-//! stopping at the first one as serde would.
+//! Every enumerated field is an enum whose serde names are the wire names, so an unknown value
+//! is a deserialization error reported at its field path (with the accepted values) together
+//! with every other violation of the document. Every field of [`Conf`] is optional, so that
+//! policies merge field by field ([`Conf::merge`]).
+
+use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
-use crate::document::Meta;
+use crate::meta::Meta;
+use crate::targetref::TargetRef;
+use crate::values::{Duration, Port, UrlPath};
 
-/// Default path of an application's and a Prometheus backend's metrics endpoint (Kuma default).
+/// Default path of an application's and a Prometheus backend's metrics endpoint (Kuma).
 pub const DEFAULT_PATH: &str = "/metrics";
-/// Default port of a Prometheus backend (Kuma default).
-pub const DEFAULT_PROMETHEUS_PORT: u32 = 5670;
-/// Default OTLP push interval (Kuma default).
-pub const DEFAULT_REFRESH_INTERVAL: &str = "1m";
+/// Default port of a Prometheus backend (Kuma).
+pub const DEFAULT_PROMETHEUS_PORT: Port = match Port::new(5670) {
+    Some(p) => p,
+    None => unreachable!(),
+};
+/// Default OTLP push interval (Kuma): one minute.
+pub const DEFAULT_REFRESH_INTERVAL_SECS: u64 = 60;
+/// Default timeout of one OTLP export (OTLP exporter specification): ten seconds.
+pub const DEFAULT_OTLP_TIMEOUT_SECS: u64 = 10;
+/// Default OTLP queue size, in batches.
+pub const DEFAULT_QUEUE_SIZE: u32 = 100;
+/// Accepted range of `queueSize`.
+pub const QUEUE_SIZE_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
 
 /// A MeshMetric policy: metadata plus spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshMetric {
+    /// Identity and labels.
     pub meta: Meta,
+    /// The policy.
     pub spec: MeshMetricSpec,
 }
 
@@ -36,40 +52,58 @@ pub struct MeshMetricSpec {
     pub default: Conf,
 }
 
-/// `spec.targetRef`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TargetRef {
-    /// `Mesh`, `Dataplane`, `MeshSubset`, `MeshService` or `MeshServiceSubset`.
-    #[schemars(extend("enum" = ["Mesh", "Dataplane", "MeshSubset", "MeshService", "MeshServiceSubset"]))]
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Dataplane labels the proxy must have (kind `Dataplane`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
-    /// Inbound tags the proxy must have (kinds `MeshSubset`, `MeshServiceSubset`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
-    /// Inbound name or port (kind `Dataplane`); makes the reference more specific.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub section_name: Option<String>,
-}
-
-/// `spec.default`: the mergeable configuration. Every field is optional so that policies can
-/// be merged field by field; [`Conf`] values produced by merging keep that shape.
+/// `spec.default`: the mergeable configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Conf {
+    /// What to keep of Envoy's own stats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar: Option<Sidecar>,
+    /// Application endpoints scraped and merged with Envoy's stats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applications: Option<Vec<Application>>,
+    /// Where the merged metrics go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<Backend>>,
+}
+
+impl Conf {
+    /// Merges a more specific `other` into `self` (Kuma's JSON Merge Patch rules): a field set
+    /// in `other` replaces this one, objects merge field by field, lists are replaced — except
+    /// `sidecar.profiles.appendProfiles`, which is concatenated.
+    pub fn merge(&mut self, other: &Conf) {
+        if let Some(o) = &other.sidecar {
+            let s = self.sidecar.get_or_insert_with(Default::default);
+            if o.include_unused.is_some() {
+                s.include_unused = o.include_unused;
+            }
+            if let Some(op) = &o.profiles {
+                let p = s.profiles.get_or_insert_with(Default::default);
+                match (&mut p.append_profiles, &op.append_profiles) {
+                    (Some(mine), Some(more)) => mine.extend(more.iter().cloned()),
+                    (mine @ None, Some(more)) => *mine = Some(more.clone()),
+                    (_, None) => {}
+                }
+                if op.include.is_some() {
+                    p.include.clone_from(&op.include);
+                }
+                if op.exclude.is_some() {
+                    p.exclude.clone_from(&op.exclude);
+                }
+            }
+        }
+        if other.applications.is_some() {
+            self.applications.clone_from(&other.applications);
+        }
+        if other.backends.is_some() {
+            self.backends.clone_from(&other.backends);
+        }
+    }
+
+    /// Whether Envoy's unused stats are exported too (`sidecar.includeUnused`, default false).
+    pub fn include_unused(&self) -> bool {
+        self.sidecar.as_ref().and_then(|s| s.include_unused).unwrap_or(false)
+    }
 }
 
 /// `spec.default.sidecar`: what to keep of Envoy's own stats.
@@ -79,6 +113,7 @@ pub struct Sidecar {
     /// Also export stats that were never updated (Envoy's `usedonly` is then not sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_unused: Option<bool>,
+    /// Profiles and selectors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiles: Option<Profiles>,
 }
@@ -87,7 +122,7 @@ pub struct Sidecar {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Profiles {
-    /// Profiles to apply, OR-ed (`All`, `Basic`, `None`); none given means `Basic`.
+    /// Profiles to apply, OR-ed; none given means `Basic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub append_profiles: Option<Vec<Profile>>,
     /// Families kept even when no profile keeps them (include wins over exclude).
@@ -102,57 +137,109 @@ pub struct Profiles {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Profile {
-    /// `All`, `Basic` or `None`.
-    #[schemars(extend("enum" = ["All", "Basic", "None"]))]
-    #[serde(default)]
-    pub name: String,
+    /// The profile (required).
+    #[schemars(extend("x-required" = true))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<ProfileName>,
+}
+
+/// A profile of Envoy stats (Kuma).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ProfileName {
+    /// Every family.
+    All,
+    /// The families Kuma's dashboards use (see [`crate::profiles`]).
+    Basic,
+    /// Nothing (only what `include` adds).
+    None,
 }
 
 /// A metric family name selector.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Selector {
-    /// `Prefix`, `Regex` (RE2-like syntax, unanchored), `Exact` or `Contains`.
-    #[serde(rename = "type")]
-    #[schemars(extend("enum" = ["Prefix", "Regex", "Exact", "Contains"]))]
-    #[serde(default)]
-    pub kind: String,
+    /// How `match` is compared with the family name (required).
+    #[schemars(extend("x-required" = true))]
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SelectorType>,
     /// The pattern; must not be empty.
-    #[serde(rename = "match")]
+    #[serde(rename = "match", default)]
     #[schemars(length(min = 1))]
-    #[serde(default)]
     pub pattern: String,
 }
 
-/// An application endpoint scraped and merged with Envoy's stats.
+/// `type` of a [`Selector`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum SelectorType {
+    /// The family name starts with `match`.
+    Prefix,
+    /// `match` (RE2 syntax) is found in the family name (unanchored search).
+    Regex,
+    /// The family name is `match`.
+    Exact,
+    /// The family name contains `match`.
+    Contains,
+}
+
+/// An application endpoint scraped and merged with Envoy's stats:
+/// `http://<address or 127.0.0.1>:<port><path>`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Application {
+    /// Name of the application (the `application` label of its self-metrics); default its port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// HTTP path; default `/metrics`.
+    /// HTTP path; default `/metrics`; a missing leading `/` is added (Kuma accepts
+    /// `metrics/prometheus`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<UrlPath>,
     /// IP address or host; default the proxy's local address (127.0.0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// TCP port, 1–65535 (required).
-    #[schemars(range(min = 1, max = 65535))]
-    #[serde(default)]
-    pub port: i64,
+    /// TCP port (required).
+    #[schemars(extend("x-required" = true))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<Port>,
 }
 
-/// A metrics backend.
+impl Application {
+    /// The path with its default applied.
+    pub fn path_or_default(&self) -> &str {
+        self.path.as_ref().map_or(DEFAULT_PATH, UrlPath::as_str)
+    }
+}
+
+/// `type` of a [`Backend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum BackendType {
+    /// Pull: Envoy exposes the merged metrics for Prometheus.
+    Prometheus,
+    /// Push: OTLP to a collector.
+    OpenTelemetry,
+}
+
+impl BackendType {
+    /// The name as written in documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Prometheus => "Prometheus",
+            Self::OpenTelemetry => "OpenTelemetry",
+        }
+    }
+}
+
+/// A metrics backend: `type` and the matching body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backend {
-    /// `Prometheus` or `OpenTelemetry`.
-    #[serde(rename = "type")]
-    #[schemars(extend("enum" = ["Prometheus", "OpenTelemetry"]))]
-    #[serde(default)]
-    pub kind: String,
+    /// The kind of backend (required).
+    #[schemars(extend("x-required" = true))]
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<BackendType>,
+    /// Settings of a Prometheus backend (required for that type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusBackend>,
+    /// Settings of an OpenTelemetry backend (required for that type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_telemetry: Option<OpenTelemetryBackend>,
 }
@@ -164,27 +251,29 @@ pub struct PrometheusBackend {
     /// Which Prometheus (MADS `clientId`) discovers this endpoint; none = the default client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// Port, 1–65535; default 5670.
+    /// Port; default 5670.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
-    pub port: Option<i64>,
-    /// Path, starting with `/`; default `/metrics`.
+    pub port: Option<Port>,
+    /// Path; default `/metrics`; a missing leading `/` is added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<UrlPath>,
+    /// TLS of the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<PrometheusTls>,
 }
 
 impl PrometheusBackend {
-    /// The port with its default applied (callers run this on validated policies).
-    pub fn port_or_default(&self) -> u16 {
-        self.port
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(DEFAULT_PROMETHEUS_PORT as u16)
+    /// The port with its default applied.
+    pub fn port_or_default(&self) -> Port {
+        self.port.unwrap_or(DEFAULT_PROMETHEUS_PORT)
     }
     /// The path with its default applied.
     pub fn path_or_default(&self) -> &str {
-        self.path.as_deref().unwrap_or(DEFAULT_PATH)
+        self.path.as_ref().map_or(DEFAULT_PATH, UrlPath::as_str)
+    }
+    /// The TLS mode with its default (`Disabled`) applied.
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.as_ref().and_then(|t| t.mode).unwrap_or(TlsMode::Disabled)
     }
 }
 
@@ -192,52 +281,130 @@ impl PrometheusBackend {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusTls {
-    /// `Disabled` (default) or `ProvidedTLS`. `ActiveMTLSBackend` is rejected: this project has
-    /// no mesh CA to issue the certificate it needs.
-    #[schemars(extend("enum" = ["Disabled", "ProvidedTLS", "ActiveMTLSBackend"]))]
-    #[serde(default)]
-    pub mode: String,
+    /// TLS mode (required when `tls` is given).
+    #[schemars(extend("x-required" = true))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<TlsMode>,
 }
 
-/// An OpenTelemetry (OTLP push) backend. Settings the policy leaves unset fall back to the
-/// standard `OTEL_EXPORTER_OTLP_*` environment variables of the plugin, then to the defaults
-/// given here (OTLP exporter specification).
+/// TLS mode of a Prometheus backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum TlsMode {
+    /// Plain HTTP (default).
+    Disabled,
+    /// HTTPS with the certificate the proxy was given (node metadata `metricsCertPath`,
+    /// `metricsKeyPath`).
+    #[serde(rename = "ProvidedTLS")]
+    ProvidedTls,
+    /// HTTPS with a certificate from the mesh CA. Refused: this project has no mesh CA.
+    #[serde(rename = "ActiveMTLSBackend")]
+    ActiveMtlsBackend,
+}
+
+/// An OpenTelemetry (OTLP push) backend: a reference to a `MeshOpenTelemetryBackend`
+/// (`backendRef`, Kuma 2.10+) or, deprecated, an inline `endpoint`. The other fields are this
+/// project's OTLP settings; with a `backendRef` they override the referenced backend's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenTelemetryBackend {
-    /// Collector address as `host:port` (not a URL), e.g. `otel-collector:4317`.
-    #[serde(default)]
-    pub endpoint: String,
-    /// OTLP transport: `grpc` (default) or `http` (HTTP/protobuf, path `/v1/metrics`).
+    /// Collector address as `host:port` (not a URL). Deprecated in Kuma 2.14, removed on Kuma's
+    /// main branch: use `backendRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["grpc", "http"]))]
-    pub protocol: Option<String>,
-    /// Push interval as a Go-style duration (`30s`, `1m`); default `1m`; must be > 0.
+    pub endpoint: Option<String>,
+    /// The `MeshOpenTelemetryBackend` to send to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_interval: Option<String>,
-    /// Timeout of one export request (duration); default `10s`; must be > 0.
+    pub backend_ref: Option<BackendRef>,
+    /// Push interval; default `1m`; must be greater than 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
-    /// `gzip` or `none` (default).
+    pub refresh_interval: Option<Duration>,
+    /// OTLP transport (extension): `grpc` (default) or `http` (HTTP/protobuf).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["gzip", "none"]))]
-    pub compression: Option<String>,
-    /// Aggregation temporality of sums and histograms: `Cumulative` (default) or `Delta`.
+    pub protocol: Option<OtlpProtocol>,
+    /// Timeout of one export request (extension); default `10s`; must be greater than 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["Cumulative", "Delta"]))]
-    pub temporality: Option<String>,
-    /// Most export batches kept while the collector is slow or down (1–10000, default 100);
-    /// when full the oldest batch is dropped and counted.
+    pub timeout: Option<Duration>,
+    /// Compression (extension): `gzip` or `none` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    /// Aggregation temporality of sums and histograms (extension): `Cumulative` (default) or
+    /// `Delta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporality: Option<Temporality>,
+    /// Most export batches kept while the collector is slow or down (extension; 1–10000,
+    /// default 100); when full the oldest batch is dropped and counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
-    pub queue_size: Option<i64>,
-    /// Request headers. Secret values (authorization, tokens, keys) must come from a file or
-    /// an environment variable (`valueFrom`), never inline.
+    pub queue_size: Option<u32>,
+    /// Request headers (extension). Secret values must come from `valueFrom`, never inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Vec<Header>>,
-    /// TLS towards the collector; absent = plaintext.
+    /// TLS towards the collector (extension); absent = plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<OtlpTls>,
+}
+
+/// `openTelemetry.backendRef`: which `MeshOpenTelemetryBackend` of the policy's mesh to use.
+/// Kuma 2.14 selects by `labels` (the oldest matching backend wins); `name` is this project's
+/// extension (the backend's name or display name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendRef {
+    /// Must be `MeshOpenTelemetryBackend`.
+    #[schemars(extend("x-required" = true))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<BackendRefKind>,
+    /// Labels the backend must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Name of the backend (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `backendRef.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum BackendRefKind {
+    /// A [`crate::otelbackend::MeshOpenTelemetryBackend`].
+    MeshOpenTelemetryBackend,
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC (`opentelemetry.proto.collector.metrics.v1.MetricsService/Export`).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (`POST <path>/v1/metrics`).
+    Http,
+}
+
+impl OtlpProtocol {
+    /// The name as written in documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// OTLP request compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip.
+    Gzip,
+    /// None.
+    None,
+}
+
+/// Aggregation temporality of exported sums and histograms (OTLP data model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Temporality {
+    /// Values since the series started.
+    Cumulative,
+    /// Values since the previous export.
+    Delta,
 }
 
 /// An OTLP request header.

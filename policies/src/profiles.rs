@@ -11,10 +11,8 @@ use std::collections::HashSet;
 use aho_corasick::AhoCorasick;
 use regex::RegexSet;
 
-use crate::meshmetric::{Profiles, Selector};
-
-/// Prefix of every listener, cluster and stat prefix this project creates in Envoy.
-pub const INTERNAL_PREFIX: &str = "_meshmetric";
+use crate::contract::INTERNAL_STAT_INFIX;
+use crate::meshmetric::{ProfileName, Profiles, Selector, SelectorType};
 
 /// Labels whose value names an Envoy entity; Basic drops series where it is internal.
 pub const INTERNAL_LABELS: &[&str] = &[
@@ -80,7 +78,7 @@ pub fn is_internal_name(value: &[u8]) -> bool {
 /// Whether a family only ever describes internal entities: Envoy's admin listener
 /// (`envoy_listener_admin_*`) or a stat prefix of ours embedded in the name.
 pub fn is_internal_family(name: &str) -> bool {
-    name.starts_with("envoy_listener_admin_") || name.contains("__meshmetric")
+    name.starts_with("envoy_listener_admin_") || name.contains(INTERNAL_STAT_INFIX)
 }
 
 /// A compiled list of selectors.
@@ -98,14 +96,14 @@ impl Compiled {
         let mut contains = Vec::new();
         let mut regex = Vec::new();
         for s in selectors {
-            match s.kind.as_str() {
-                "Exact" => {
+            match s.kind {
+                Some(SelectorType::Exact) => {
                     c.exact.insert(s.pattern.clone());
                 }
-                "Prefix" => c.prefix.push(s.pattern.clone()),
-                "Contains" => contains.push(s.pattern.clone()),
-                "Regex" => regex.push(s.pattern.clone()),
-                _ => {} // rejected by validation
+                Some(SelectorType::Prefix) => c.prefix.push(s.pattern.clone()),
+                Some(SelectorType::Contains) => contains.push(s.pattern.clone()),
+                Some(SelectorType::Regex) => regex.push(s.pattern.clone()),
+                None => {} // refused by validation
             }
         }
         if !contains.is_empty() {
@@ -144,13 +142,13 @@ impl FamilyFilter {
     ///
     /// Errors: a Regex selector that does not compile (validation rejects those earlier).
     pub fn new(profiles: Option<&Profiles>) -> Result<Self, regex::Error> {
-        let names: Vec<&str> = profiles
+        let names: Vec<ProfileName> = profiles
             .and_then(|p| p.append_profiles.as_ref())
             .filter(|l| !l.is_empty())
-            .map(|l| l.iter().map(|p| p.name.as_str()).collect())
-            .unwrap_or_else(|| vec!["Basic"]);
-        let all = names.contains(&"All");
-        let basic = names.contains(&"Basic");
+            .map(|l| l.iter().filter_map(|p| p.name).collect())
+            .unwrap_or_else(|| vec![ProfileName::Basic]);
+        let all = names.contains(&ProfileName::All);
+        let basic = names.contains(&ProfileName::Basic);
         let basic = basic.then(|| Compiled {
             exact: BASIC_EXACT.iter().map(|s| s.to_string()).collect(),
             prefix: BASIC_PREFIX.iter().map(|s| s.to_string()).collect(),
@@ -192,19 +190,23 @@ mod tests {
     use super::*;
     use crate::meshmetric::Profile;
 
-    fn mk(profiles: &[&str], include: &[(&str, &str)], exclude: &[(&str, &str)]) -> FamilyFilter {
-        let sel = |l: &[(&str, &str)]| {
+    fn mk(
+        profiles: &[ProfileName],
+        include: &[(SelectorType, &str)],
+        exclude: &[(SelectorType, &str)],
+    ) -> FamilyFilter {
+        let sel = |l: &[(SelectorType, &str)]| {
             Some(
                 l.iter()
                     .map(|(k, m)| Selector {
-                        kind: k.to_string(),
+                        kind: Some(*k),
                         pattern: m.to_string(),
                     })
                     .collect(),
             )
         };
         let p = Profiles {
-            append_profiles: Some(profiles.iter().map(|n| Profile { name: n.to_string() }).collect()),
+            append_profiles: Some(profiles.iter().map(|n| Profile { name: Some(*n) }).collect()),
             include: sel(include),
             exclude: sel(exclude),
         };
@@ -226,22 +228,30 @@ mod tests {
 
     #[test]
     fn all_none_include_exclude() {
-        let f = mk(&["All"], &[], &[("Regex", "lb_.*zone")]);
+        let f = mk(&[ProfileName::All], &[], &[(SelectorType::Regex, "lb_.*zone")]);
         assert!(f.keep_family("envoy_cluster_version"));
         assert!(!f.keep_family("envoy_cluster_lb_zone_routing_all_directly"));
         assert!(!f.drops_internal());
-        let f = mk(&["None"], &[("Exact", "envoy_cluster_version")], &[]);
+        let f = mk(
+            &[ProfileName::None],
+            &[(SelectorType::Exact, "envoy_cluster_version")],
+            &[],
+        );
         assert!(f.keep_family("envoy_cluster_version"));
         assert!(!f.keep_family("envoy_server_uptime"));
         // include wins over exclude
         let f = mk(
-            &["Basic"],
-            &[("Prefix", "envoy_server_live")],
-            &[("Prefix", "envoy_server")],
+            &[ProfileName::Basic],
+            &[(SelectorType::Prefix, "envoy_server_live")],
+            &[(SelectorType::Prefix, "envoy_server")],
         );
         assert!(f.keep_family("envoy_server_live"));
         assert!(!f.keep_family("envoy_server_uptime"));
-        let f = mk(&["Basic", "All"], &[], &[("Contains", "uptime")]);
+        let f = mk(
+            &[ProfileName::Basic, ProfileName::All],
+            &[],
+            &[(SelectorType::Contains, "uptime")],
+        );
         assert!(!f.keep_family("envoy_server_uptime"));
         assert!(!f.drops_internal());
     }

@@ -1,138 +1,54 @@
-//! Validation of MeshMetric and Dataplane resources.
+//! Validation of a MeshMetric spec.
 //!
 //! Every rule is checked and every violation reported, each with a JSON-path-like field
-//! (`spec.default.backends[0].prometheus.port`) and a message saying what is accepted.
-//! Rules: Kuma's MeshMetric validator (MADR 035) plus the checks Kuma misses (duplicate
-//! `clientId`s and ports, paths without a leading `/`, empty `match`, non-positive
-//! `refreshInterval`, duplicate application names/ports and profiles, `ActiveMTLSBackend`).
+//! (`spec.default.backends[0].prometheus.port`) and a message saying what is accepted. Rules:
+//! Kuma 2.14.3's MeshMetric validator (`pkg/plugins/policies/meshmetric/api/v1alpha1/
+//! validator.go`) and top-level targetRef rules ([`crate::targetref`]), plus the checks Kuma
+//! misses, listed in `docs/policy-reference.md` under "stricter than Kuma": duplicate
+//! `clientId`s, two backends on one port, duplicate application names or endpoints, empty
+//! `match`, duplicate `appendProfiles`, a zero `refreshInterval` or `timeout`,
+//! `ActiveMTLSBackend`, and the OTLP extension settings.
+//!
+//! Deprecated forms Kuma 2.14 still accepts produce [`Warning`]s instead.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::time::Duration;
 
-use serde::Serialize;
+use crate::meshmetric::{
+    Backend, BackendRefKind, BackendType, Conf, Header, MeshMetricSpec, OpenTelemetryBackend, OtlpTls,
+    QUEUE_SIZE_RANGE, Selector, SelectorType, TlsMode,
+};
+use crate::meta::PolicyRole;
+use crate::values::Duration;
+use crate::violation::{Violations, Warning};
 
-use crate::dataplane::Dataplane;
-use crate::meshmetric::{Conf, MeshMetricSpec, Selector};
-
-/// One broken rule: where (`field`) and what is wrong / accepted (`message`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    pub field: String,
-    pub message: String,
-}
-
-impl Violation {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
-
-/// All violations of one resource (empty = valid).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Violations(pub Vec<Violation>);
-
-impl Violations {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Violation::new(field, message));
-    }
-}
-
-impl fmt::Display for Violations {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, v) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Accepted `targetRef.kind` values.
-pub const TARGET_REF_KINDS: &[&str] = &["Mesh", "Dataplane", "MeshSubset", "MeshService", "MeshServiceSubset"];
-/// Accepted profile names.
-pub const PROFILE_NAMES: &[&str] = &["All", "Basic", "None"];
-/// Accepted selector types.
-pub const SELECTOR_TYPES: &[&str] = &["Prefix", "Regex", "Exact", "Contains"];
-
-/// Validates a MeshMetric `spec`; returns every violation (paths start with `spec.`).
-pub fn validate_meshmetric(spec: &MeshMetricSpec) -> Violations {
-    let mut v = Violations::default();
+/// Validates a MeshMetric `spec` of a policy with `role`; returns every violation (paths start
+/// with `spec.`) and the warnings of an accepted policy.
+pub fn validate_meshmetric(spec: &MeshMetricSpec, role: PolicyRole, v: &mut Violations) -> Vec<Warning> {
+    let mut w = Vec::new();
     if let Some(tr) = &spec.target_ref {
-        let f = "spec.targetRef";
-        if tr.kind.is_empty() {
-            v.push(
-                format!("{f}.kind"),
-                format!("required; accepted: {}", TARGET_REF_KINDS.join(", ")),
-            );
-        } else if !TARGET_REF_KINDS.contains(&tr.kind.as_str()) {
-            v.push(
-                format!("{f}.kind"),
-                format!("unknown kind {:?}; accepted: {}", tr.kind, TARGET_REF_KINDS.join(", ")),
-            );
-        }
-        let needs_name = matches!(tr.kind.as_str(), "MeshService" | "MeshServiceSubset");
-        if needs_name && tr.name.as_deref().unwrap_or("").is_empty() {
-            v.push(format!("{f}.name"), format!("required for kind {}", tr.kind));
-        }
-        if tr.kind == "Mesh"
-            && (tr.name.is_some() || tr.labels.is_some() || tr.tags.is_some() || tr.section_name.is_some())
-        {
-            v.push(f, "kind Mesh takes no name, labels, tags or sectionName");
-        }
-        if tr.tags.is_some() && !matches!(tr.kind.as_str(), "MeshSubset" | "MeshServiceSubset") {
-            v.push(
-                format!("{f}.tags"),
-                "only allowed with kind MeshSubset or MeshServiceSubset",
-            );
-        }
-        if tr.labels.is_some() && tr.kind != "Dataplane" {
-            v.push(format!("{f}.labels"), "only allowed with kind Dataplane");
-        }
-        if tr.labels.is_some() && tr.name.is_some() {
-            v.push(format!("{f}.labels"), "use either name or labels, not both");
-        }
-        if tr.section_name.is_some() && tr.kind != "Dataplane" {
-            v.push(format!("{f}.sectionName"), "only allowed with kind Dataplane");
-        }
+        tr.validate("spec.targetRef", role, v, &mut w);
     }
-    validate_conf(&spec.default, "spec.default", &mut v);
-    v
+    validate_conf(&spec.default, "spec.default", v, &mut w);
+    if spec.target_ref.is_none() && spec.default == Conf::default() {
+        w.push(Warning::new(
+            "spec",
+            "the policy has neither targetRef nor default: it applies to the whole mesh and changes nothing",
+        ));
+    }
+    w
 }
 
-fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
+fn validate_conf(conf: &Conf, f: &str, v: &mut Violations, w: &mut Vec<Warning>) {
     if let Some(profiles) = conf.sidecar.as_ref().and_then(|s| s.profiles.as_ref()) {
         let pf = format!("{f}.sidecar.profiles");
         let mut seen = BTreeSet::new();
         for (i, p) in profiles.append_profiles.iter().flatten().enumerate() {
             let field = format!("{pf}.appendProfiles[{i}].name");
-            if p.name.is_empty() {
-                v.push(field, format!("required; accepted: {}", PROFILE_NAMES.join(", ")));
-            } else if !PROFILE_NAMES.contains(&p.name.as_str()) {
-                v.push(
-                    field,
-                    format!("unknown profile {:?}; accepted: {}", p.name, PROFILE_NAMES.join(", ")),
-                );
-            } else if !seen.insert(p.name.as_str()) {
-                v.push(field, format!("profile {:?} is listed twice", p.name));
+            match p.name {
+                None if !v.names(&field) => v.push(field, "required; accepted: All, Basic, None"),
+                None => {}
+                Some(n) if !seen.insert(n) => v.push(field, format!("profile {n:?} is listed twice")),
+                Some(_) => {}
             }
         }
         for (list, name) in [(&profiles.include, "include"), (&profiles.exclude, "exclude")] {
@@ -142,26 +58,36 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
         }
     }
     let mut app_names = BTreeMap::new();
-    let mut app_ports = BTreeMap::new();
+    let mut app_endpoints = BTreeMap::new();
     for (i, a) in conf.applications.iter().flatten().enumerate() {
         let af = format!("{f}.applications[{i}]");
-        check_port(a.port, &format!("{af}.port"), v);
-        if let Some(p) = &a.path {
-            check_path(p, &format!("{af}.path"), v);
-        }
-        if let Some(n) = &a.name
-            && let Some(j) = app_names.insert(n.clone(), i)
-        {
+        let Some(port) = a.port else {
+            if !v.names(&format!("{af}.port")) {
+                v.push(format!("{af}.port"), "required; accepted: a port 1-65535");
+            }
+            continue;
+        };
+        // the application's identity in self-metrics: its name, else its port
+        let id = a.name.clone().unwrap_or_else(|| port.to_string());
+        if let Some(j) = app_names.insert(id.clone(), i) {
+            let field = if a.name.is_some() { "name" } else { "port" };
             v.push(
-                format!("{af}.name"),
-                format!("name {n:?} is already used by applications[{j}]"),
+                format!("{af}.{field}"),
+                format!("applications[{j}] is already named {id:?} (an application without a name is named by its port); give each application its own name"),
             );
         }
-        let key = (a.address.clone().unwrap_or_default(), a.port);
-        if let Some(j) = app_ports.insert(key, i) {
+        let address = match a.address.as_deref() {
+            None | Some("") | Some("localhost") => "127.0.0.1",
+            Some(x) => x,
+        };
+        let key = (address.to_string(), port, a.path_or_default().to_string());
+        if let Some(j) = app_endpoints.insert(key, i) {
             v.push(
                 format!("{af}.port"),
-                format!("port {} is already scraped by applications[{j}]", a.port),
+                format!(
+                    "http://{address}:{port}{} is already scraped by applications[{j}]",
+                    a.path_or_default()
+                ),
             );
         }
     }
@@ -170,139 +96,170 @@ fn validate_conf(conf: &Conf, f: &str, v: &mut Violations) {
     let mut endpoints = BTreeMap::new();
     for (i, b) in conf.backends.iter().flatten().enumerate() {
         let bf = format!("{f}.backends[{i}]");
-        match b.kind.as_str() {
-            "Prometheus" => {
-                if b.open_telemetry.is_some() {
-                    v.push(format!("{bf}.openTelemetry"), "must not be set for type Prometheus");
-                }
-                let Some(p) = &b.prometheus else {
-                    v.push(format!("{bf}.prometheus"), "required for type Prometheus");
-                    continue;
-                };
-                let pf = format!("{bf}.prometheus");
-                if let Some(port) = p.port {
-                    check_port(port, &format!("{pf}.port"), v);
-                }
-                if let Some(path) = &p.path {
-                    check_path(path, &format!("{pf}.path"), v);
-                }
-                let port = p.port.unwrap_or(crate::meshmetric::DEFAULT_PROMETHEUS_PORT as i64);
-                if let Some(j) = ports.insert(port, i) {
-                    v.push(
-                        format!("{pf}.port"),
-                        format!(
-                            "port {port} is already used by backends[{j}]; each Prometheus backend needs its own port"
-                        ),
-                    );
-                }
-                let cid = p.client_id.clone().unwrap_or_default();
-                if let Some(j) = client_ids.insert(cid.clone(), i) {
-                    let what = if cid.is_empty() {
-                        "no clientId (the default client)".to_string()
-                    } else {
-                        format!("clientId {cid:?}")
-                    };
-                    v.push(
-                        format!("{pf}.clientId"),
-                        format!("backends[{j}] already has {what}; clientIds must be unique"),
-                    );
-                }
-                if let Some(tls) = &p.tls {
-                    match tls.mode.as_str() {
-                        "Disabled" | "ProvidedTLS" => {}
-                        "" => v.push(format!("{pf}.tls.mode"), "required; accepted: Disabled, ProvidedTLS"),
-                        "ActiveMTLSBackend" => v.push(
-                            format!("{pf}.tls.mode"),
-                            "ActiveMTLSBackend is not supported (it needs a mesh CA); accepted: Disabled, ProvidedTLS",
-                        ),
-                        m => v.push(
-                            format!("{pf}.tls.mode"),
-                            format!("unknown mode {m:?}; accepted: Disabled, ProvidedTLS"),
-                        ),
-                    }
-                }
+        let Some(kind) = b.kind else {
+            if !v.names(&format!("{bf}.type")) {
+                v.push(
+                    format!("{bf}.type"),
+                    "must be defined; accepted: Prometheus, OpenTelemetry",
+                );
             }
-            "OpenTelemetry" => {
+            continue;
+        };
+        match kind {
+            BackendType::Prometheus => validate_prometheus(b, i, &bf, v, &mut ports, &mut client_ids),
+            BackendType::OpenTelemetry => {
                 if b.prometheus.is_some() {
                     v.push(format!("{bf}.prometheus"), "must not be set for type OpenTelemetry");
                 }
                 let Some(o) = &b.open_telemetry else {
-                    v.push(format!("{bf}.openTelemetry"), "required for type OpenTelemetry");
+                    v.push(format!("{bf}.openTelemetry"), "must be defined for type OpenTelemetry");
                     continue;
                 };
                 let of = format!("{bf}.openTelemetry");
-                if let Err(e) = check_host_port(&o.endpoint) {
-                    v.push(format!("{of}.endpoint"), e);
-                }
-                if let Some(ri) = &o.refresh_interval {
-                    match parse_duration(ri) {
-                        Ok(d) if d.is_zero() => v.push(format!("{of}.refreshInterval"), "must be greater than 0"),
-                        Ok(_) => {}
-                        Err(e) => v.push(format!("{of}.refreshInterval"), e),
-                    }
-                }
-                validate_otel(o, &of, v);
-                if let Some(j) = endpoints.insert(o.endpoint.clone(), i) {
+                validate_otel(o, &of, v, w);
+                let target = match (&o.endpoint, &o.backend_ref) {
+                    (Some(e), None) => Some(("endpoint", format!("endpoint {e:?}"))),
+                    (None, Some(r)) => Some((
+                        "backendRef",
+                        format!("backendRef {}", serde_json::to_string(r).unwrap_or_default()),
+                    )),
+                    _ => None,
+                };
+                if let Some((field, t)) = target
+                    && let Some(j) = endpoints.insert(t.clone(), i)
+                {
                     v.push(
-                        format!("{of}.endpoint"),
-                        format!(
-                            "endpoint {:?} is already used by backends[{j}]; each collector needs one backend",
-                            o.endpoint
-                        ),
+                        format!("{of}.{field}"),
+                        format!("{t} is already used by backends[{j}]; each collector needs one backend"),
                     );
                 }
             }
-            "" => v.push(format!("{bf}.type"), "required; accepted: Prometheus, OpenTelemetry"),
-            other => v.push(
-                format!("{bf}.type"),
-                format!("unknown backend type {other:?}; accepted: Prometheus, OpenTelemetry"),
-            ),
         }
     }
 }
 
-fn validate_selector(s: &Selector, f: &str, v: &mut Violations) {
-    if s.kind.is_empty() {
+fn validate_prometheus(
+    b: &Backend,
+    i: usize,
+    bf: &str,
+    v: &mut Violations,
+    ports: &mut BTreeMap<u16, usize>,
+    client_ids: &mut BTreeMap<String, usize>,
+) {
+    if b.open_telemetry.is_some() {
+        v.push(format!("{bf}.openTelemetry"), "must not be set for type Prometheus");
+    }
+    let Some(p) = &b.prometheus else {
+        v.push(format!("{bf}.prometheus"), "must be defined for type Prometheus");
+        return;
+    };
+    let pf = format!("{bf}.prometheus");
+    let port = p.port_or_default();
+    if !v.names(&format!("{pf}.port"))
+        && let Some(j) = ports.insert(port.get(), i)
+    {
         v.push(
-            format!("{f}.type"),
-            format!("required; accepted: {}", SELECTOR_TYPES.join(", ")),
+            format!("{pf}.port"),
+            format!("port {port} is already used by backends[{j}]; each Prometheus backend needs its own port"),
         );
-    } else if !SELECTOR_TYPES.contains(&s.kind.as_str()) {
+    }
+    let cid = p.client_id.clone().unwrap_or_default();
+    if let Some(j) = client_ids.insert(cid.clone(), i) {
+        let what = if cid.is_empty() {
+            "no clientId (the default client)".to_string()
+        } else {
+            format!("clientId {cid:?}")
+        };
+        v.push(
+            format!("{pf}.clientId"),
+            format!("backends[{j}] already has {what}; clientIds must be unique"),
+        );
+    }
+    if let Some(tls) = &p.tls {
+        let mf = format!("{pf}.tls.mode");
+        match tls.mode {
+            None if !v.names(&mf) => v.push(mf, "required; accepted: Disabled, ProvidedTLS"),
+            Some(TlsMode::ActiveMtlsBackend) => v.push(
+                mf,
+                "ActiveMTLSBackend needs a certificate from the mesh CA, which this control plane does not have; accepted: Disabled, ProvidedTLS",
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn validate_otel(o: &OpenTelemetryBackend, of: &str, v: &mut Violations, w: &mut Vec<Warning>) {
+    let endpoint = o.endpoint.as_deref().filter(|e| !e.is_empty());
+    match (endpoint, &o.backend_ref) {
+        (Some(_), Some(_)) => v.push(
+            of,
+            "openTelemetry must have only one type defined: endpoint, backendRef",
+        ),
+        (None, None) => v.push(
+            format!("{of}.backendRef"),
+            "must be defined (openTelemetry must have exactly one defined: endpoint, backendRef; endpoint is deprecated)",
+        ),
+        (None, Some(r)) => {
+            let rf = format!("{of}.backendRef");
+            if r.kind != Some(BackendRefKind::MeshOpenTelemetryBackend) && !v.names(&format!("{rf}.kind")) {
+                v.push(format!("{rf}.kind"), "\"kind\" must be one of [\"MeshOpenTelemetryBackend\"]");
+            }
+            let labels = r.labels.as_ref().is_some_and(|l| !l.is_empty());
+            let name = r.name.as_deref().is_some_and(|n| !n.is_empty());
+            match (labels, name) {
+                (false, false) => v.push(
+                    rf,
+                    "backendRef must have exactly one defined: labels (or, as an extension, name)",
+                ),
+                (true, true) => v.push(rf, "backendRef must have only one defined: labels, name"),
+                _ => {}
+            }
+        }
+        (Some(e), None) => {
+            if let Err(msg) = check_host_port(e) {
+                v.push(format!("{of}.endpoint"), msg);
+            }
+            w.push(Warning::new(
+                format!("{of}.endpoint"),
+                "openTelemetry.endpoint is deprecated, use openTelemetry.backendRef with a MeshOpenTelemetryBackend resource instead",
+            ));
+        }
+    }
+    check_positive(o.refresh_interval.as_ref(), &format!("{of}.refreshInterval"), v);
+    check_positive(o.timeout.as_ref(), &format!("{of}.timeout"), v);
+    if let Some(q) = o.queue_size
+        && !QUEUE_SIZE_RANGE.contains(&q)
+    {
+        v.push(
+            format!("{of}.queueSize"),
+            format!("{q} is out of range; accepted: 1-10000"),
+        );
+    }
+    check_headers(o.headers.as_deref(), of, v);
+    check_otlp_tls(o.tls.as_ref(), of, v);
+}
+
+fn validate_selector(s: &Selector, f: &str, v: &mut Violations) {
+    if s.kind.is_none() && !v.names(&format!("{f}.type")) {
         v.push(
             format!("{f}.type"),
-            format!(
-                "unknown selector type {:?}; accepted: {}",
-                s.kind,
-                SELECTOR_TYPES.join(", ")
-            ),
+            "required; accepted: Prefix, Regex, Exact, Contains",
         );
     }
     if s.pattern.is_empty() {
         v.push(format!("{f}.match"), "must not be empty");
-    } else if s.kind == "Regex"
+    } else if s.kind == Some(SelectorType::Regex)
         && let Err(e) = regex::Regex::new(&s.pattern)
     {
         let msg = e.to_string().lines().last().unwrap_or_default().trim().to_string();
-        v.push(
-            format!("{f}.match"),
-            format!("invalid regular expression {:?}: {msg}", s.pattern),
-        );
+        v.push(format!("{f}.match"), format!("invalid regex {:?}: {msg}", s.pattern));
     }
 }
 
-fn check_port(port: i64, field: &str, v: &mut Violations) {
-    if port == 0 {
-        v.push(field, "required; accepted: a port 1-65535");
-    } else if !(1..=65535).contains(&port) {
-        v.push(field, format!("port {port} is out of range; accepted: 1-65535"));
-    }
-}
-
-fn check_path(path: &str, field: &str, v: &mut Violations) {
-    if !path.starts_with('/') {
-        v.push(field, format!("path {path:?} must start with \"/\""));
-    } else if path.chars().any(|c| c.is_whitespace() || c == '?' || c == '#') {
-        v.push(field, format!("path {path:?} must not contain whitespace, '?' or '#'"));
+/// A duration that must be greater than zero when given.
+pub(crate) fn check_positive(d: Option<&Duration>, field: &str, v: &mut Violations) {
+    if d.is_some_and(Duration::is_zero) {
+        v.push(field, "must be greater than 0");
     }
 }
 
@@ -315,48 +272,10 @@ pub fn is_secret_header(name: &str) -> bool {
             .any(|w| n.contains(w))
 }
 
-fn validate_otel(o: &crate::meshmetric::OpenTelemetryBackend, of: &str, v: &mut Violations) {
-    if let Some(p) = &o.protocol
-        && !matches!(p.as_str(), "grpc" | "http")
-    {
-        v.push(
-            format!("{of}.protocol"),
-            format!("unknown protocol {p:?}; accepted: grpc, http"),
-        );
-    }
-    if let Some(t) = &o.timeout {
-        match parse_duration(t) {
-            Ok(d) if d.is_zero() => v.push(format!("{of}.timeout"), "must be greater than 0"),
-            Ok(_) => {}
-            Err(e) => v.push(format!("{of}.timeout"), e),
-        }
-    }
-    if let Some(c) = &o.compression
-        && !matches!(c.as_str(), "gzip" | "none")
-    {
-        v.push(
-            format!("{of}.compression"),
-            format!("unknown compression {c:?}; accepted: gzip, none"),
-        );
-    }
-    if let Some(t) = &o.temporality
-        && !matches!(t.as_str(), "Cumulative" | "Delta")
-    {
-        v.push(
-            format!("{of}.temporality"),
-            format!("unknown temporality {t:?}; accepted: Cumulative, Delta"),
-        );
-    }
-    if let Some(q) = o.queue_size
-        && !(1..=10000).contains(&q)
-    {
-        v.push(
-            format!("{of}.queueSize"),
-            format!("{q} is out of range; accepted: 1-10000"),
-        );
-    }
+/// Checks OTLP `headers` (`of` is the path of their parent).
+pub(crate) fn check_headers(headers: Option<&[Header]>, of: &str, v: &mut Violations) {
     let mut names = BTreeMap::new();
-    for (i, h) in o.headers.iter().flatten().enumerate() {
+    for (i, h) in headers.into_iter().flatten().enumerate() {
         let hf = format!("{of}.headers[{i}]");
         let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         if h.name.is_empty() {
@@ -403,127 +322,58 @@ fn validate_otel(o: &crate::meshmetric::OpenTelemetryBackend, of: &str, v: &mut 
             _ => {}
         }
     }
-    if let Some(tls) = &o.tls {
-        if tls.cert_file.is_some() != tls.key_file.is_some() {
-            v.push(format!("{of}.tls"), "certFile and keyFile must be given together");
-        }
-        for (name, path) in [
-            ("caFile", &tls.ca_file),
-            ("certFile", &tls.cert_file),
-            ("keyFile", &tls.key_file),
-        ] {
-            if let Some(p) = path
-                && !p.starts_with('/')
-            {
-                v.push(format!("{of}.tls.{name}"), format!("{p:?} must be an absolute path"));
-            }
+}
+
+/// Checks OTLP `tls` (`of` is the path of its parent).
+pub(crate) fn check_otlp_tls(tls: Option<&OtlpTls>, of: &str, v: &mut Violations) {
+    let Some(tls) = tls else { return };
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        v.push(format!("{of}.tls"), "certFile and keyFile must be given together");
+    }
+    for (name, path) in [
+        ("caFile", &tls.ca_file),
+        ("certFile", &tls.cert_file),
+        ("keyFile", &tls.key_file),
+    ] {
+        if let Some(p) = path
+            && !p.starts_with('/')
+        {
+            v.push(format!("{of}.tls.{name}"), format!("{p:?} must be an absolute path"));
         }
     }
 }
 
-/// Checks an OTLP endpoint given as `host:port` (Kuma rule: not a URL).
+/// Checks an OTLP endpoint given as `host:port` (Kuma: "must be in host:port format", and
+/// not a URL).
 pub fn check_host_port(endpoint: &str) -> Result<(), String> {
-    if endpoint.is_empty() {
-        return Err("required; accepted: host:port, e.g. otel-collector:4317".into());
-    }
-    if endpoint.contains("://") {
+    if endpoint.contains(['/', '?', '#']) {
         return Err(format!(
-            "{endpoint:?} is a URL; accepted: host:port, e.g. otel-collector:4317"
+            "must be in host:port format, not a URL: {endpoint:?}; accepted: e.g. otel-collector:4317"
         ));
     }
     let Some((host, port)) = endpoint.rsplit_once(':') else {
         return Err(format!(
-            "{endpoint:?} has no port; accepted: host:port, e.g. otel-collector:4317"
+            "must be in host:port format: {endpoint:?} has no port; accepted: e.g. otel-collector:4317"
         ));
     };
+    let bracketed = host.starts_with('[') && host.ends_with(']');
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains('/') {
-        return Err(format!("{endpoint:?} has no valid host; accepted: host:port"));
+    if host.is_empty() || (!bracketed && host.contains(':')) {
+        return Err(format!(
+            "must be in host:port format: {endpoint:?} has no valid host (an IPv6 address goes in brackets)"
+        ));
     }
-    match port.parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) => Ok(()),
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
         _ => Err(format!(
-            "{endpoint:?} has an invalid port; accepted: host:port with port 1-65535"
+            "must be in host:port format: {endpoint:?} has an invalid port; accepted: 1-65535"
         )),
     }
-}
-
-/// Parses a Go-style duration (`300ms`, `30s`, `1m`, `1h30m`); units ns, us, ms, s, m, h.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {s:?}; accepted: a number with a unit, e.g. 30s, 1m, 1h30m");
-    if s.is_empty() {
-        return Err(err());
-    }
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
-        let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += n * mult;
-        rest = &rest[unit_end..];
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
-/// Validates a Dataplane's `networking` (`prefix` is its field path).
-pub fn validate_dataplane(dp: &Dataplane, prefix: &str) -> Violations {
-    let mut v = Violations::default();
-    let n = &dp.networking;
-    if n.address.parse::<std::net::IpAddr>().is_err() {
-        v.push(
-            format!("{prefix}.address"),
-            format!("{:?} is not an IP address; accepted: e.g. 10.0.0.1", n.address),
-        );
-    }
-    let mut ports = BTreeMap::new();
-    for (i, ib) in n.inbound.iter().enumerate() {
-        let f = format!("{prefix}.inbound[{i}]");
-        check_port(ib.port, &format!("{f}.port"), &mut v);
-        if let Some(sp) = ib.service_port {
-            check_port(sp, &format!("{f}.servicePort"), &mut v);
-        }
-        if let Some(j) = ports.insert(ib.port, i) {
-            v.push(
-                format!("{f}.port"),
-                format!("port {} is already used by inbound[{j}]", ib.port),
-            );
-        }
-    }
-    if let Some(a) = &n.admin {
-        check_port(a.port, &format!("{prefix}.admin.port"), &mut v);
-    }
-    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("1x").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn host_port() {
@@ -532,5 +382,7 @@ mod tests {
         assert!(check_host_port("http://otel:4317").is_err());
         assert!(check_host_port("otel").is_err());
         assert!(check_host_port("otel:0").is_err());
+        assert!(check_host_port("::1:4317").is_err());
+        assert!(check_host_port("otel:99999").is_err());
     }
 }

@@ -60,22 +60,22 @@ spec:
       - type: Kafka
 "#,
     );
-    assert_eq!(
-        f,
-        [
-            "spec.targetRef.kind",
-            "spec.default.sidecar.profiles.appendProfiles[0].name",
-            "spec.default.sidecar.profiles.exclude[0].match",
-            "spec.default.sidecar.profiles.exclude[1].type",
-            "spec.default.sidecar.profiles.exclude[1].match",
-            "spec.default.applications[0].port",
-            "spec.default.applications[0].path",
-            "spec.default.backends[0].prometheus",
-            "spec.default.backends[1].openTelemetry.endpoint",
-            "spec.default.backends[1].openTelemetry.refreshInterval",
-            "spec.default.backends[2].type",
-        ]
-    );
+    let mut f = f;
+    f.sort();
+    let mut want = vec![
+        "spec.targetRef.kind",
+        "spec.default.sidecar.profiles.appendProfiles[0].name",
+        "spec.default.sidecar.profiles.exclude[0].match",
+        "spec.default.sidecar.profiles.exclude[1].type",
+        "spec.default.sidecar.profiles.exclude[1].match",
+        "spec.default.applications[0].port",
+        "spec.default.backends[0].prometheus",
+        "spec.default.backends[1].openTelemetry.endpoint",
+        "spec.default.backends[1].openTelemetry.refreshInterval",
+        "spec.default.backends[2].type",
+    ];
+    want.sort();
+    assert_eq!(f, want);
 }
 
 #[test]
@@ -90,7 +90,12 @@ fn type_errors_and_unknown_fields_name_the_field() {
     );
     assert_eq!(
         fields("type: Dataplane\nname: d\nnetworking: {address: nope}"),
-        ["networking.address"]
+        ["networking.address", "networking"]
+    );
+    // Kubernetes form: the field is metadata.name
+    assert_eq!(
+        fields("apiVersion: kuma.io/v1alpha1\nkind: MeshMetric\nmetadata: {labels: {a: b}}\nspec: {}\n"),
+        ["metadata.name"]
     );
 }
 
@@ -105,11 +110,12 @@ fn syntax_errors_carry_line_and_column() {
 
 #[test]
 fn every_invalid_document_is_reported() {
-    let (ok, errs) = meshmetric_policies::parse_documents_all(
+    let p = meshmetric_policies::parse_documents_all(
         "type: MeshMetric\nname: a\nspec: {default: {applications: [{port: 0}]}}\n---\ntype: MeshMetric\nname: b\nspec: {}\n---\ntype: MeshMetric\nname: c\nspec: {targetRef: {kind: X}}\n",
     );
-    assert_eq!(ok.len(), 1);
-    let names: Vec<String> = errs
+    assert_eq!(p.resources.len(), 1);
+    let names: Vec<String> = p
+        .errors
         .iter()
         .map(|e| match e {
             ParseError::Invalid { name, .. } => name.clone(),
@@ -125,7 +131,7 @@ fn a_mesh_sized_file_parses() {
     let mut s = String::new();
     for i in 0..3000 {
         s.push_str(&format!(
-            "---\ntype: Dataplane\nname: dp-{i}\nnetworking: {{address: 10.0.0.1, inbound: [{{port: 1}}]}}\n"
+            "---\ntype: Dataplane\nname: dp-{i}\nnetworking: {{address: 10.0.0.1, inbound: [{{port: 1, tags: {{kuma.io/service: s}}}}]}}\n"
         ));
     }
     assert_eq!(parse_documents(&s).unwrap().len(), 3000);

@@ -2,6 +2,7 @@
 //! the result does not depend on the order the store returns policies in.
 
 use meshmetric_policies::matching::{effective_conf, matching};
+use meshmetric_policies::meshmetric::ProfileName;
 use meshmetric_policies::{Dataplane, MeshMetric, Resource, parse_documents};
 use proptest::prelude::*;
 
@@ -32,28 +33,27 @@ fn mk_mm(name: &str, target_ref: &str, default: &str) -> MeshMetric {
 }
 
 fn order(ps: &[MeshMetric]) -> Vec<String> {
-    matching(ps, &mk_dp()).iter().map(|m| m.meta.name.clone()).collect()
+    matching(ps, &mk_dp(), None)
+        .iter()
+        .map(|m| m.meta.name.clone())
+        .collect()
 }
 
-fn app_ports(ps: &[MeshMetric]) -> Vec<i64> {
-    effective_conf(ps, &mk_dp())
+fn app_ports(ps: &[MeshMetric]) -> Vec<u16> {
+    effective_conf(ps, &mk_dp(), None)
         .unwrap()
         .0
         .applications
         .unwrap_or_default()
         .iter()
-        .map(|a| a.port)
+        .filter_map(|a| a.port.map(|p| p.get()))
         .collect()
 }
 
 #[test]
-fn mesh_subset_dataplane_section_order() {
+fn mesh_subset_dataplane_name_labels_order() {
     let ps = vec![
-        mk_mm(
-            "s",
-            "{kind: Dataplane, sectionName: http}",
-            "{applications: [{port: 4}]}",
-        ),
+        mk_mm("s", "{kind: Dataplane, name: web-01}", "{applications: [{port: 4}]}"),
         mk_mm(
             "ms",
             "{kind: MeshSubset, tags: {version: v1}}",
@@ -66,7 +66,7 @@ fn mesh_subset_dataplane_section_order() {
         ),
         mk_mm("m", "{kind: Mesh}", "{applications: [{port: 1}]}"),
     ];
-    // Kuma 2.14 ranks: Mesh 1 < Dataplane 2 < Dataplane+sectionName < MeshSubset 3
+    // Kuma 2.14 ranks: Mesh 1 < Dataplane 2 (by labels < by name) < MeshSubset 3
     assert_eq!(order(&ps), ["m", "d", "s", "ms"]);
     assert_eq!(app_ports(&ps), [3]);
 }
@@ -124,7 +124,7 @@ fn lists_are_replaced_objects_merged_profiles_appended() {
             "{sidecar: {profiles: {appendProfiles: [{name: All}]}}, backends: [{type: Prometheus, prometheus: {port: 2}}]}",
         ),
     ];
-    let (conf, contributions) = effective_conf(&ps, &mk_dp()).unwrap();
+    let (conf, contributions) = effective_conf(&ps, &mk_dp(), None).unwrap();
     assert_eq!(
         contributions.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         ["m", "d", "s"]
@@ -136,10 +136,10 @@ fn lists_are_replaced_objects_merged_profiles_appended() {
         "objects merge: the Mesh policy's field survives"
     );
     let p = sidecar.profiles.unwrap();
-    let names: Vec<_> = p.append_profiles.unwrap().into_iter().map(|p| p.name).collect();
+    let names: Vec<_> = p.append_profiles.unwrap().into_iter().filter_map(|p| p.name).collect();
     assert_eq!(
         names,
-        ["Basic", "None", "All"],
+        [ProfileName::Basic, ProfileName::None, ProfileName::All],
         "appendProfiles is concatenated in merge order"
     );
     assert_eq!(p.include.unwrap()[0].pattern, "a", "untouched list kept");
@@ -151,7 +151,7 @@ fn lists_are_replaced_objects_merged_profiles_appended() {
     );
     let b = conf.backends.unwrap();
     assert_eq!(
-        (b.len(), b[0].prometheus.as_ref().unwrap().port),
+        (b.len(), b[0].prometheus.as_ref().unwrap().port.map(|p| p.get())),
         (1, Some(2)),
         "backends replaced"
     );
@@ -171,8 +171,8 @@ fn dataplane_by_name_and_non_matching_refs() {
             "{applications: [{port: 2}]}",
         ),
         mk_mm(
-            "other-section",
-            "{kind: Dataplane, sectionName: grpc}",
+            "other-labels",
+            "{kind: Dataplane, labels: {team: b}}",
             "{applications: [{port: 3}]}",
         ),
         mk_mm(
@@ -209,7 +209,7 @@ fn pool() -> Vec<MeshMetric> {
         ),
         mk_mm(
             "e",
-            "{kind: Dataplane, sectionName: http}",
+            "{kind: Dataplane, name: web-01}",
             "{backends: [{type: Prometheus, prometheus: {port: 7}}]}",
         ),
         mk_mm(
@@ -250,8 +250,8 @@ proptest! {
             s ^= s << 13; s ^= s >> 7; s ^= s << 17;
             shuffled.swap(i, (s % (i as u64 + 1)) as usize);
         }
-        let a = effective_conf(&chosen, &mk_dp());
-        let b = effective_conf(&shuffled, &mk_dp());
+        let a = effective_conf(&chosen, &mk_dp(), None);
+        let b = effective_conf(&shuffled, &mk_dp(), None);
         prop_assert_eq!(a, b);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use meshmetric_policies::schema::{crd, crd_yaml, json_schema_text};
+use meshmetric_policies::schema::{Published, crd, crd_yaml, json_schema_text};
 
 fn docs() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
@@ -10,15 +10,15 @@ fn docs() -> std::path::PathBuf {
 
 #[test]
 fn checked_in_schema_and_crd_are_fresh() {
-    for (file, want) in [
-        ("meshmetric.schema.json", json_schema_text()),
-        ("meshmetric-crd.yaml", crd_yaml()),
-    ] {
-        let got = std::fs::read_to_string(docs().join(file)).unwrap_or_default();
-        assert!(
-            got == want,
-            "docs/{file} is stale: run `cargo run -p meshmetric-control-plane --bin meshmetricctl -- schema --out-dir docs`"
-        );
+    for kind in Published::ALL {
+        let (schema, crd_file) = kind.files();
+        for (file, want) in [(schema, json_schema_text(kind)), (crd_file, crd_yaml(kind))] {
+            let got = std::fs::read_to_string(docs().join(file)).unwrap_or_default();
+            assert!(
+                got == want,
+                "docs/{file} is stale: run `cargo run -p meshmetric-control-plane --bin meshmetricctl -- schema --out-dir docs`"
+            );
+        }
     }
 }
 
@@ -53,8 +53,10 @@ fn crd_is_structural() {
             a.iter().enumerate().for_each(|(i, c)| walk(c, &format!("{path}[{i}]")));
         }
     }
-    let c = crd();
-    walk(&c["spec"]["versions"][0]["schema"], "schema");
+    for kind in Published::ALL {
+        walk(&crd(kind)["spec"]["versions"][0]["schema"], "schema");
+    }
+    let c = crd(Published::MeshMetric);
     let spec = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["properties"]["targetRef"]["properties"]["kind"]["enum"][0], "Mesh");
     assert_eq!(spec["properties"]["targetRef"]["required"], serde_json::json!(["kind"]));
@@ -63,4 +65,16 @@ fn crd_is_structural() {
             ["maximum"],
         65535
     );
+    // enumerations come from the types
+    assert_eq!(
+        spec["properties"]["default"]["properties"]["backends"]["items"]["properties"]["type"]["enum"],
+        serde_json::json!(["Prometheus", "OpenTelemetry"])
+    );
+    let motb = crd(Published::MeshOpenTelemetryBackend);
+    let spec = &motb["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(
+        spec["properties"]["protocol"]["enum"],
+        serde_json::json!(["grpc", "http"])
+    );
+    assert_eq!(motb["spec"]["names"]["shortNames"], serde_json::json!(["motb"]));
 }

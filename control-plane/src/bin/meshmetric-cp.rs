@@ -9,7 +9,7 @@ use clap::Parser;
 
 use meshmetric_control_plane::{
     ads::{Ads, AdsServer},
-    api, mads,
+    api, files, mads,
     persist::Persistence,
     store::Store,
     tls,
@@ -57,9 +57,20 @@ struct Args {
     /// Where proxies' sockets go when their node metadata names no `meshmetricWorkdir`.
     #[arg(long, default_value = "/tmp/meshmetric")]
     default_workdir_root: String,
-    /// Log format: `text` or `json`.
-    #[arg(long, default_value = "text")]
-    log_format: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Send the unified-naming `extraLabels` (Kuma's unified naming mode: only `mesh`, `zone`,
+    /// `kuma.proxy_role`, `kuma.workload`) instead of Kuma's default set (which adds every
+    /// inbound tag, `dataplane` and `service`).
+    #[arg(long, env = "MESHMETRIC_UNIFIED_NAMING")]
+    unified_naming: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[tokio::main]
@@ -67,14 +78,19 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     rustls::crypto::ring::default_provider().install_default().ok();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_format == "json" {
+    if args.log_format == LogFormat::Json {
         tracing_subscriber::fmt().with_env_filter(filter).json().init();
     } else {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
         tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
     }
     create_private_dir(&args.data_dir)?;
-    let store = Arc::new(Store::default());
+    let naming = if args.unified_naming {
+        meshmetric_policies::Naming::Unified
+    } else {
+        meshmetric_policies::Naming::Default
+    };
+    let store = Arc::new(Store::new(naming));
     let address = args
         .store
         .clone()
@@ -88,8 +104,24 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(store = %db.display, resources = n, "store opened");
         Some(db)
     };
-    let initial = api::load_paths(&args.resources).context("loading resources")?;
+    let (initial, warnings) = if args.resources.is_empty() {
+        Default::default()
+    } else {
+        files::load_paths(&args.resources).context("loading resources")?
+    };
+    for w in &warnings {
+        tracing::warn!(kind = %w.kind, name = %w.name, field = %w.warning.field, warning = %w.warning.message, "resource loaded with a warning");
+    }
     if !initial.is_empty() {
+        let check = store.check_apply(&initial);
+        if let Some((i, v)) = check.violations.first() {
+            let r = &initial[*i];
+            anyhow::bail!("loading resources: {} {:?} is invalid: {v}", r.kind(), r.meta().name);
+        }
+        for (i, w) in check.warnings {
+            let r = &initial[i];
+            tracing::warn!(kind = %r.kind(), name = %r.meta().name, field = %w.field, warning = %w.message, "resource loaded with a warning");
+        }
         tracing::info!(count = initial.len(), "resources loaded from files");
         store.commit_apply(db.as_deref(), initial).await?;
     }

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use meshmetric_control_plane::inspect::render_inspect;
-use meshmetric_policies::Resource;
+use meshmetric_policies::{Resource, ResourceKind};
 
 /// Command-line client of the meshmetric control plane.
 #[derive(Parser, Debug)]
@@ -42,15 +42,22 @@ enum Cmd {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
-    /// List resources, or show one.
+    /// List resources, or show one. Kinds: meshmetrics (mm), dataplanes (dp),
+    /// meshopentelemetrybackends (motb), meshgateways (gw).
     Get {
-        kind: Kind,
+        #[arg(value_parser = parse_kind)]
+        kind: ResourceKind,
         name: Option<String>,
+        /// `yaml` and `json` print documents `apply` takes back.
         #[arg(short = 'o', long, default_value = "table")]
         output: Output,
     },
     /// Delete one resource.
-    Delete { kind: Kind, name: String },
+    Delete {
+        #[arg(value_parser = parse_kind)]
+        kind: ResourceKind,
+        name: String,
+    },
     /// Show a proxy's effective (merged) config and the policies that made it.
     Inspect {
         #[arg(value_parser = ["dataplane"])]
@@ -59,19 +66,17 @@ enum Cmd {
         #[arg(short = 'o', long, default_value = "table")]
         output: Output,
     },
-    /// Write the MeshMetric JSON Schema and CRD into a directory.
+    /// Write the JSON Schemas and CRDs of MeshMetric and MeshOpenTelemetryBackend into a directory.
     Schema {
         #[arg(long, default_value = "docs")]
         out_dir: PathBuf,
     },
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Kind {
-    #[value(alias = "meshmetric", alias = "mm")]
-    Meshmetrics,
-    #[value(alias = "dataplane", alias = "dp")]
-    Dataplanes,
+fn parse_kind(s: &str) -> Result<ResourceKind, String> {
+    ResourceKind::from_cli(s).ok_or_else(|| {
+        format!("unknown kind {s:?}; accepted: meshmetrics (mm), dataplanes (dp), meshopentelemetrybackends (motb), meshgateways (gw)")
+    })
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -101,7 +106,7 @@ fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
             std::io::stdin().read_to_string(&mut s)?;
             out.push(("<stdin>".to_string(), s));
         } else {
-            for f in meshmetric_control_plane::api::resource_files(p)? {
+            for f in meshmetric_control_plane::files::resource_files(p)? {
                 out.push((f.display().to_string(), read(&f)?));
             }
         }
@@ -115,19 +120,24 @@ fn read(p: &Path) -> anyhow::Result<String> {
 
 /// Validates every input; prints every violation of every document; returns the parsed
 /// resources per input and whether all were valid.
-fn validate_all(inputs: &[(String, String)]) -> (Vec<Vec<Resource>>, bool) {
+fn validate_all(inputs: &[(String, String)], print_warnings: bool) -> (Vec<Vec<Resource>>, bool) {
     let mut ok = true;
     let mut parsed = Vec::new();
     for (label, text) in inputs {
-        let (rs, errs) = meshmetric_policies::parse_documents_all(text);
-        for e in &errs {
+        let p = meshmetric_policies::parse_documents_all(text);
+        for e in &p.errors {
             ok = false;
             eprintln!("{label}: {}", headline(e));
             for v in e.violations() {
                 eprintln!("  {v}");
             }
         }
-        parsed.push(rs);
+        if p.errors.is_empty() && print_warnings {
+            for w in &p.warnings {
+                eprintln!("{label}: Warning: {w}");
+            }
+        }
+        parsed.push(p.resources);
     }
     (parsed, ok)
 }
@@ -216,6 +226,92 @@ fn api_error(status: u16, body: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// A table of `items` (Universal JSON) of `kind`, with columns like kumactl's.
+fn table(kind: ResourceKind, items: &[Value]) -> String {
+    let mut out = String::new();
+    match kind {
+        ResourceKind::MeshMetric => {
+            out.push_str(&format!(
+                "{:<32} {:<12} {:<18} TARGETREF NAME\n",
+                "NAME", "MESH", "TARGETREF KIND"
+            ));
+            for i in items {
+                let tr = &i["spec"]["targetRef"];
+                out.push_str(&format!(
+                    "{:<32} {:<12} {:<18} {}\n",
+                    s(&i["name"]),
+                    s(&i["mesh"]),
+                    tr["kind"].as_str().unwrap_or("Mesh"),
+                    s(&tr["name"])
+                ));
+            }
+        }
+        ResourceKind::Dataplane => {
+            out.push_str(&format!(
+                "{:<32} {:<12} {:<16} {:<10} INBOUNDS\n",
+                "NAME", "MESH", "ADDRESS", "ROLE"
+            ));
+            for i in items {
+                let n = &i["networking"];
+                let inbounds: Vec<String> = n["inbound"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| x["port"].to_string())
+                    .collect();
+                let role = if n["gateway"].is_object() { "gateway" } else { "sidecar" };
+                out.push_str(&format!(
+                    "{:<32} {:<12} {:<16} {:<10} {}\n",
+                    s(&i["name"]),
+                    s(&i["mesh"]),
+                    s(&n["address"]),
+                    role,
+                    inbounds.join(",")
+                ));
+            }
+        }
+        ResourceKind::MeshOpenTelemetryBackend => {
+            out.push_str(&format!(
+                "{:<32} {:<12} {:<32} {:<6} PROTOCOL\n",
+                "NAME", "MESH", "ADDRESS", "PORT"
+            ));
+            for i in items {
+                let e = &i["spec"]["endpoint"];
+                out.push_str(&format!(
+                    "{:<32} {:<12} {:<32} {:<6} {}\n",
+                    s(&i["name"]),
+                    s(&i["mesh"]),
+                    e["address"].as_str().unwrap_or("(node-local)"),
+                    e["port"].as_u64().unwrap_or(4317),
+                    i["spec"]["protocol"].as_str().unwrap_or("grpc")
+                ));
+            }
+        }
+        ResourceKind::MeshGateway => {
+            out.push_str(&format!("{:<32} {:<12} LISTENER PORTS\n", "NAME", "MESH"));
+            for i in items {
+                let ports: Vec<String> = i["conf"]["listeners"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| l["port"].to_string())
+                    .collect();
+                out.push_str(&format!(
+                    "{:<32} {:<12} {}\n",
+                    s(&i["name"]),
+                    s(&i["mesh"]),
+                    ports.join(",")
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn print_value(v: &Value, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
@@ -234,7 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Validate { files } => {
             let inputs = read_inputs(&files)?;
-            let (parsed, ok) = validate_all(&inputs);
+            let (parsed, ok) = validate_all(&inputs, true);
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }
@@ -244,7 +340,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Apply { files } => {
             let inputs = read_inputs(&files)?;
-            let (parsed, ok) = validate_all(&inputs);
+            let (parsed, ok) = validate_all(&inputs, false);
             if !ok {
                 eprintln!("nothing applied");
                 return Ok(ExitCode::FAILURE);
@@ -255,6 +351,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("{label}:");
                     return Ok(api_error(status, &body));
                 }
+                // the control plane's warnings: deprecated forms, a backendRef that matches
+                // nothing yet, ...
+                let answer: Value = serde_json::from_str(&body).unwrap_or_default();
+                for w in answer["warnings"].as_array().into_iter().flatten() {
+                    {
+                        eprintln!(
+                            "{label}: Warning: {} {:?}: {}: {}",
+                            w["kind"].as_str().unwrap_or(""),
+                            w["name"].as_str().unwrap_or(""),
+                            w["field"].as_str().unwrap_or(""),
+                            w["message"].as_str().unwrap_or("")
+                        );
+                    }
+                }
                 for r in rs {
                     println!("{} {}/{} applied", r.kind(), r.meta().mesh, r.meta().name);
                 }
@@ -262,10 +372,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Get { kind, name, output } => {
-            let coll = match kind {
-                Kind::Meshmetrics => "meshmetrics",
-                Kind::Dataplanes => "dataplanes",
-            };
+            let coll = kind.plural();
             let path = match &name {
                 Some(n) => format!("/meshes/{mesh}/{coll}/{n}"),
                 None => format!("/meshes/{mesh}/{coll}"),
@@ -281,55 +388,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 v["items"].as_array().cloned().unwrap_or_default()
             };
             match output {
-                Output::Table => {
-                    match kind {
-                        Kind::Meshmetrics => {
-                            println!("{:<32} {:<12} {:<18} TARGETREF NAME", "NAME", "MESH", "TARGETREF KIND");
-                            for i in &items {
-                                let tr = &i["spec"]["targetRef"];
-                                println!(
-                                    "{:<32} {:<12} {:<18} {}",
-                                    i["name"].as_str().unwrap_or(""),
-                                    i["mesh"].as_str().unwrap_or(""),
-                                    tr["kind"].as_str().unwrap_or("Mesh"),
-                                    tr["name"].as_str().unwrap_or("")
-                                );
-                            }
-                        }
-                        Kind::Dataplanes => {
-                            println!("{:<32} {:<12} {:<16} INBOUNDS", "NAME", "MESH", "ADDRESS");
-                            for i in &items {
-                                let n = &i["networking"];
-                                let inbounds: Vec<String> = n["inbound"]
-                                    .as_array()
-                                    .into_iter()
-                                    .flatten()
-                                    .map(|x| x["port"].to_string())
-                                    .collect();
-                                println!(
-                                    "{:<32} {:<12} {:<16} {}",
-                                    i["name"].as_str().unwrap_or(""),
-                                    i["mesh"].as_str().unwrap_or(""),
-                                    n["address"].as_str().unwrap_or(""),
-                                    inbounds.join(",")
-                                );
-                            }
-                        }
-                    }
-                    Ok(ExitCode::SUCCESS)
+                Output::Table => print!("{}", table(kind, &items)),
+                Output::Json => {
+                    let out = if name.is_some() { v } else { Value::Array(items) };
+                    println!("{}", serde_json::to_string_pretty(&out)?);
                 }
-                o => {
-                    let list = Value::Array(items);
-                    print_value(if name.is_some() { &v } else { &list }, o)?;
-                    Ok(ExitCode::SUCCESS)
+                Output::Yaml => {
+                    // one YAML document per resource, so `apply -f` takes the output back
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            println!("---");
+                        }
+                        print!("{}", serde_saphyr::to_string(item)?);
+                    }
                 }
             }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Delete { kind, name } => {
-            let coll = match kind {
-                Kind::Meshmetrics => "meshmetrics",
-                Kind::Dataplanes => "dataplanes",
-            };
+            let coll = kind.plural();
             let (status, body) = api.call("DELETE", &format!("/meshes/{mesh}/{coll}/{name}"), None)?;
             if status != 200 {
                 return Ok(api_error(status, &body));
@@ -350,12 +427,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Schema { out_dir } => {
+            use meshmetric_policies::schema::{Published, crd_yaml, json_schema_text};
             std::fs::create_dir_all(&out_dir)?;
-            let schema = out_dir.join("meshmetric.schema.json");
-            let crd = out_dir.join("meshmetric-crd.yaml");
-            std::fs::write(&schema, meshmetric_policies::schema::json_schema_text())?;
-            std::fs::write(&crd, meshmetric_policies::schema::crd_yaml())?;
-            println!("wrote {} and {}", schema.display(), crd.display());
+            for kind in Published::ALL {
+                let (schema, crd) = kind.files();
+                let (schema, crd) = (out_dir.join(schema), out_dir.join(crd));
+                std::fs::write(&schema, json_schema_text(kind))?;
+                std::fs::write(&crd, crd_yaml(kind))?;
+                println!("wrote {} and {}", schema.display(), crd.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -16,9 +16,10 @@ use tokio::sync::watch;
 use crate::collect::Collector;
 use crate::config::ActiveConfig;
 use exporter::{Exporter, ExporterStats};
+use meshmetric_policies::meshmetric::BackendType;
 use settings::ExporterSettings;
 
-/// The exporters' counters, by endpoint, for self-metrics.
+/// The exporters' counters, by backend name, for self-metrics.
 pub type Registry = Arc<Mutex<BTreeMap<String, Arc<ExporterStats>>>>;
 
 /// Keeps one exporter per OpenTelemetry backend of the current config: starts new ones,
@@ -30,25 +31,25 @@ pub async fn manage(mut config: watch::Receiver<Arc<ActiveConfig>>, collector: A
         let cfg = config.borrow_and_update().clone();
         let m = cfg.config.metrics();
         let mut desired: BTreeMap<String, ExporterSettings> = BTreeMap::new();
-        for b in m.backends.iter().filter(|b| b.kind == "OpenTelemetry") {
+        for b in m.backends.iter().filter(|b| b.kind == BackendType::OpenTelemetry) {
             let Some(o) = &b.open_telemetry else { continue };
             match ExporterSettings::resolve(o, &|k| std::env::var(k).ok()) {
                 Ok(s) => {
-                    desired.insert(o.endpoint.clone(), s);
+                    desired.insert(b.name.clone(), s);
                 }
-                Err(e) => tracing::warn!(endpoint = %o.endpoint, error = %e, "OpenTelemetry backend not started"),
+                Err(e) => tracing::warn!(backend = %b.name, error = %e, "OpenTelemetry backend not started"),
             }
         }
-        running.retain(|endpoint, ex| {
-            let keep = desired.get(endpoint) == Some(&ex.settings);
+        running.retain(|backend, ex| {
+            let keep = desired.get(backend) == Some(&ex.settings);
             if !keep {
-                tracing::info!(%endpoint, "OTLP exporter stopped");
+                tracing::info!(%backend, "OTLP exporter stopped");
             }
             keep
         });
-        for (endpoint, s) in desired {
+        for (backend, s) in desired {
             running
-                .entry(endpoint)
+                .entry(backend)
                 .or_insert_with(|| Exporter::spawn(s, collector.clone(), m.extra_labels.clone()));
         }
         {

@@ -28,12 +28,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::parse::{Family, Format, MetricType, ParseStats, labels, parse, unescape};
 
-/// Aggregation temporality of sums and histograms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Temporality {
-    Cumulative,
-    Delta,
-}
+pub use meshmetric_policies::meshmetric::Temporality;
 
 const SCOPE_NAME: &str = "otel_scope_name";
 const SCOPE_VERSION: &str = "otel_scope_version";

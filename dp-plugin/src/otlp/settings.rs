@@ -1,21 +1,44 @@
-//! Resolved settings of one OTLP exporter: the policy's values, else the standard
-//! `OTEL_EXPORTER_OTLP_METRICS_*` / `OTEL_EXPORTER_OTLP_*` environment variables (OpenTelemetry
-//! "OTLP Exporter Configuration"), else the defaults.
+//! Resolved settings of one OTLP exporter: the backend's fields as the control plane resolved
+//! them, combined with the standard `OTEL_EXPORTER_OTLP_METRICS_*` / `OTEL_EXPORTER_OTLP_*`
+//! environment variables (OpenTelemetry "OTLP Exporter Configuration") as the backend's env
+//! policy says (Kuma's MeshOpenTelemetryBackend `env`: mode `Disabled` | `Optional` |
+//! `Required`, precedence `ExplicitFirst` | `EnvFirst`, `allowSignalOverrides`), then the
+//! defaults. An inline `openTelemetry.endpoint` behaves as `Optional` + `ExplicitFirst`.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use meshmetric_policies::dpconfig::DpOpenTelemetry;
-use meshmetric_policies::validate::parse_duration;
-
-use super::producer::Temporality;
+use meshmetric_policies::meshmetric::{
+    Compression, DEFAULT_OTLP_TIMEOUT_SECS, DEFAULT_QUEUE_SIZE, OtlpProtocol, Temporality,
+};
+use meshmetric_policies::otelbackend::{EnvMode, EnvPrecedence};
 
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// OTLP/gRPC.
     Grpc,
-    /// HTTP/protobuf, `POST /v1/metrics`.
+    /// HTTP/protobuf, `POST <path>`.
     Http,
+}
+
+/// Why an exporter's settings could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// An environment variable holds something the OTLP specification does not allow.
+    #[error("{var} {value:?}: accepted {accepted}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Its value (never a header value).
+        value: String,
+        /// What is accepted.
+        accepted: &'static str,
+    },
+    /// The backend's env mode is `Required` and the environment gives no endpoint.
+    #[error("env mode Required: neither OTEL_EXPORTER_OTLP_METRICS_ENDPOINT nor OTEL_EXPORTER_OTLP_ENDPOINT is set")]
+    RequiredEnvMissing,
 }
 
 /// Where a header value comes from. Its `Debug` never shows a value.
@@ -69,57 +92,173 @@ impl TlsSettings {
 pub struct ExporterSettings {
     /// `host:port`.
     pub endpoint: String,
+    /// Path of OTLP/HTTP requests (default `/v1/metrics`).
+    pub path: String,
+    /// Transport.
     pub protocol: Protocol,
+    /// Push interval.
     pub interval: Duration,
+    /// Timeout of one export.
     pub timeout: Duration,
+    /// Whether requests are gzip-compressed.
     pub gzip: bool,
+    /// Temporality of sums and histograms.
     pub temporality: Temporality,
     /// Most batches waiting; when full the oldest is dropped.
     pub queue_size: usize,
+    /// Request headers.
     pub headers: Vec<(String, HeaderValue)>,
+    /// TLS; `None` = plaintext.
     pub tls: Option<TlsSettings>,
 }
 
 /// Default export timeout (OTLP exporter specification).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default queue size, in batches.
-pub const DEFAULT_QUEUE_SIZE: usize = 100;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(DEFAULT_OTLP_TIMEOUT_SECS);
+
+/// Picks between the backend's value and the environment's per the precedence.
+fn pick<T>(explicit: Option<T>, env: Option<T>, precedence: EnvPrecedence) -> Option<T> {
+    match precedence {
+        EnvPrecedence::ExplicitFirst => explicit.or(env),
+        EnvPrecedence::EnvFirst => env.or(explicit),
+    }
+}
+
+/// An endpoint given as a URL in `OTEL_EXPORTER_OTLP_*ENDPOINT`: `(host:port, https, path)`.
+fn endpoint_url(var: &str, url: &str) -> Result<(String, bool, String), SettingsError> {
+    let bad = || SettingsError::Env {
+        var: var.to_string(),
+        value: url.to_string(),
+        accepted: "an http:// or https:// URL with a host, e.g. http://collector:4317",
+    };
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(bad());
+    };
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if hostport.is_empty() {
+        return Err(bad());
+    }
+    let default_port = if https { 443 } else { 80 };
+    let has_port = match hostport.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => hostport.contains(':'),
+    };
+    let hostport = if has_port {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:{default_port}")
+    };
+    Ok((hostport, https, path.to_string()))
+}
 
 impl ExporterSettings {
     /// Resolves a backend's settings; `env` looks up environment variables (injected for tests).
-    /// Errors name the setting and what is accepted.
-    pub fn resolve(b: &DpOpenTelemetry, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let var = |name: &str| {
-            env(&format!("OTEL_EXPORTER_OTLP_METRICS_{name}")).or_else(|| env(&format!("OTEL_EXPORTER_OTLP_{name}")))
-        };
-        let protocol = match b.protocol.clone().or_else(|| var("PROTOCOL")).as_deref() {
-            None | Some("grpc") => Protocol::Grpc,
-            Some("http" | "http/protobuf") => Protocol::Http,
-            Some(p) => return Err(format!("protocol {p:?}: accepted grpc, http (http/protobuf)")),
-        };
-        let interval = parse_duration(&b.refresh_interval).map_err(|e| format!("refreshInterval: {e}"))?;
-        let timeout = match (&b.timeout, var("TIMEOUT")) {
-            (Some(t), _) => parse_duration(t).map_err(|e| format!("timeout: {e}"))?,
-            (None, Some(ms)) => Duration::from_millis(
-                ms.trim()
-                    .parse()
-                    .map_err(|_| format!("OTEL_EXPORTER_OTLP_TIMEOUT {ms:?}: accepted milliseconds"))?,
-            ),
-            (None, None) => DEFAULT_TIMEOUT,
-        };
-        let gzip = match b.compression.clone().or_else(|| var("COMPRESSION")).as_deref() {
-            None | Some("none") => false,
-            Some("gzip") => true,
-            Some(c) => return Err(format!("compression {c:?}: accepted gzip, none")),
-        };
-        let temporality = match b.temporality.as_deref() {
-            Some("Delta") => Temporality::Delta,
-            Some(_) => Temporality::Cumulative,
-            None if var("TEMPORALITY_PREFERENCE").is_some_and(|t| t.eq_ignore_ascii_case("delta")) => {
-                Temporality::Delta
+    /// Errors name the variable and what is accepted.
+    pub fn resolve(b: &DpOpenTelemetry, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let policy = b.env;
+        let use_env = policy.mode != EnvMode::Disabled;
+        // (value, variable it came from)
+        let var = |name: &str| -> Option<(String, String)> {
+            if !use_env {
+                return None;
             }
-            None => Temporality::Cumulative,
+            let signal = format!("OTEL_EXPORTER_OTLP_METRICS_{name}");
+            let shared = format!("OTEL_EXPORTER_OTLP_{name}");
+            let from_signal = policy
+                .allow_signal_overrides
+                .then(|| env(&signal).map(|v| (v, signal)))
+                .flatten();
+            from_signal.or_else(|| env(&shared).map(|v| (v, shared)))
         };
+        let prec = policy.precedence;
+        let env_protocol = match var("PROTOCOL") {
+            None => None,
+            Some((v, _)) if v == "grpc" => Some(OtlpProtocol::Grpc),
+            Some((v, _)) if v == "http/protobuf" || v == "http" => Some(OtlpProtocol::Http),
+            Some((value, var)) => {
+                return Err(SettingsError::Env {
+                    var,
+                    value,
+                    accepted: "grpc, http/protobuf",
+                });
+            }
+        };
+        let protocol = match pick(b.protocol, env_protocol, prec).unwrap_or(OtlpProtocol::Grpc) {
+            OtlpProtocol::Grpc => Protocol::Grpc,
+            OtlpProtocol::Http => Protocol::Http,
+        };
+        // the endpoint: the backend's host:port (an empty host is the node-local collector),
+        // or the environment's URL
+        let env_endpoint = match var("ENDPOINT") {
+            Some((url, name)) => {
+                let (hostport, https, path) = endpoint_url(&name, &url)?;
+                // a signal-specific URL is used as-is; the shared one gets the signal path
+                let path = if name.contains("_METRICS_") && !path.is_empty() {
+                    path
+                } else {
+                    format!("{}/v1/metrics", path.trim_end_matches('/'))
+                };
+                Some((hostport, https, path))
+            }
+            None if policy.mode == EnvMode::Required => return Err(SettingsError::RequiredEnvMissing),
+            None => None,
+        };
+        let explicit_endpoint = {
+            let host_ip = || {
+                env("HOST_IP")
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "127.0.0.1".into())
+            };
+            let ep = match b.endpoint.strip_prefix(':') {
+                Some(port) => format!("{}:{port}", host_ip()),
+                None => b.endpoint.clone(),
+            };
+            let path = format!("{}/v1/metrics", b.path.as_deref().unwrap_or("").trim_end_matches('/'));
+            (ep, b.tls.is_some(), path)
+        };
+        let (endpoint, env_https, path) = match pick(Some(explicit_endpoint), env_endpoint.clone(), prec) {
+            Some(e) => e,
+            None => unreachable!("the explicit endpoint is always given"),
+        };
+        let endpoint_from_env = env_endpoint.as_ref().is_some_and(|e| e.0 == endpoint);
+        let env_timeout = match var("TIMEOUT") {
+            None => None,
+            Some((ms, var)) => Some(Duration::from_millis(ms.trim().parse().map_err(|_| {
+                SettingsError::Env {
+                    var,
+                    value: ms.clone(),
+                    accepted: "milliseconds",
+                }
+            })?)),
+        };
+        let timeout = pick(b.timeout.as_ref().map(|d| d.get()), env_timeout, prec).unwrap_or(DEFAULT_TIMEOUT);
+        let env_compression = match var("COMPRESSION") {
+            None => None,
+            Some((v, _)) if v == "gzip" => Some(Compression::Gzip),
+            Some((v, _)) if v == "none" => Some(Compression::None),
+            Some((value, var)) => {
+                return Err(SettingsError::Env {
+                    var,
+                    value,
+                    accepted: "gzip, none",
+                });
+            }
+        };
+        let gzip = pick(b.compression, env_compression, prec) == Some(Compression::Gzip);
+        let env_temporality = var("TEMPORALITY_PREFERENCE").map(|(t, _)| {
+            if t.eq_ignore_ascii_case("delta") {
+                Temporality::Delta
+            } else {
+                Temporality::Cumulative
+            }
+        });
+        let temporality = pick(b.temporality, env_temporality, prec).unwrap_or(Temporality::Cumulative);
         let mut headers: Vec<(String, HeaderValue)> = Vec::new();
         for h in &b.headers {
             let v = match (&h.value, &h.value_from) {
@@ -127,49 +266,60 @@ impl ExporterSettings {
                 (None, Some(from)) => match (&from.file, &from.env) {
                     (Some(f), None) => HeaderValue::File(PathBuf::from(f)),
                     (None, Some(e)) => HeaderValue::Env(e.clone()),
-                    _ => return Err(format!("header {}: valueFrom needs exactly one of file or env", h.name)),
+                    _ => continue, // refused by validation
                 },
-                _ => return Err(format!("header {}: needs value or valueFrom", h.name)),
+                _ => continue, // refused by validation
             };
             headers.push((h.name.to_ascii_lowercase(), v));
         }
-        if let Some(list) = var("HEADERS") {
+        if let Some((list, var)) = var("HEADERS") {
             for pair in list.split(',').filter(|p| !p.trim().is_empty()) {
                 let Some((k, v)) = pair.split_once('=') else {
-                    return Err("OTEL_EXPORTER_OTLP_HEADERS: accepted key=value pairs separated by commas".into());
+                    return Err(SettingsError::Env {
+                        var,
+                        value: "<redacted>".into(),
+                        accepted: "key=value pairs separated by commas",
+                    });
                 };
                 let k = k.trim().to_ascii_lowercase();
-                if !headers.iter().any(|(n, _)| *n == k) {
-                    headers.push((k, HeaderValue::FromEnvHeaders(percent_decode(v.trim()))));
+                let v = HeaderValue::FromEnvHeaders(percent_decode(v.trim()));
+                match headers.iter_mut().find(|(n, _)| *n == k) {
+                    Some(existing) if prec == EnvPrecedence::EnvFirst => existing.1 = v,
+                    Some(_) => {}
+                    None => headers.push((k, v)),
                 }
             }
         }
-        let tls = match &b.tls {
-            Some(t) => Some(TlsSettings {
-                ca_file: t.ca_file.clone().map(PathBuf::from),
-                cert_file: t.cert_file.clone().map(PathBuf::from),
-                key_file: t.key_file.clone().map(PathBuf::from),
-                server_name: t.server_name.clone(),
-            }),
-            None => {
-                let (ca, cert, key) = (var("CERTIFICATE"), var("CLIENT_CERTIFICATE"), var("CLIENT_KEY"));
-                let insecure = var("INSECURE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-                (!insecure && (ca.is_some() || cert.is_some())).then(|| TlsSettings {
-                    ca_file: ca.map(PathBuf::from),
-                    cert_file: cert.map(PathBuf::from),
-                    key_file: key.map(PathBuf::from),
-                    server_name: None,
-                })
-            }
+        let env_tls = {
+            let (ca, cert, key) = (var("CERTIFICATE"), var("CLIENT_CERTIFICATE"), var("CLIENT_KEY"));
+            let insecure = var("INSECURE").is_some_and(|(v, _)| v.eq_ignore_ascii_case("true"));
+            (!insecure && (ca.is_some() || cert.is_some() || endpoint_from_env && env_https)).then(|| TlsSettings {
+                ca_file: ca.map(|c| PathBuf::from(c.0)),
+                cert_file: cert.map(|c| PathBuf::from(c.0)),
+                key_file: key.map(|c| PathBuf::from(c.0)),
+                server_name: None,
+            })
+        };
+        let explicit_tls = b.tls.as_ref().map(|t| TlsSettings {
+            ca_file: t.ca_file.clone().map(PathBuf::from),
+            cert_file: t.cert_file.clone().map(PathBuf::from),
+            key_file: t.key_file.clone().map(PathBuf::from),
+            server_name: t.server_name.clone(),
+        });
+        let tls = if endpoint_from_env && !env_https {
+            None // the environment's http:// endpoint is plaintext
+        } else {
+            pick(explicit_tls, env_tls, prec)
         };
         Ok(Self {
-            endpoint: b.endpoint.clone(),
+            endpoint,
+            path,
             protocol,
-            interval,
+            interval: b.refresh_interval.get(),
             timeout,
             gzip,
             temporality,
-            queue_size: b.queue_size.map_or(DEFAULT_QUEUE_SIZE, |q| q as usize),
+            queue_size: b.queue_size.map_or(DEFAULT_QUEUE_SIZE as usize, |q| q as usize),
             headers,
             tls,
         })
@@ -206,13 +356,27 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     use super::*;
     use meshmetric_policies::meshmetric::{Header, ValueFrom};
+    use meshmetric_policies::otelbackend::ResolvedEnvPolicy;
+    use meshmetric_policies::values::Duration as GoDuration;
 
     fn base() -> DpOpenTelemetry {
         DpOpenTelemetry {
             endpoint: "otel:4317".into(),
-            refresh_interval: "10s".into(),
-            ..Default::default()
+            refresh_interval: GoDuration::parse("10s").unwrap(),
+            protocol: None,
+            path: None,
+            timeout: None,
+            compression: None,
+            temporality: None,
+            queue_size: None,
+            headers: vec![],
+            tls: None,
+            env: ResolvedEnvPolicy::INLINE,
         }
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
     }
 
     #[test]
@@ -220,19 +384,32 @@ mod tests {
         let none = |_: &str| None;
         let s = ExporterSettings::resolve(&base(), &none).unwrap();
         assert_eq!(
-            (s.protocol, s.timeout, s.gzip, s.temporality, s.queue_size),
-            (Protocol::Grpc, DEFAULT_TIMEOUT, false, Temporality::Cumulative, 100)
+            (
+                s.protocol,
+                s.timeout,
+                s.gzip,
+                s.temporality,
+                s.queue_size,
+                s.path.as_str()
+            ),
+            (
+                Protocol::Grpc,
+                DEFAULT_TIMEOUT,
+                false,
+                Temporality::Cumulative,
+                100,
+                "/v1/metrics"
+            )
         );
         assert!(s.tls.is_none());
-        let env = |k: &str| match k {
-            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".to_string()),
-            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT" => Some("2500".to_string()),
-            "OTEL_EXPORTER_OTLP_COMPRESSION" => Some("gzip".to_string()),
-            "OTEL_EXPORTER_OTLP_HEADERS" => Some("Authorization=Bearer%20x,x-team=a".to_string()),
-            "OTEL_EXPORTER_OTLP_CERTIFICATE" => Some("/ca.pem".to_string()),
-            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE" => Some("delta".to_string()),
-            _ => None,
-        };
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20x,x-team=a"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
+        ]);
         let s = ExporterSettings::resolve(&base(), &env).unwrap();
         assert_eq!(
             (s.protocol, s.timeout, s.gzip, s.temporality),
@@ -246,11 +423,11 @@ mod tests {
             )
         );
         assert_eq!(s.tls.unwrap().ca_file, Some(PathBuf::from("/ca.pem")));
-        // the policy wins over the environment
+        // an inline endpoint's explicit values win over the environment
         let mut b = base();
-        b.protocol = Some("grpc".into());
-        b.compression = Some("none".into());
-        b.temporality = Some("Cumulative".into());
+        b.protocol = Some(OtlpProtocol::Grpc);
+        b.compression = Some(Compression::None);
+        b.temporality = Some(Temporality::Cumulative);
         b.headers = vec![Header {
             name: "Authorization".into(),
             value: None,
@@ -266,6 +443,53 @@ mod tests {
         );
         assert_eq!(s.headers.len(), 2);
         assert_eq!(s.headers[0].1, HeaderValue::File("/t".into()));
+    }
+
+    #[test]
+    fn env_policy_of_a_meshopentelemetrybackend() {
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://env-collector:4318/base"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]);
+        let mut b = base();
+        b.protocol = Some(OtlpProtocol::Grpc);
+        // Kuma's default: Optional + EnvFirst: the environment wins, per-signal variables too
+        b.env = ResolvedEnvPolicy {
+            mode: EnvMode::Optional,
+            precedence: EnvPrecedence::EnvFirst,
+            allow_signal_overrides: true,
+        };
+        let s = ExporterSettings::resolve(&b, &env).unwrap();
+        assert_eq!(
+            (s.endpoint.as_str(), s.path.as_str(), s.protocol, s.tls.is_some()),
+            ("env-collector:4318", "/base/v1/metrics", Protocol::Http, true)
+        );
+        // no per-signal overrides: the shared protocol applies
+        b.env.allow_signal_overrides = false;
+        assert_eq!(ExporterSettings::resolve(&b, &env).unwrap().protocol, Protocol::Grpc);
+        // ExplicitFirst: the backend's fields win, the environment fills gaps
+        b.env.precedence = EnvPrecedence::ExplicitFirst;
+        let s = ExporterSettings::resolve(&b, &env).unwrap();
+        assert_eq!((s.endpoint.as_str(), s.protocol), ("otel:4317", Protocol::Grpc));
+        // Disabled: the environment is ignored
+        b.env.mode = EnvMode::Disabled;
+        b.env.precedence = EnvPrecedence::EnvFirst;
+        let s = ExporterSettings::resolve(&b, &env).unwrap();
+        assert_eq!((s.endpoint.as_str(), s.tls.is_some()), ("otel:4317", false));
+        // Required without the variable: not started, with the reason
+        b.env.mode = EnvMode::Required;
+        let none = |_: &str| None;
+        assert_eq!(
+            ExporterSettings::resolve(&b, &none),
+            Err(SettingsError::RequiredEnvMissing)
+        );
+        // the node-local collector: $HOST_IP, else 127.0.0.1
+        let mut b = base();
+        b.endpoint = ":4317".into();
+        assert_eq!(ExporterSettings::resolve(&b, &none).unwrap().endpoint, "127.0.0.1:4317");
+        let host = env_of(&[("HOST_IP", "10.1.2.3")]);
+        assert_eq!(ExporterSettings::resolve(&b, &host).unwrap().endpoint, "10.1.2.3:4317");
     }
 
     #[test]

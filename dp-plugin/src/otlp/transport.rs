@@ -148,7 +148,7 @@ impl Transport {
                 };
                 let connector = builder.enable_http1().wrap_connector(http);
                 let client = Client::builder(TokioExecutor::new()).build(connector);
-                let uri = format!("{scheme}://{}/v1/metrics", s.endpoint)
+                let uri = format!("{scheme}://{}{}", s.endpoint, s.path)
                     .parse()
                     .map_err(|e| format!("endpoint {:?}: {e}", s.endpoint))?;
                 Ok(Transport::Http { client, uri })
