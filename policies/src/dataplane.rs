@@ -386,10 +386,21 @@ pub fn validate_dataplane(dp: &Dataplane, prefix: &str) -> Violations {
         }
     }
     if let Some(g) = &n.gateway {
+        let kind = if g.kind == Some(GatewayType::Builtin) {
+            "builtin"
+        } else {
+            "delegated"
+        };
         if !n.inbound.is_empty() {
             v.push(
                 at("networking.inbound"),
-                "a gateway Dataplane has no inbounds (Kuma: inbound cannot be defined both with gateway)",
+                format!("inbound cannot be defined for {kind} gateways"),
+            );
+        }
+        if !n.listeners.is_empty() {
+            v.push(
+                at("networking.listeners"),
+                format!("listeners cannot be defined for {kind} gateways"),
             );
         }
         if !g.tags.is_empty() && !g.tags.contains_key(SERVICE_TAG) {
@@ -399,11 +410,10 @@ pub fn validate_dataplane(dp: &Dataplane, prefix: &str) -> Violations {
             );
         }
     }
-    if n.inbound.is_empty() && n.gateway.is_none() && n.listeners.is_empty() {
-        v.push(
-            at("networking"),
-            "has to contain at least one inbound, a gateway or a zone listener",
-        );
+    if let Some(admin) = n.admin.as_ref().and_then(|a| a.port)
+        && n.inbound.iter().any(|i| i.port == Some(admin))
+    {
+        v.push(at("networking.admin.port"), "must differ from inbound");
     }
     for (i, l) in n.listeners.iter().enumerate() {
         if l.port.is_none() {

@@ -90,7 +90,7 @@ fn type_errors_and_unknown_fields_name_the_field() {
     );
     assert_eq!(
         fields("type: Dataplane\nname: d\nnetworking: {address: nope}"),
-        ["networking.address", "networking"]
+        ["networking.address"]
     );
     // Kubernetes form: the field is metadata.name
     assert_eq!(

@@ -55,7 +55,7 @@ struct Args {
     #[arg(long, requires = "mads_tls_cert")]
     mads_tls_key: Option<PathBuf>,
     /// Where proxies' sockets go when their node metadata names no `meshmetricWorkdir`.
-    #[arg(long, default_value = "/tmp/meshmetric")]
+    #[arg(long, default_value = meshmetric_policies::contract::DEFAULT_WORKDIR_ROOT)]
     default_workdir_root: String,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
