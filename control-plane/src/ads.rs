@@ -2,9 +2,10 @@
 //!
 //! A proxy's `node.id` is `<mesh>.<name>` of its Dataplane; its node metadata may carry
 //! the plugin's workdir and the ProvidedTLS certificate files (see
-//! `meshmetric_policies::contract`). Each stream watches the store and pushes CDS then LDS within
-//! milliseconds of a change. ACKs are recorded; a NACK is logged with Envoy's error and the
-//! rejected version is not resent (Envoy keeps its last good config) until the config changes.
+//! `meshmetric_policies::contract`). Each stream watches its proxy's state in the
+//! [`Index`] and pushes CDS then LDS within milliseconds of a change. ACKs are recorded; a NACK
+//! is logged with Envoy's error and the rejected version is not resent (Envoy keeps its last
+//! good config) until the config changes ([`Tracker`]).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -23,23 +24,25 @@ use tonic::{Request, Response, Status, Streaming};
 
 use meshmetric_policies::contract::{META_CERT_PATH, META_KEY_PATH, META_WORKDIR, ProxyPaths, node_id, parse_node_id};
 
-use crate::store::Store;
+use crate::index::{Index, Published};
 use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, Packed, Snapshot};
 
 /// The ADS service.
 #[derive(Clone)]
 pub struct Ads {
-    store: Arc<Store>,
+    index: Arc<Index>,
     default_workdir_root: String,
+    streams: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Ads {
-    /// `default_workdir_root`: where a proxy's sockets go when its node metadata names no
-    /// `meshmetricWorkdir` (`<root>/<mesh>.<name>`).
-    pub fn new(store: Arc<Store>, default_workdir_root: impl Into<String>) -> Self {
+    /// ADS over `index`. `default_workdir_root`: where a proxy's sockets go when its node
+    /// metadata names no workdir (`<root>/<mesh>.<name>`).
+    pub fn new(index: Arc<Index>, default_workdir_root: impl Into<String>) -> Self {
         Self {
-            store,
+            index,
             default_workdir_root: default_workdir_root.into(),
+            streams: Default::default(),
         }
     }
 }
@@ -77,18 +80,78 @@ fn proxy_of(node: &Node, root: &str) -> Result<Proxy, Status> {
     })
 }
 
-#[derive(Default)]
-struct TypeState {
+/// What a request asks of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Send the current version of the type.
+    Send,
+    /// Nothing to send.
+    Nothing,
+    /// Envoy rejected the version it names (first time for that version: log it).
+    Nack {
+        /// The rejected version.
+        rejected: Option<String>,
+    },
+}
+
+/// The state of one type of one stream: the nonce and version last sent, and the version
+/// Envoy rejected. SotW xDS: a request with an empty nonce subscribes (answer at once); one
+/// whose nonce is not the last one sent is stale (it answers an older response: ignore); an
+/// `error_detail` is a NACK (Envoy keeps its last good config: do not resend the rejected
+/// version); otherwise it is an ACK (send again only if the version moved meanwhile).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tracker {
     nonce: String,
     sent_version: Option<String>,
     nacked_version: Option<String>,
 }
 
+impl Tracker {
+    /// What to do with a request carrying `nonce` and, for a NACK, an error, given the
+    /// `current` version.
+    pub fn on_request(&mut self, nonce: &str, nack: bool, current: &str) -> Answer {
+        if nonce.is_empty() {
+            return Answer::Send;
+        }
+        if nonce != self.nonce {
+            return Answer::Nothing;
+        }
+        if nack {
+            let first = self.nacked_version != self.sent_version;
+            self.nacked_version = self.sent_version.clone();
+            return if first {
+                Answer::Nack {
+                    rejected: self.sent_version.clone(),
+                }
+            } else {
+                Answer::Nothing
+            };
+        }
+        self.nacked_version = None;
+        if self.sent_version.as_deref() != Some(current) {
+            Answer::Send
+        } else {
+            Answer::Nothing
+        }
+    }
+
+    /// Records a response sent with `nonce` carrying `version`.
+    pub fn sent(&mut self, nonce: String, version: &str) {
+        self.nonce = nonce;
+        self.sent_version = Some(version.to_string());
+    }
+
+    /// Whether `version` still has to be pushed.
+    pub fn needs(&self, version: &str) -> bool {
+        self.sent_version.as_deref() != Some(version)
+    }
+}
+
 struct Session {
-    store: Arc<Store>,
     proxy: Proxy,
+    state: tokio::sync::watch::Receiver<Published>,
     snapshot: Packed,
-    types: HashMap<String, TypeState>,
+    types: HashMap<String, Tracker>,
     nonce: u64,
     /// Boxed: the channel preallocates slots, and 10,000 streams each keep one.
     tx: mpsc::Sender<Box<DiscoveryResponse>>,
@@ -96,9 +159,9 @@ struct Session {
 
 impl Session {
     fn rebuild(&mut self) {
-        let proxy = self.store.proxy(&self.proxy.mesh, &self.proxy.name);
+        let proxy = self.state.borrow_and_update().clone();
         let snap = match &proxy {
-            Some((dp, metrics)) => xds::generate(dp, metrics, &self.proxy.paths),
+            Some(p) => xds::generate(&p.0, &p.1, &self.proxy.paths),
             None => Snapshot {
                 version: "unknown-dataplane".into(),
                 ..Default::default()
@@ -123,9 +186,10 @@ impl Session {
             nonce: nonce.clone(),
             ..Default::default()
         };
-        let st = self.types.entry(type_url.to_string()).or_default();
-        st.nonce = nonce;
-        st.sent_version = Some(self.snapshot.version.clone());
+        self.types
+            .entry(type_url.to_string())
+            .or_default()
+            .sent(nonce, &self.snapshot.version);
         tracing::debug!(dataplane = %self.proxy.name, type_url, version = %self.snapshot.version, resources = resp.resources.len(), "sending");
         self.tx.send(Box::new(resp)).await.is_ok()
     }
@@ -139,8 +203,7 @@ impl Session {
             _ => 2,
         });
         for t in order {
-            let st = &self.types[&t];
-            if st.sent_version.as_deref() != Some(self.snapshot.version.as_str()) && !self.send(&t).await {
+            if self.types[&t].needs(&self.snapshot.version) && !self.send(&t).await {
                 return false;
             }
         }
@@ -150,32 +213,29 @@ impl Session {
     async fn on_request(&mut self, req: DiscoveryRequest) -> bool {
         let t = req.type_url.clone();
         let current = self.snapshot.version.clone();
-        let st = self.types.entry(t.clone()).or_default();
-        if req.response_nonce.is_empty() {
-            // a new subscription (or a reconnect): always answer
-            return self.send(&t).await;
-        }
-        if req.response_nonce != st.nonce {
-            return true; // stale: answers an older response
-        }
-        if let Some(err) = &req.error_detail {
-            if st.nacked_version.as_ref() != st.sent_version.as_ref() {
+        let answer = self.types.entry(t.clone()).or_default().on_request(
+            &req.response_nonce,
+            req.error_detail.is_some(),
+            &current,
+        );
+        match answer {
+            Answer::Send => self.send(&t).await,
+            Answer::Nothing => true,
+            Answer::Nack { rejected } => {
+                let err = req
+                    .error_detail
+                    .as_ref()
+                    .map(|e| e.message.as_str())
+                    .unwrap_or_default();
                 tracing::error!(
                     mesh = %self.proxy.mesh, dataplane = %self.proxy.name, type_url = %t,
-                    rejected_version = ?st.sent_version, kept_version = %req.version_info,
-                    envoy_error = %err.message,
+                    rejected_version = rejected.as_deref().unwrap_or_default(), kept_version = %req.version_info,
+                    envoy_error = %err,
                     "Envoy rejected the config (NACK); it keeps its last good config"
                 );
+                true
             }
-            st.nacked_version = st.sent_version.clone();
-            return true;
         }
-        tracing::debug!(dataplane = %self.proxy.name, type_url = %t, version = %req.version_info, "ACK");
-        st.nacked_version = None;
-        if st.sent_version.as_deref() != Some(current.as_str()) {
-            return self.send(&t).await;
-        }
-        true
     }
 }
 
@@ -202,52 +262,45 @@ impl AggregatedDiscoveryService for Ads {
             .ok_or_else(|| Status::invalid_argument("first DiscoveryRequest must carry node"))?;
         let proxy = proxy_of(&node, &self.default_workdir_root)?;
         let (tx, rx) = mpsc::channel::<Box<DiscoveryResponse>>(4);
-        let store = self.store.clone();
+        let index = self.index.clone();
+        let stream = self.streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = (proxy.mesh.clone(), proxy.name.clone());
         tracing::info!(mesh = %proxy.mesh, dataplane = %proxy.name, config_socket = %proxy.paths.config_socket, "proxy connected");
-        store.set_proxy_tls_ready(&proxy.mesh, &proxy.name, Some(proxy.paths.tls_ready()));
+        index.connected(&key, stream, proxy.paths.tls_ready());
+        let state = index.watch(&key);
         tokio::spawn(async move {
-            let mut changes = store.subscribe();
-            let mut seen = *changes.borrow_and_update();
-            let key = (proxy.mesh.clone(), proxy.name.clone());
             let mut s = Session {
-                store,
                 proxy,
+                state,
                 snapshot: Packed::default(),
                 types: HashMap::new(),
                 nonce: 0,
                 tx,
             };
             s.rebuild();
-            if !s.on_request(first).await {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    msg = incoming.message() => match msg {
-                        Ok(Some(req)) => if !s.on_request(req).await { break },
-                        Ok(None) => break,
-                        Err(e) => { tracing::debug!(dataplane = %s.proxy.name, error = %e, "stream error"); break }
-                    },
-                    changed = changes.changed() => {
-                        if changed.is_err() { break }
-                        // recompute only when a change since the last look can concern this proxy
-                        let now = *changes.borrow_and_update();
-                        let touched = s.store.touches_since(seen, &key);
-                        seen = now;
-                        if !touched {
-                            continue;
-                        }
-                        let before = s.snapshot.version.clone();
-                        s.rebuild();
-                        if s.snapshot.version != before {
-                            tracing::info!(mesh = %s.proxy.mesh, dataplane = %s.proxy.name, version = %s.snapshot.version, "config changed, pushing");
-                            if !s.push_changed().await { break }
+            if s.on_request(first).await {
+                loop {
+                    tokio::select! {
+                        msg = incoming.message() => match msg {
+                            Ok(Some(req)) => if !s.on_request(req).await { break },
+                            Ok(None) => break,
+                            Err(e) => { tracing::debug!(dataplane = %s.proxy.name, error = %e, "stream error"); break }
+                        },
+                        changed = s.state.changed() => {
+                            if changed.is_err() { break }
+                            let before = s.snapshot.version.clone();
+                            s.rebuild();
+                            if s.snapshot.version != before {
+                                tracing::info!(mesh = %s.proxy.mesh, dataplane = %s.proxy.name, version = %s.snapshot.version, "config changed, pushing");
+                                if !s.push_changed().await { break }
+                            }
                         }
                     }
                 }
             }
-            s.store.set_proxy_tls_ready(&s.proxy.mesh, &s.proxy.name, None);
-            tracing::info!(mesh = %s.proxy.mesh, dataplane = %s.proxy.name, "proxy disconnected");
+            drop(s.state);
+            index.disconnected(&key, stream);
+            tracing::info!(mesh = %key.0, dataplane = %key.1, "proxy disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|r| Ok(*r)))))
     }
@@ -331,5 +384,40 @@ where
             }
             Ok(Status::unimplemented("only StreamAggregatedResources (SotW ADS) is served").into_http())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Answer, Tracker};
+
+    #[test]
+    fn subscribe_ack_stale_and_nack() {
+        let mut t = Tracker::default();
+        // a new subscription is answered at once
+        assert_eq!(t.on_request("", false, "v1"), Answer::Send);
+        t.sent("1".into(), "v1");
+        // the ACK of what was sent: nothing more
+        assert_eq!(t.on_request("1", false, "v1"), Answer::Nothing);
+        // the version moved while the response was in flight: the ACK triggers a push
+        assert_eq!(t.on_request("1", false, "v2"), Answer::Send);
+        t.sent("2".into(), "v2");
+        // a request answering an older response is stale, whatever it says
+        assert_eq!(t.on_request("1", true, "v2"), Answer::Nothing);
+        // a NACK of v2: reported once, v2 is not resent
+        assert_eq!(
+            t.on_request("2", true, "v2"),
+            Answer::Nack {
+                rejected: Some("v2".into())
+            }
+        );
+        assert_eq!(t.on_request("2", true, "v2"), Answer::Nothing);
+        assert!(!t.needs("v2"), "the rejected version is not pushed again");
+        // a new version is pushed; its ACK clears the NACK
+        assert!(t.needs("v3"));
+        t.sent("3".into(), "v3");
+        assert_eq!(t.on_request("3", false, "v3"), Answer::Nothing);
+        // a reconnect (empty nonce) is always answered
+        assert_eq!(t.on_request("", false, "v3"), Answer::Send);
     }
 }

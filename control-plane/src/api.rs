@@ -23,14 +23,18 @@ use serde_json::{Value, json};
 
 use meshmetric_policies::{ParseError, Parsed, Resource, ResourceKind, Violation, Violations, parse_documents_all};
 
+use crate::index::Index;
 use crate::persist::{PersistError, Persistence};
 use crate::store::Store;
 
-/// What the handlers share: the store and, when configured, the database behind it.
+/// What the handlers share: the store, the index derived from it and, when configured, the
+/// database behind the store.
 #[derive(Clone)]
 pub struct Ctx {
     /// The store.
     pub store: Arc<Store>,
+    /// The per-proxy index.
+    pub index: Arc<Index>,
     /// The database writes go through first, when there is one.
     pub db: Option<Arc<Persistence>>,
 }
@@ -118,19 +122,9 @@ async fn authorize(
     )
 }
 
-/// Builds the API router over `store`, open to anyone who can reach it.
-pub fn router(store: Arc<Store>) -> Router {
-    router_with_access(store, Access::default())
-}
-
-/// Builds the API router over `store` with access control.
-pub fn router_with_access(store: Arc<Store>, access: Access) -> Router {
-    router_with_db(store, None, access)
-}
-
-/// Builds the API router over `store`, writing through `db` when given, with access control.
-pub fn router_with_db(store: Arc<Store>, db: Option<Arc<Persistence>>, access: Access) -> Router {
-    routes(Ctx { store, db }).layer(axum::middleware::from_fn_with_state(access, authorize))
+/// Builds the API router over `ctx` with access control.
+pub fn router(ctx: Ctx, access: Access) -> Router {
+    routes(ctx).layer(axum::middleware::from_fn_with_state(access, authorize))
 }
 
 fn routes(store: Ctx) -> Router {
@@ -336,8 +330,8 @@ async fn list(State(s): State<Ctx>, Path((mesh, plural)): Path<(String, String)>
 }
 
 async fn effective(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    match crate::inspect::effective_view(&s, &mesh, &name) {
+    match s.index.proxy(&(mesh.clone(), name.clone())) {
         None => not_found("Dataplane", &mesh, &name),
-        Some(v) => axum::Json(v).into_response(),
+        Some(p) => axum::Json(crate::inspect::effective_view(&p)).into_response(),
     }
 }

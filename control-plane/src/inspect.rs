@@ -3,17 +3,15 @@
 
 use serde_json::{Value, json};
 
-use crate::store::Store;
+use crate::store::Proxy;
 
 /// The effective-config view of one proxy, as served by the REST API: `{dataplane, policies:
 /// [{name, targetRefKind}] (merge order, most specific last), conf (null when no policy
 /// selects the proxy), dpConfig (what Envoy serves to the plugin), etag, prometheusListeners:
 /// [{clientId, port, path, tls}], inactiveBackends: [{backend, type, reason}]}`.
-/// `None` when the Dataplane is unknown.
-pub fn effective_view(store: &Store, mesh: &str, name: &str) -> Option<Value> {
-    let (dp, m) = store.proxy(mesh, name)?;
+pub fn effective_view((dp, m): &Proxy) -> Value {
     let (_, etag) = m.config.to_body_and_etag();
-    Some(json!({
+    json!({
         "dataplane": dp.node_id(),
         "policies": m.contributions,
         "conf": m.conf,
@@ -21,7 +19,7 @@ pub fn effective_view(store: &Store, mesh: &str, name: &str) -> Option<Value> {
         "etag": etag,
         "prometheusListeners": m.prometheus,
         "inactiveBackends": m.inactive,
-    }))
+    })
 }
 
 fn indented_yaml(v: &Value, indent: &str) -> String {

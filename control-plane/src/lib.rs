@@ -1,11 +1,18 @@
-//! meshmetric control plane: resource store, REST API, ADS server and Envoy resource
-//! generation. The binaries (`meshmetric-cp`) only wire these together.
+//! meshmetric control plane, in three layers, data flowing one way:
+//!
+//! ```text
+//! state:    files, api (REST) ──► store (resources, change log) ◄──► persist (SQLite / PostgreSQL)
+//! derived:                        index (per proxy: merged policy, config, listeners; TLS readiness)
+//! serving:                        ads (Envoy, via xds)        MonitoringAssignments (MADS, HTTP SD)
+//! ```
+//!
+//! The binaries (`meshmetric-cp`, `meshmetricctl`) only wire these together.
 
 pub mod ads;
 pub mod api;
 pub mod files;
+pub mod index;
 pub mod inspect;
-pub mod mads;
 pub mod persist;
 pub mod store;
 pub mod tls;

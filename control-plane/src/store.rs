@@ -30,8 +30,6 @@ pub enum Affected {
     /// MeshMetric selected before or after the change, those of a mesh whose
     /// MeshOpenTelemetryBackends or MeshGateways changed.
     Dataplanes(Vec<Key>),
-    /// Only MADS-visible state of these proxies (their TLS readiness), not their xDS.
-    Discovery(Vec<Key>),
 }
 
 /// How many changes are remembered for [`Store::touches_since`]; a watcher further behind
@@ -44,9 +42,6 @@ struct Inner {
     dataplanes: BTreeMap<Key, Dataplane>,
     otel_backends: BTreeMap<Key, MeshOpenTelemetryBackend>,
     gateways: BTreeMap<Key, MeshGateway>,
-    /// Connected proxies that gave a certificate for ProvidedTLS listeners (cleared when their
-    /// stream ends).
-    tls_ready: BTreeMap<Key, bool>,
 }
 
 fn in_mesh<'a, T>(m: &'a BTreeMap<Key, T>, mesh: &str) -> impl Iterator<Item = &'a T> {
@@ -60,7 +55,7 @@ impl Inner {
         select_gateway(in_mesh(&self.gateways, &dp.meta.mesh), dp)
     }
 
-    fn proxy(&self, key: &Key, naming: Naming) -> Option<(Dataplane, ProxyMetrics)> {
+    fn proxy(&self, key: &Key, tls_ready: bool, naming: Naming) -> Option<(Dataplane, ProxyMetrics)> {
         let dp = self.dataplanes.get(key)?;
         let gateway = self.gateway_of(dp);
         let eff = effective_conf(in_mesh(&self.meshmetrics, &key.0), dp, gateway);
@@ -68,7 +63,7 @@ impl Inner {
         let ctx = ProxyContext {
             gateway,
             otel_backends: &backends,
-            tls_ready: self.tls_ready.get(key).copied().unwrap_or(false),
+            tls_ready,
             naming,
         };
         Some((dp.clone(), ProxyMetrics::build(dp, eff, ctx)))
@@ -209,7 +204,7 @@ impl Store {
 
     /// Records a change and wakes every watcher.
     fn notify(&self, mut affected: Affected) {
-        if let Affected::Dataplanes(v) | Affected::Discovery(v) = &mut affected {
+        if let Affected::Dataplanes(v) = &mut affected {
             v.sort_unstable();
             v.dedup();
         }
@@ -232,7 +227,6 @@ impl Store {
         log.range(start..).any(|(_, a)| match a {
             Affected::All => true,
             Affected::Dataplanes(v) => v.binary_search(key).is_ok(),
-            Affected::Discovery(_) => false,
         })
     }
 
@@ -258,7 +252,6 @@ impl Store {
                 || g.otel_backends != fresh.otel_backends
                 || g.gateways != fresh.gateways;
             if changed {
-                fresh.tls_ready = std::mem::take(&mut g.tls_ready);
                 *g = fresh;
             }
             changed
@@ -289,7 +282,6 @@ impl Store {
                 },
                 ResourceKind::Dataplane => {
                     affected.push(key.clone());
-                    g.tls_ready.remove(&key);
                     g.dataplanes.remove(&key).is_some()
                 }
                 ResourceKind::MeshOpenTelemetryBackend => {
@@ -366,34 +358,19 @@ impl Store {
             .collect()
     }
 
-    /// The Dataplane `mesh`/`name` and its derived metrics state; `None` when it is unknown.
-    pub fn proxy(&self, mesh: &str, name: &str) -> Option<Proxy> {
-        self.read().proxy(&(mesh.to_string(), name.to_string()), self.naming)
-    }
-
-    /// Records whether a connected proxy can serve `ProvidedTLS` (it gave a certificate in its
-    /// node metadata); `None` when its stream ended. Notifies only when that changes.
-    pub fn set_proxy_tls_ready(&self, mesh: &str, name: &str, ready: Option<bool>) {
-        let key = (mesh.to_string(), name.to_string());
-        let changed = {
-            let mut g = self.write();
-            let before = g.tls_ready.get(&key).copied().unwrap_or(false);
-            match ready {
-                Some(r) => g.tls_ready.insert(key.clone(), r),
-                None => g.tls_ready.remove(&key),
-            };
-            before != ready.unwrap_or(false)
-        };
-        if changed {
-            self.notify(Affected::Discovery(vec![key]));
-        }
+    /// The Dataplane `key` and its derived metrics state, given whether the proxy is ready to
+    /// serve ProvidedTLS; `None` when the Dataplane is unknown.
+    pub fn proxy_with(&self, key: &Key, tls_ready: bool) -> Option<Proxy> {
+        self.read().proxy(key, tls_ready, self.naming)
     }
 
     /// Every Dataplane with its derived metrics state, under one read lock.
-    pub fn all_proxies(&self) -> Vec<Proxy> {
+    pub fn all_proxies(&self, tls_ready: &dyn Fn(&Key) -> bool) -> Vec<Proxy> {
         let g = self.read();
-        let keys: Vec<Key> = g.dataplanes.keys().cloned().collect();
-        keys.iter().filter_map(|k| g.proxy(k, self.naming)).collect()
+        g.dataplanes
+            .keys()
+            .filter_map(|k| g.proxy(k, tls_ready(k), self.naming))
+            .collect()
     }
 
     /// What applying `batch` would break for Dataplanes already known, and what deserves a
@@ -408,7 +385,6 @@ impl Store {
             dataplanes: g.dataplanes.clone(),
             otel_backends: g.otel_backends.clone(),
             gateways: g.gateways.clone(),
-            tls_ready: BTreeMap::new(),
         };
         drop(g);
         let mut ignored = Vec::new();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshmetric_control_plane::mads;
+use meshmetric_control_plane::index::Index;
 use meshmetric_control_plane::store::Store;
 use meshmetric_policies::ResourceKind as Kind;
 use meshmetric_policies::parse_documents;
@@ -47,9 +47,8 @@ fn a_change_touches_only_the_proxies_its_policy_selects() {
     s.apply(parse_documents(&team_b(5681).replace("team: b", "team: a")).unwrap());
     assert!((0..20).all(|i| s.touches_since(g1, &key(i))));
 
-    // a Dataplane write touches that proxy; TLS readiness touches no xDS
+    // a Dataplane write touches that proxy
     let g2 = *s.subscribe().borrow();
-    s.set_proxy_tls_ready("default", "dp-3", Some(true));
     s.apply(
         parse_documents("type: Dataplane\nname: dp-7\nnetworking: {address: 10.0.0.7, inbound: [{port: 9090, tags: {kuma.io/service: s}}]}\n")
             .unwrap(),
@@ -69,21 +68,23 @@ fn a_change_touches_only_the_proxies_its_policy_selects() {
 #[tokio::test]
 async fn incremental_mads_equals_a_full_recompute_after_every_change() {
     let s = store();
-    let mut rx = mads::spawn(s.clone());
-    type Step = Box<dyn Fn(&Store)>;
+    let index = Index::start(s.clone());
+    let mut rx = index.assignments();
+    type Step = Box<dyn Fn(&Store, &Index)>;
     let steps: Vec<Step> = vec![
-        Box::new(|s| s.apply(parse_documents(&team_b(5690)).unwrap())),
-        Box::new(|s| s.set_proxy_tls_ready("default", "dp-4", Some(true))),
-        Box::new(|s| {
+        Box::new(|s, _| s.apply(parse_documents(&team_b(5690)).unwrap())),
+        Box::new(|_, i| i.connected(&key(4), 7, true)),
+        Box::new(|s, _| {
             s.apply(parse_documents("type: Dataplane\nname: dp-20\nlabels: {team: b}\nnetworking: {address: 10.0.1.1, inbound: [{port: 1, tags: {kuma.io/service: s}}]}\n").unwrap())
         }),
-        Box::new(|s| assert!(s.delete(Kind::Dataplane, "default", "dp-8"))),
-        Box::new(|s| assert!(s.delete(Kind::MeshMetric, "default", "team-b"))),
-        Box::new(|s| s.apply(parse_documents(&team_b(5691).replace("team: b", "team: a")).unwrap())),
+        Box::new(|s, _| assert!(s.delete(Kind::Dataplane, "default", "dp-8"))),
+        Box::new(|s, _| assert!(s.delete(Kind::MeshMetric, "default", "team-b"))),
+        Box::new(|_, i| i.disconnected(&key(4), 7)),
+        Box::new(|s, _| s.apply(parse_documents(&team_b(5691).replace("team: b", "team: a")).unwrap())),
     ];
     for (n, step) in steps.iter().enumerate() {
-        step(&s);
-        let want = mads::compute(&s);
+        step(&s, &index);
+        let want = index.assignments_from_scratch();
         let got = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 {

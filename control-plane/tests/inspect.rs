@@ -11,7 +11,10 @@ fn check(mesh: &str, name: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
     let store = Store::default();
     store.apply(parse_documents(&std::fs::read_to_string(dir.join("inspect.yaml")).unwrap()).unwrap());
-    let got = render_inspect(&effective_view(&store, mesh, name).expect("dataplane exists"));
+    let proxy = store
+        .proxy_with(&(mesh.to_string(), name.to_string()), false)
+        .expect("dataplane exists");
+    let got = render_inspect(&effective_view(&proxy));
     let golden = dir.join(format!("inspect-{name}.golden.txt"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &got).unwrap();
@@ -37,5 +40,9 @@ fn golden_inspect_no_policy() {
 
 #[test]
 fn unknown_dataplane_has_no_view() {
-    assert!(effective_view(&Store::default(), "default", "nope").is_none());
+    assert!(
+        Store::default()
+            .proxy_with(&("default".into(), "nope".into()), false)
+            .is_none()
+    );
 }

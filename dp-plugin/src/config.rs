@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use meshmetric_policies::dpconfig::DpConfig;
 use meshmetric_policies::profiles::FamilyFilter;
 
-use crate::http::{Endpoint, HttpClient};
+use crate::client::{Endpoint, HttpClient};
 use crate::merge::ExtraLabels;
 
 /// A config ready for use: the document plus what is compiled from it.

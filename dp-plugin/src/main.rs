@@ -10,9 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
 use meshmetric_dp::bootstrap::{BootstrapParams, bootstrap};
-use meshmetric_dp::collect::{Collector, CollectorSettings};
+use meshmetric_dp::client::{Endpoint, HttpClient};
 use meshmetric_dp::config::{self, ActiveConfig};
-use meshmetric_dp::http::{Endpoint, HttpClient};
+use meshmetric_dp::pipeline::{Pipeline, PipelineSettings};
 use meshmetric_dp::serve;
 
 /// meshmetric dataplane plugin: scrapes Envoy and applications, filters and merges them, and
@@ -190,9 +190,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let admin = Endpoint::parse(args.envoy_admin.as_deref().unwrap_or(&p.admin_address));
-    let collector = Collector::new(
+    let registry = Arc::new(meshmetric_dp::selfmetrics::Registry::default());
+    let pipeline = Pipeline::new(
         http,
-        CollectorSettings {
+        PipelineSettings {
             envoy_admin: admin.clone(),
             scrape_timeout: args.scrape_timeout,
             max_body_bytes: args.max_body_bytes,
@@ -201,16 +202,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             reuse_within: args.reuse_within,
         },
         rx.clone(),
+        registry.clone(),
     );
-    tokio::spawn(meshmetric_dp::otlp::manage(
-        rx,
-        collector.clone(),
-        collector.exporter_registry(),
-    ));
+    tokio::spawn(meshmetric_dp::otlp::manage(rx, pipeline.clone(), registry));
 
     let unix = serve::bind_unix(&metrics_socket)?;
     tracing::info!(metrics_socket = %metrics_socket.display(), config_socket = %config_socket.display(), envoy_admin = %admin, "plugin running");
-    let router = serve::router(collector);
+    let router = serve::router(pipeline);
     let unix_srv = axum::serve(unix, router.clone().into_make_service());
     let tcp_srv = async {
         match args.metrics_address {
@@ -261,7 +259,11 @@ async fn supervise_envoy(mut cmd: tokio::process::Command, mut child: tokio::pro
             delays = backon::BackoffBuilder::build(backoff);
         }
         let delay = delays.next().unwrap_or(Duration::from_secs(30));
-        tracing::warn!(status = ?status, restart_in = ?delay, "Envoy exited; restarting it");
+        let status = match &status {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(%status, restart_in = ?delay, "Envoy exited; restarting it");
         tokio::time::sleep(delay).await;
         let mut failures = 0;
         child = loop {

@@ -82,17 +82,31 @@ impl ExtraLabels {
 /// Where a batch of families came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// Envoy's stats: filtered by the profiles.
     Envoy,
+    /// An application's metrics: families named like the plugin's own are dropped.
     Application,
+    /// The plugin's own metrics ([`crate::selfmetrics`]).
+    Own,
 }
+
+/// Prefix of the plugin's own metric names; applications may not use it.
+pub const RESERVED_PREFIX: &str = "meshmetric_dp_";
 
 /// Counters of what merging dropped or changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergeStats {
+    /// Envoy families the profiles dropped.
     pub families_filtered: u64,
+    /// Application families named like the plugin's own metrics, dropped.
+    pub families_reserved: u64,
+    /// Envoy series naming internal entities, dropped (Basic).
     pub series_filtered_internal: u64,
+    /// Families dropped because an earlier source had the name with another type.
     pub families_type_conflict: u64,
+    /// Labels kept as `exported_<name>`.
     pub labels_renamed: u64,
+    /// Series written.
     pub series_out: u64,
 }
 
@@ -126,6 +140,10 @@ pub fn merge_encode<'a>(
     let mut plan: Vec<(usize, usize, Option<usize>)> = Vec::new(); // (source, family, filtered idx)
     for (si, (origin, fams)) in sources.iter().enumerate() {
         for (fi, f) in fams.iter().enumerate() {
+            if *origin == Origin::Application && f.name.starts_with(RESERVED_PREFIX) {
+                stats.families_reserved += 1;
+                continue;
+            }
             if *origin == Origin::Envoy {
                 if !filter.keep_family(&f.name) {
                     stats.families_filtered += 1;

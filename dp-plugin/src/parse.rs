@@ -94,6 +94,82 @@ pub struct Family<'a> {
     pub samples: Vec<Sample<'a>>,
 }
 
+/// One series of a histogram or a summary: its samples grouped by their labels other than
+/// `le` (histogram buckets) or `quantile` (summary quantiles).
+#[derive(Debug, Clone)]
+pub struct Group<'s, 'a> {
+    /// The first sample of the series (its raw labels carry the series' labels, plus `le` or
+    /// `quantile` when it is a bucket or a quantile; its timestamp is the series').
+    pub first: &'s Sample<'a>,
+    /// `(bound, sample)`: bucket upper bounds (`le`) or quantiles, in input order.
+    pub points: Vec<(f64, &'s Sample<'a>)>,
+    /// The `_sum` sample.
+    pub sum: Option<&'s Sample<'a>>,
+    /// The `_count` sample.
+    pub count: Option<&'s Sample<'a>>,
+}
+
+impl<'a> Family<'a> {
+    /// The label that separates the points of one series: `le` for a histogram, `quantile`
+    /// for a summary.
+    pub fn point_label(&self) -> Option<&'static str> {
+        match self.kind {
+            MetricType::Histogram => Some("le"),
+            MetricType::Summary => Some("quantile"),
+            _ => None,
+        }
+    }
+
+    /// The series of a histogram or a summary family, in the order they first appear (none for
+    /// other types). A bucket or quantile whose bound does not parse is left out.
+    pub fn groups(&self) -> Vec<Group<'_, 'a>> {
+        let Some(point_label) = self.point_label() else {
+            return Vec::new();
+        };
+        let base: &str = &self.name;
+        let mut out: Vec<Group<'_, 'a>> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<(&'a str, &'a str)>, usize> = std::collections::HashMap::new();
+        for s in &self.samples {
+            let mut key: Vec<(&'a str, &'a str)> = Vec::new();
+            let mut bound = None;
+            for (k, v) in labels(s.labels) {
+                if k == point_label {
+                    bound = Some(v);
+                } else {
+                    key.push((k, v));
+                }
+            }
+            key.sort_unstable();
+            let i = *index.entry(key).or_insert_with(|| {
+                out.push(Group {
+                    first: s,
+                    points: Vec::new(),
+                    sum: None,
+                    count: None,
+                });
+                out.len() - 1
+            });
+            let g = &mut out[i];
+            match &s.name[base.len().min(s.name.len())..] {
+                "_sum" => g.sum = Some(s),
+                "_count" => g.count = Some(s),
+                "_bucket" if self.kind == MetricType::Histogram => {
+                    if let Some(b) = bound.and_then(parse_value) {
+                        g.points.push((b, s));
+                    }
+                }
+                "" if self.kind == MetricType::Summary => {
+                    if let Some(q) = bound.and_then(parse_value) {
+                        g.points.push((q, s));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// Counts of what the parser skipped.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParseStats {

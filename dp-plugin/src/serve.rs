@@ -10,17 +10,17 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::collect::Collector;
+use crate::pipeline::Pipeline;
 
 /// Content type of the Prometheus text format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Router answering every GET with the merged metrics.
-pub fn router(collector: Arc<Collector>) -> Router {
+pub fn router(collector: Arc<Pipeline>) -> Router {
     Router::new().fallback(metrics).with_state(collector)
 }
 
-async fn metrics(State(c): State<Arc<Collector>>) -> impl IntoResponse {
+async fn metrics(State(c): State<Arc<Pipeline>>) -> impl IntoResponse {
     let body = c.collect().await;
     ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body)
 }

@@ -9,7 +9,8 @@ use clap::Parser;
 
 use meshmetric_control_plane::{
     ads::{Ads, AdsServer},
-    api, files, mads,
+    api, files,
+    index::Index,
     persist::Persistence,
     store::Store,
     tls,
@@ -143,7 +144,8 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     tracing::info!(api = %args.api_address, xds = %args.xds_address, mads = %args.mads_address, mads_tls = tls.is_some(), "control plane listening");
-    let assignments = mads::spawn(store.clone());
+    let index = Index::start(store.clone());
+    let assignments = index.assignments();
     let mads_router = meshmetric_mads::http::router(assignments.clone());
     let mads_srv = async move {
         match tls {
@@ -176,10 +178,20 @@ async fn main() -> anyhow::Result<()> {
         token: Some(token.into()),
         anonymous_reads: args.anonymous_reads,
     };
-    let api =
-        axum::serve(api_listener, api::router_with_db(store.clone(), db, access)).with_graceful_shutdown(shutdown());
+    let api = axum::serve(
+        api_listener,
+        api::router(
+            api::Ctx {
+                store: store.clone(),
+                index: index.clone(),
+                db,
+            },
+            access,
+        ),
+    )
+    .with_graceful_shutdown(shutdown());
     let ads = tonic::transport::Server::builder()
-        .add_service(AdsServer::new(Ads::new(store, args.default_workdir_root)))
+        .add_service(AdsServer::new(Ads::new(index, args.default_workdir_root)))
         .add_service(meshmetric_mads::grpc::MadsGrpc::server(assignments))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
     tokio::select! {

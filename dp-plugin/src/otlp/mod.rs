@@ -1,4 +1,5 @@
-//! OTLP export: one isolated exporter per OpenTelemetry backend (DESIGN.md §4.8, §5).
+//! OTLP export: one isolated exporter per OpenTelemetry backend, each with its own queue,
+//! connection and retry state (see `docs/otlp.md`).
 //!
 //! The producer builds the OTLP data model (`opentelemetry-proto` types) from the shared
 //! collection: the OpenTelemetry Rust SDK cannot carry scraped metrics faithfully.
@@ -9,23 +10,22 @@ pub mod settings;
 pub mod transport;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::collect::Collector;
-use crate::config::ActiveConfig;
-use exporter::{Exporter, ExporterStats};
 use meshmetric_policies::meshmetric::BackendType;
-use settings::ExporterSettings;
 
-/// The exporters' counters, by backend name, for self-metrics.
-pub type Registry = Arc<Mutex<BTreeMap<String, Arc<ExporterStats>>>>;
+use crate::config::ActiveConfig;
+use crate::pipeline::Pipeline;
+use crate::selfmetrics::Registry;
+use exporter::Exporter;
+use settings::ExporterSettings;
 
 /// Keeps one exporter per OpenTelemetry backend of the current config: starts new ones,
 /// restarts those whose settings changed, stops removed ones (freeing their queues) and
 /// leaves unchanged ones running.
-pub async fn manage(mut config: watch::Receiver<Arc<ActiveConfig>>, collector: Arc<Collector>, registry: Registry) {
+pub async fn manage(mut config: watch::Receiver<Arc<ActiveConfig>>, pipeline: Arc<Pipeline>, registry: Arc<Registry>) {
     let mut running: BTreeMap<String, Exporter> = BTreeMap::new();
     loop {
         let cfg = config.borrow_and_update().clone();
@@ -50,12 +50,9 @@ pub async fn manage(mut config: watch::Receiver<Arc<ActiveConfig>>, collector: A
         for (backend, s) in desired {
             running
                 .entry(backend)
-                .or_insert_with(|| Exporter::spawn(s, collector.clone(), m.extra_labels.clone()));
+                .or_insert_with(|| Exporter::spawn(s, pipeline.clone(), m.extra_labels.clone()));
         }
-        {
-            let mut r = registry.lock().expect("registry lock");
-            *r = running.iter().map(|(k, v)| (k.clone(), v.stats.clone())).collect();
-        }
+        registry.set_exporters(running.iter().map(|(k, v)| (k.clone(), v.stats.clone())));
         if config.changed().await.is_err() {
             return;
         }

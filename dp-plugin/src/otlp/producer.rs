@@ -1,5 +1,5 @@
-//! Prometheus exposition → OTLP metrics data model (DESIGN.md §4.8; OpenTelemetry
-//! "Prometheus and OpenMetrics Compatibility" specification).
+//! Prometheus exposition → OTLP metrics data model (OpenTelemetry "Prometheus and OpenMetrics
+//! Compatibility" specification).
 //!
 //! - counter → monotonic `Sum` (the `_total` suffix is removed from the name);
 //! - gauge and untyped → `Gauge`;
@@ -91,10 +91,6 @@ fn series_key(name: &str, attrs: &[(String, String)]) -> u64 {
     name.hash(&mut h);
     attrs.hash(&mut h);
     h.finish()
-}
-
-fn label_value<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
-    labels(raw).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
 impl Producer {
@@ -293,7 +289,6 @@ impl Producer {
     }
 
     fn histogram(&mut self, f: &Family<'_>, now_ns: u64) -> Vec<((String, String), Metric)> {
-        #[derive(Default)]
         struct Acc {
             scope: (String, String),
             attrs: Vec<(String, String)>,
@@ -303,33 +298,21 @@ impl Producer {
             time: u64,
         }
         let base = f.name.as_ref();
-        let mut groups: BTreeMap<Vec<(String, String)>, Acc> = BTreeMap::new();
-        for s in &f.samples {
-            let suffix = &s.name[base.len().min(s.name.len())..];
-            let a = attrs_of(s.labels, "le");
-            let time = s.timestamp_ms.map_or(now_ns, |t| t as u64 * 1_000_000);
-            let acc = groups.entry(a.list.clone()).or_insert_with(|| Acc {
+        let groups = f.groups().into_iter().map(|g| {
+            let a = attrs_of(g.first.labels, "le");
+            Acc {
                 scope: a.scope,
                 attrs: a.list,
-                time,
-                ..Default::default()
-            });
-            match suffix {
-                "_bucket" => {
-                    let Some(le) = label_value(s.labels, "le").and_then(crate::parse::parse_value) else {
-                        continue;
-                    };
-                    acc.buckets.push((le, s.value()));
-                }
-                "_sum" => acc.sum = s.value(),
-                "_count" => acc.count = Some(s.value()),
-                _ => {}
+                buckets: g.points.iter().map(|(le, s)| (*le, s.value())).collect(),
+                sum: g.sum.map_or(0.0, |s| s.value()),
+                count: g.count.map(|s| s.value()),
+                time: g.first.timestamp_ms.map_or(now_ns, |t| t as u64 * 1_000_000),
             }
-        }
+        });
         let delta = self.temporality == Temporality::Delta;
         let cycle = self.cycle;
         let mut by_scope: BTreeMap<(String, String), Vec<HistogramDataPoint>> = BTreeMap::new();
-        for (_, mut acc) in groups {
+        for mut acc in groups {
             acc.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             if acc.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
                 let total = acc.count.unwrap_or_else(|| acc.buckets.last().map_or(0.0, |b| b.1));
@@ -407,7 +390,6 @@ impl Producer {
     }
 
     fn summary(&mut self, f: &Family<'_>, now_ns: u64) -> Vec<((String, String), Metric)> {
-        #[derive(Default)]
         struct Acc {
             scope: (String, String),
             attrs: Vec<(String, String)>,
@@ -417,31 +399,20 @@ impl Producer {
             time: u64,
         }
         let base = f.name.as_ref();
-        let mut groups: BTreeMap<Vec<(String, String)>, Acc> = BTreeMap::new();
-        for s in &f.samples {
-            let suffix = &s.name[base.len().min(s.name.len())..];
-            let a = attrs_of(s.labels, "quantile");
-            let time = s.timestamp_ms.map_or(now_ns, |t| t as u64 * 1_000_000);
-            let acc = groups.entry(a.list.clone()).or_insert_with(|| Acc {
+        let groups = f.groups().into_iter().map(|g| {
+            let a = attrs_of(g.first.labels, "quantile");
+            Acc {
                 scope: a.scope,
                 attrs: a.list,
-                time,
-                ..Default::default()
-            });
-            match suffix {
-                "" => {
-                    if let Some(q) = label_value(s.labels, "quantile").and_then(crate::parse::parse_value) {
-                        acc.quantiles.push((q, s.value()));
-                    }
-                }
-                "_sum" => acc.sum = s.value(),
-                "_count" => acc.count = s.value(),
-                _ => {}
+                quantiles: g.points.iter().map(|(q, s)| (*q, s.value())).collect(),
+                sum: g.sum.map_or(0.0, |s| s.value()),
+                count: g.count.map_or(0.0, |s| s.value()),
+                time: g.first.timestamp_ms.map_or(now_ns, |t| t as u64 * 1_000_000),
             }
-        }
+        });
         let cycle = self.cycle;
         let mut by_scope: BTreeMap<(String, String), Vec<SummaryDataPoint>> = BTreeMap::new();
-        for (_, mut acc) in groups {
+        for mut acc in groups {
             acc.quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
             let key = series_key(base, &acc.attrs);
             let st = self.series.entry(key).or_insert(SeriesState {

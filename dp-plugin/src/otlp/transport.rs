@@ -27,24 +27,87 @@ pub struct RetryInfo {
     pub retry_delay: Option<envoy_types::pb::google::protobuf::Duration>,
 }
 
-/// A failed export.
-#[derive(Debug, Clone)]
-pub struct SendError {
-    /// Whether the OTLP specification allows a retry.
-    pub retryable: bool,
-    /// The server's hint (gRPC `RetryInfo`, HTTP `Retry-After`).
-    pub retry_after: Option<Duration>,
-    /// What happened (never contains header values).
-    pub message: String,
+/// Why an export failed. Whether it may be retried follows the OTLP specification
+/// ("Retryable errors"): [`SendError::retryable`].
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The collector answered with a gRPC status; `retry_after` is its `RetryInfo`.
+    #[error("gRPC {code:?}: {}", .status.message())]
+    Grpc {
+        /// The status code.
+        code: Code,
+        /// The server's retry hint.
+        retry_after: Option<Duration>,
+        /// The status.
+        #[source]
+        status: tonic::Status,
+    },
+    /// The collector answered with an HTTP status other than 2xx; `retry_after` is its
+    /// `Retry-After`, `body` the start of its answer.
+    #[error("HTTP {status}{}", if .body.is_empty() { String::new() } else { format!(": {}", .body) })]
+    Http {
+        /// The status.
+        status: u16,
+        /// The server's retry hint.
+        retry_after: Option<Duration>,
+        /// The first 200 bytes of the answer.
+        body: String,
+    },
+    /// No answer within the export timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection could not be made or broke (it is rebuilt before the retry).
+    #[error("connection failed: {message}")]
+    Connection {
+        /// The cause, with its chain.
+        message: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The exporter cannot be set up yet (unreadable TLS file, a header secret that cannot be
+    /// read); retried, as the file or variable may appear.
+    #[error("{0}")]
+    Setup(String),
+    /// The request cannot be built (an invalid header, a batch that does not decode); retrying
+    /// cannot help.
+    #[error("{0}")]
+    Request(String),
 }
 
 impl SendError {
-    fn retry(message: String) -> Self {
-        Self {
-            retryable: true,
-            retry_after: None,
-            message,
+    /// Whether the OTLP specification allows a retry: gRPC `CANCELLED`, `DEADLINE_EXCEEDED`,
+    /// `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE`, `DATA_LOSS` (and `RESOURCE_EXHAUSTED` with
+    /// `RetryInfo`); HTTP 429, 502, 503, 504; timeouts, connection errors, setup errors.
+    pub fn retryable(&self) -> bool {
+        match self {
+            SendError::Grpc { code, retry_after, .. } => match code {
+                Code::Cancelled
+                | Code::DeadlineExceeded
+                | Code::Aborted
+                | Code::OutOfRange
+                | Code::Unavailable
+                | Code::DataLoss => true,
+                Code::ResourceExhausted => retry_after.is_some(),
+                _ => false,
+            },
+            SendError::Http { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            SendError::Timeout(_) | SendError::Connection { .. } | SendError::Setup(_) => true,
+            SendError::Request(_) => false,
         }
+    }
+
+    /// The server's retry hint (gRPC `RetryInfo`, HTTP `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SendError::Grpc { retry_after, .. } | SendError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether the connection must be rebuilt before the next attempt.
+    pub fn broke_connection(&self) -> bool {
+        matches!(self, SendError::Connection { .. })
     }
 }
 
@@ -100,7 +163,11 @@ fn rustls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
 impl Transport {
     /// Builds the client for `s` (lazy: nothing is connected yet). Errors: unreadable or
     /// invalid TLS files, a bad endpoint.
-    pub fn new(s: &ExporterSettings) -> Result<Self, String> {
+    pub fn new(s: &ExporterSettings) -> Result<Self, SendError> {
+        Self::build(s).map_err(SendError::Setup)
+    }
+
+    fn build(s: &ExporterSettings) -> Result<Self, String> {
         let scheme = if s.tls.is_some() { "https" } else { "http" };
         match s.protocol {
             Protocol::Grpc => {
@@ -166,33 +233,24 @@ impl Transport {
     ) -> Result<u64, SendError> {
         match self {
             Transport::Grpc(client) => {
-                let req = ExportMetricsServiceRequest::decode(body.clone()).map_err(|e| SendError {
-                    retryable: false,
-                    retry_after: None,
-                    message: format!("batch does not decode: {e}"),
-                })?;
+                let req = ExportMetricsServiceRequest::decode(body.clone())
+                    .map_err(|e| SendError::Request(format!("batch does not decode: {e}")))?;
                 let mut r = tonic::Request::new(req);
                 r.set_timeout(s.timeout);
                 for (k, v) in headers {
-                    let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes()).map_err(|_| SendError {
-                        retryable: false,
-                        retry_after: None,
-                        message: format!("header name {k:?} is not valid gRPC metadata"),
-                    })?;
-                    let val = tonic::metadata::MetadataValue::try_from(v.as_str()).map_err(|_| SendError {
-                        retryable: false,
-                        retry_after: None,
-                        message: format!("value of header {k:?} is not valid gRPC metadata"),
-                    })?;
+                    let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
+                        .map_err(|_| SendError::Request(format!("header name {k:?} is not valid gRPC metadata")))?;
+                    let val = tonic::metadata::MetadataValue::try_from(v.as_str())
+                        .map_err(|_| SendError::Request(format!("value of header {k:?} is not valid gRPC metadata")))?;
                     r.metadata_mut().insert(key, val);
                 }
                 match tokio::time::timeout(s.timeout + Duration::from_secs(1), client.export(r)).await {
-                    Err(_) => Err(SendError::retry(format!("no answer within {:?}", s.timeout))),
+                    Err(_) => Err(SendError::Timeout(s.timeout)),
                     Ok(Ok(resp)) => Ok(resp
                         .into_inner()
                         .partial_success
                         .map_or(0, |p| p.rejected_data_points as u64)),
-                    Ok(Err(status)) => Err(classify_grpc(&status)),
+                    Ok(Err(status)) => Err(classify_grpc(status)),
                 }
             }
             Transport::Http { client, uri } => {
@@ -200,8 +258,9 @@ impl Transport {
                 if s.gzip {
                     use std::io::Write;
                     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                    enc.write_all(&body).map_err(|e| SendError::retry(e.to_string()))?;
-                    body = enc.finish().map_err(|e| SendError::retry(e.to_string()))?;
+                    enc.write_all(&body)
+                        .map_err(|e| SendError::Request(format!("gzip: {e}")))?;
+                    body = enc.finish().map_err(|e| SendError::Request(format!("gzip: {e}")))?;
                 }
                 let mut b = hyper::Request::post(uri.clone()).header("content-type", "application/x-protobuf");
                 if s.gzip {
@@ -210,16 +269,14 @@ impl Transport {
                 for (k, v) in headers {
                     b = b.header(k.as_str(), v.as_str());
                 }
-                let r = b.body(Full::new(Bytes::from(body))).map_err(|_| SendError {
-                    retryable: false,
-                    retry_after: None,
-                    message: "a header name or value is not valid HTTP".into(),
-                })?;
+                let r = b
+                    .body(Full::new(Bytes::from(body)))
+                    .map_err(|_| SendError::Request("a header name or value is not valid HTTP".into()))?;
                 let exchange = async {
-                    let resp = client
-                        .request(r)
-                        .await
-                        .map_err(|e| SendError::retry(format!("request failed: {}", crate::http::error_chain(&e))))?;
+                    let resp = client.request(r).await.map_err(|e| SendError::Connection {
+                        message: crate::client::error_chain(&e),
+                        source: Box::new(e),
+                    })?;
                     let status = resp.status().as_u16();
                     let retry_after = resp
                         .headers()
@@ -234,7 +291,7 @@ impl Transport {
                     Ok::<_, SendError>((status, retry_after, bytes))
                 };
                 let (status, retry_after, bytes) = match tokio::time::timeout(s.timeout, exchange).await {
-                    Err(_) => return Err(SendError::retry(format!("no answer within {:?}", s.timeout))),
+                    Err(_) => return Err(SendError::Timeout(s.timeout)),
                     Ok(r) => r?,
                 };
                 match status {
@@ -242,18 +299,10 @@ impl Transport {
                         .ok()
                         .and_then(|r| r.partial_success)
                         .map_or(0, |p| p.rejected_data_points as u64)),
-                    429 | 502 | 503 | 504 => Err(SendError {
-                        retryable: true,
+                    _ => Err(SendError::Http {
+                        status,
                         retry_after,
-                        message: format!("HTTP {status}"),
-                    }),
-                    _ => Err(SendError {
-                        retryable: false,
-                        retry_after: None,
-                        message: format!(
-                            "HTTP {status}: {}",
-                            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                        ),
+                        body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
                     }),
                 }
             }
@@ -266,25 +315,20 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// gRPC status → retryable or not, with the `RetryInfo` hint (OTLP/gRPC specification:
-/// CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS are retryable;
-/// RESOURCE_EXHAUSTED only with RetryInfo).
-pub fn classify_grpc(status: &tonic::Status) -> SendError {
-    let retry_after = retry_info(status);
-    let retryable = match status.code() {
-        Code::Cancelled
-        | Code::DeadlineExceeded
-        | Code::Aborted
-        | Code::OutOfRange
-        | Code::Unavailable
-        | Code::DataLoss => true,
-        Code::ResourceExhausted => retry_after.is_some(),
-        _ => false,
-    };
-    SendError {
-        retryable,
-        retry_after,
-        message: format!("gRPC {:?}: {}", status.code(), status.message()),
+/// A gRPC status as an export error: a status the client made from a failed connection is
+/// [`SendError::Connection`], one from the server [`SendError::Grpc`] with its `RetryInfo`.
+pub fn classify_grpc(status: tonic::Status) -> SendError {
+    let from_connection = std::error::Error::source(&status).is_some_and(|e| e.is::<tonic::transport::Error>());
+    if from_connection {
+        return SendError::Connection {
+            message: crate::client::error_chain(&status),
+            source: Box::new(status),
+        };
+    }
+    SendError::Grpc {
+        code: status.code(),
+        retry_after: retry_info(&status),
+        status,
     }
 }
 
@@ -309,9 +353,9 @@ mod tests {
 
     #[test]
     fn grpc_classification_and_retry_info() {
-        assert!(classify_grpc(&tonic::Status::unavailable("x")).retryable);
-        assert!(!classify_grpc(&tonic::Status::invalid_argument("x")).retryable);
-        assert!(!classify_grpc(&tonic::Status::resource_exhausted("x")).retryable);
+        assert!(classify_grpc(tonic::Status::unavailable("x")).retryable());
+        assert!(!classify_grpc(tonic::Status::invalid_argument("x")).retryable());
+        assert!(!classify_grpc(tonic::Status::resource_exhausted("x")).retryable());
         let ri = RetryInfo {
             retry_delay: Some(envoy_types::pb::google::protobuf::Duration { seconds: 3, nanos: 0 }),
         };
@@ -324,9 +368,19 @@ mod tests {
             }],
         };
         let st = tonic::Status::with_details(Code::ResourceExhausted, "slow down", details.encode_to_vec().into());
-        let e = classify_grpc(&st);
-        assert!(e.retryable);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+        let e = classify_grpc(st);
+        assert!(e.retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        for (status, retryable) in [(429, true), (503, true), (400, false), (500, false)] {
+            let e = SendError::Http {
+                status,
+                retry_after: None,
+                body: String::new(),
+            };
+            assert_eq!(e.retryable(), retryable, "{status}");
+        }
+        assert!(SendError::Timeout(Duration::from_secs(1)).retryable());
+        assert!(!SendError::Request("bad header".into()).retryable());
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
     }
 }

@@ -1,6 +1,8 @@
-//! One collection: scrape Envoy admin and every application concurrently (each with its own
-//! timeout and body limit), parse, filter, merge and encode. Concurrent requests share one
-//! in-flight collection (single-flight).
+//! The pipeline every output shares: scrape Envoy's admin and every application concurrently
+//! (each with its own timeout and body limit) → parse and apply the limits → filter (profiles)
+//! and merge with the extra labels → encode, with the plugin's own metrics
+//! ([`crate::selfmetrics`]) last. Concurrent requests share one in-flight collection
+//! (single-flight), and a collection younger than `reuse_within` is served again.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,14 +12,15 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::watch;
 
+use crate::client::{Endpoint, HttpClient};
 use crate::config::ActiveConfig;
-use crate::http::{Endpoint, HttpClient};
 use crate::merge::{MergeStats, Origin, merge_encode};
 use crate::parse::{Format, ParseStats, parse};
+use crate::selfmetrics::{Registry, Report, Scrape, Source};
 
-/// Limits and endpoints of the collector.
+/// Limits and endpoints of the pipeline.
 #[derive(Debug, Clone)]
-pub struct CollectorSettings {
+pub struct PipelineSettings {
     /// Envoy's admin endpoint.
     pub envoy_admin: Endpoint,
     /// Timeout of one scrape (Envoy or application).
@@ -38,21 +41,20 @@ pub struct CollectorSettings {
 /// Result of one scrape of one source.
 #[derive(Debug)]
 struct Scraped {
-    source: String,
-    application: Option<String>,
+    source: Source,
     format: Format,
     body: Result<Bytes, String>,
     duration: Duration,
 }
 
 /// Scrapes, merges and encodes; shared by every output.
-pub struct Collector {
+pub struct Pipeline {
     http: HttpClient,
-    settings: CollectorSettings,
+    settings: PipelineSettings,
     config: watch::Receiver<Arc<ActiveConfig>>,
     inflight: Mutex<Option<Shared<BoxFuture<'static, Bytes>>>>,
     last: Mutex<Option<(Instant, Bytes)>>,
-    exporters: crate::otlp::Registry,
+    registry: Arc<Registry>,
     collections: std::sync::atomic::AtomicU64,
     /// Sizes of the previous Envoy body and output, to size this collection's buffers.
     last_sizes: Mutex<(usize, usize)>,
@@ -60,23 +62,25 @@ pub struct Collector {
 
 const ACCEPT: &str = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
 
-impl Collector {
-    pub fn new(http: HttpClient, settings: CollectorSettings, config: watch::Receiver<Arc<ActiveConfig>>) -> Arc<Self> {
+impl Pipeline {
+    /// A pipeline over the config of `config`; its self-metrics include the exporters of
+    /// `registry`.
+    pub fn new(
+        http: HttpClient,
+        settings: PipelineSettings,
+        config: watch::Receiver<Arc<ActiveConfig>>,
+        registry: Arc<Registry>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             http,
             settings,
             config,
             inflight: Mutex::new(None),
             last: Mutex::new(None),
-            exporters: Default::default(),
+            registry,
             collections: Default::default(),
             last_sizes: Mutex::new((0, 0)),
         })
-    }
-
-    /// Counters of the OTLP exporters, shown in the self-metrics.
-    pub fn exporter_registry(&self) -> crate::otlp::Registry {
-        self.exporters.clone()
     }
 
     /// How many collections (scrapes of Envoy) have run.
@@ -118,9 +122,10 @@ impl Collector {
         fut.await
     }
 
-    async fn scrape(&self, source: String, application: Option<String>, ep: Endpoint, path: String) -> Scraped {
+    async fn scrape(&self, source: Source, ep: Endpoint, path: String) -> Scraped {
         let start = Instant::now();
-        let hint = if application.is_none() {
+        let envoy = source == Source::Envoy;
+        let hint = if envoy {
             self.last_sizes.lock().expect("sizes lock").0
         } else {
             0
@@ -136,9 +141,7 @@ impl Collector {
                 hint,
             )
             .await;
-        if application.is_none()
-            && let Ok(f) = &r
-        {
+        if envoy && let Ok(f) = &r {
             self.last_sizes.lock().expect("sizes lock").0 = f.body.len();
         }
         let (format, body) = match r {
@@ -151,7 +154,6 @@ impl Collector {
         };
         Scraped {
             source,
-            application,
             format,
             body,
             duration: start.elapsed(),
@@ -167,7 +169,7 @@ impl Collector {
             stats_q.push_str("&usedonly");
         }
         let mut futs = vec![
-            self.scrape("envoy".into(), None, self.settings.envoy_admin.clone(), stats_q)
+            self.scrape(Source::Envoy, self.settings.envoy_admin.clone(), stats_q)
                 .boxed(),
         ];
         for a in &cfg.config.metrics().applications {
@@ -181,11 +183,9 @@ impl Collector {
             } else {
                 addr.to_string()
             };
-            let name = a.name.clone().unwrap_or_else(|| a.port.to_string());
             futs.push(
                 self.scrape(
-                    "application".into(),
-                    Some(name),
+                    Source::Application(a.label()),
                     Endpoint::Tcp(format!("{host}:{}", a.port)),
                     a.path.clone(),
                 )
@@ -194,23 +194,16 @@ impl Collector {
         }
         let scraped = futures::future::join_all(futs).await;
 
-        let mut self_metrics = String::with_capacity(1024);
-        let mut up = String::new();
-        let mut dur = String::new();
+        let mut report = Report {
+            config_etag: cfg.etag.clone(),
+            collections: self.collections(),
+            ..Default::default()
+        };
         let mut texts: Vec<(Origin, &str, Format)> = Vec::with_capacity(scraped.len());
         for s in &scraped {
-            let lbl = match &s.application {
-                Some(a) => format!(
-                    "source=\"{}\",application=\"{}\"",
-                    s.source,
-                    crate::merge::escape_to_string(a)
-                ),
-                None => format!("source=\"{}\"", s.source),
-            };
-            let origin = if s.application.is_some() {
-                Origin::Application
-            } else {
-                Origin::Envoy
+            let (origin, application) = match &s.source {
+                Source::Envoy => (Origin::Envoy, None),
+                Source::Application(a) => (Origin::Application, Some(a.as_str())),
             };
             let ok = match &s.body {
                 Ok(b) => match std::str::from_utf8(b) {
@@ -219,23 +212,22 @@ impl Collector {
                         true
                     }
                     Err(e) => {
-                        tracing::warn!(source = %s.source, application = ?s.application, error = %e, "scrape body is not UTF-8; skipped");
+                        tracing::warn!(source = ?origin, application, error = %e, "scrape body is not UTF-8; skipped");
                         false
                     }
                 },
                 Err(e) => {
-                    tracing::warn!(source = %s.source, application = ?s.application, error = %e, "scrape failed; skipped");
+                    tracing::warn!(source = ?origin, application, error = %e, "scrape failed; skipped");
                     false
                 }
             };
-            up.push_str(&format!("meshmetric_dp_scrape_up{{{lbl}}} {}\n", u8::from(ok)));
-            dur.push_str(&format!(
-                "meshmetric_dp_scrape_duration_seconds{{{lbl}}} {}\n",
-                s.duration.as_secs_f64()
-            ));
+            report.scrapes.push(Scrape {
+                source: s.source.clone(),
+                up: ok,
+                duration: s.duration,
+            });
         }
         let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len());
-        let (mut dropped_long, mut dropped_over) = (0u64, 0u64);
         let parsed: Vec<(Origin, Vec<crate::parse::Family<'_>>)> = texts
             .iter()
             .map(|(o, t, f)| {
@@ -243,7 +235,7 @@ impl Collector {
                 // Envoy's families the profile drops are skipped while parsing
                 let fams = match o {
                     Origin::Envoy => crate::parse::parse_filtered(t, *f, &mut st, &|name| cfg.filter.keep_family(name)),
-                    Origin::Application => {
+                    Origin::Application | Origin::Own => {
                         let mut fams = parse(t, *f, &mut st);
                         let (long, over) = enforce_limits(
                             &mut fams,
@@ -257,8 +249,8 @@ impl Collector {
                                 "application series dropped by limits"
                             );
                         }
-                        dropped_long += long;
-                        dropped_over += over;
+                        report.label_too_long += long;
+                        report.series_limit += over;
                         fams
                     }
                 };
@@ -269,98 +261,21 @@ impl Collector {
                 (*o, fams)
             })
             .collect();
-        let bad_lines: u64 = parse_stats.iter().map(|s| s.bad_lines).sum();
-        self_metrics.push_str("# TYPE meshmetric_dp_scrape_up gauge\n");
-        self_metrics.push_str(&up);
-        self_metrics.push_str("# TYPE meshmetric_dp_scrape_duration_seconds gauge\n");
-        self_metrics.push_str(&dur);
+        report.malformed_lines = parse_stats.iter().map(|s| s.bad_lines).sum();
         let previous_out = self.last_sizes.lock().expect("sizes lock").1;
         let mut out = Vec::with_capacity(if previous_out > 0 {
             previous_out + previous_out / 16 + 4096
         } else {
             texts.iter().map(|t| t.1.len()).sum::<usize>() + 4096
         });
-        let mut ms = MergeStats::default();
         let sources: Vec<(Origin, &[crate::parse::Family<'_>])> =
             parsed.iter().map(|(o, f)| (*o, f.as_slice())).collect();
-        merge_encode(&sources, &cfg.filter, &cfg.extra, &mut out, &mut ms);
-        ms.families_filtered += parse_stats.iter().map(|s| s.skipped_families).sum::<u64>();
-        self_metrics.push_str(&format!(
-            "# TYPE meshmetric_dp_malformed_lines gauge\nmeshmetric_dp_malformed_lines {bad_lines}\n\
-# TYPE meshmetric_dp_series gauge\nmeshmetric_dp_series {}\n\
-# TYPE meshmetric_dp_dropped gauge\n\
-meshmetric_dp_dropped{{reason=\"profile\",unit=\"family\"}} {}\n\
-meshmetric_dp_dropped{{reason=\"internal\",unit=\"series\"}} {}\n\
-meshmetric_dp_dropped{{reason=\"type_conflict\",unit=\"family\"}} {}\n\
-meshmetric_dp_dropped{{reason=\"label_too_long\",unit=\"series\"}} {dropped_long}\n\
-meshmetric_dp_dropped{{reason=\"series_limit\",unit=\"series\"}} {dropped_over}\n\
-# TYPE meshmetric_dp_labels_renamed gauge\nmeshmetric_dp_labels_renamed {}\n",
-            ms.series_out,
-            ms.families_filtered,
-            ms.series_filtered_internal,
-            ms.families_type_conflict,
-            ms.labels_renamed
-        ));
-        self_metrics.push_str(&format!(
-            "# TYPE meshmetric_dp_config_info gauge\nmeshmetric_dp_config_info{{etag=\"{}\"}} 1\n\
-# TYPE meshmetric_dp_collections_total counter\nmeshmetric_dp_collections_total {}\n",
-            cfg.etag,
-            self.collections()
-        ));
-        let exporters: Vec<(String, Arc<crate::otlp::exporter::ExporterStats>)> = self
-            .exporters
-            .lock()
-            .expect("registry lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if !exporters.is_empty() {
-            use std::fmt::Write;
-            use std::sync::atomic::Ordering::Relaxed;
-            let mut points = String::from("# TYPE meshmetric_dp_otlp_data_points_total counter\n");
-            let mut queue = String::from("# TYPE meshmetric_dp_otlp_queue_batches gauge\n");
-            let mut queue_bytes = String::from("# TYPE meshmetric_dp_otlp_queue_bytes gauge\n");
-            let mut retries = String::from("# TYPE meshmetric_dp_otlp_retries_total counter\n");
-            for (endpoint, st) in &exporters {
-                let b = crate::merge::escape_to_string(endpoint);
-                for (result, v) in [
-                    ("sent", &st.sent),
-                    ("rejected", &st.rejected),
-                    ("failed", &st.failed),
-                    ("dropped", &st.dropped),
-                ] {
-                    let _ = writeln!(
-                        points,
-                        "meshmetric_dp_otlp_data_points_total{{backend=\"{b}\",result=\"{result}\"}} {}",
-                        v.load(Relaxed)
-                    );
-                }
-                let _ = writeln!(
-                    queue,
-                    "meshmetric_dp_otlp_queue_batches{{backend=\"{b}\"}} {}",
-                    st.queued_batches.load(Relaxed)
-                );
-                let _ = writeln!(
-                    queue_bytes,
-                    "meshmetric_dp_otlp_queue_bytes{{backend=\"{b}\"}} {}",
-                    st.queued_bytes.load(Relaxed)
-                );
-                let _ = writeln!(
-                    retries,
-                    "meshmetric_dp_otlp_retries_total{{backend=\"{b}\"}} {}",
-                    st.retries.load(Relaxed)
-                );
-            }
-            self_metrics.push_str(&points);
-            self_metrics.push_str(&queue);
-            self_metrics.push_str(&queue_bytes);
-            self_metrics.push_str(&retries);
-        }
-        let mut st = ParseStats::default();
-        let own = parse(&self_metrics, Format::Text, &mut st);
-        debug_assert_eq!(st.bad_lines, 0, "self metrics must parse");
+        merge_encode(&sources, &cfg.filter, &cfg.extra, &mut out, &mut report.merge);
+        report.merge.families_filtered += parse_stats.iter().map(|s| s.skipped_families).sum::<u64>();
+        // the plugin's own metrics, last, with the same extra labels
+        let own = report.render(&self.registry);
         merge_encode(
-            &[(Origin::Application, &own)],
+            &[(Origin::Own, &own.families())],
             &cfg.filter,
             &cfg.extra,
             &mut out,

@@ -1,0 +1,235 @@
+//! The per-proxy index: everything derived from the resources, computed once per change and
+//! published, so ADS and MADS only serve.
+//!
+//! The [`Store`] holds resources and logs which proxies each change can affect. The index
+//! keeps, for every Dataplane, its derived metrics state ([`ProxyMetrics`]: merged policy,
+//! config served to the plugin, Prometheus listeners, backends left out), which depends on
+//! the resources and on the proxy's TLS readiness (whether a connected stream gave a
+//! certificate for `ProvidedTLS` listeners; per stream, cleared when the stream ends). On a
+//! change it recomputes only the affected proxies, then publishes:
+//!
+//! - to each ADS stream, its proxy's state on a `watch` channel ([`Index::watch`]);
+//! - to MADS and HTTP SD, every client's MonitoringAssignments ([`Index::assignments`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use meshmetric_mads::{Assignments, ProxyInput};
+
+use crate::store::{Affected, Key, Proxy, Store};
+
+/// A proxy's published state: its Dataplane and derived metrics state, or `None` while no
+/// Dataplane of that name is known.
+pub type Published = Option<Arc<Proxy>>;
+
+#[derive(Default)]
+struct State {
+    proxies: BTreeMap<Key, Arc<Proxy>>,
+    /// Per proxy, per connected stream: whether it gave a ProvidedTLS certificate.
+    tls: HashMap<Key, BTreeMap<u64, bool>>,
+    watchers: HashMap<Key, watch::Sender<Published>>,
+}
+
+impl State {
+    fn tls_ready(&self, key: &Key) -> bool {
+        self.tls.get(key).is_some_and(|s| s.values().any(|r| *r))
+    }
+}
+
+/// The index. Create it with [`Index::start`].
+pub struct Index {
+    store: Arc<Store>,
+    state: Mutex<State>,
+    assignments: watch::Sender<Arc<Assignments>>,
+}
+
+impl Index {
+    /// Computes every proxy's state from `store` and starts the task keeping it current.
+    pub fn start(store: Arc<Store>) -> Arc<Self> {
+        let mut changes = store.subscribe();
+        let mut seen = *changes.borrow_and_update();
+        let started = std::time::Instant::now();
+        let index = Arc::new(Self {
+            store: store.clone(),
+            state: Mutex::new(State::default()),
+            assignments: watch::channel(Arc::new(Assignments::default())).0,
+        });
+        let n = index.recompute(None);
+        tracing::info!(
+            proxies = n,
+            took_ms = started.elapsed().as_millis() as u64,
+            "proxy index computed (full)"
+        );
+        let me = Arc::downgrade(&index);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let now = *changes.borrow_and_update();
+                let Some(index) = me.upgrade() else { return };
+                let started = std::time::Instant::now();
+                let affected = index.store.changes_since(seen);
+                seen = now;
+                let n = index.recompute(affected);
+                tracing::debug!(
+                    recomputed = n,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "proxy index updated"
+                );
+            }
+        });
+        index
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Recomputes the proxies `changes` can have affected (all when `None` or when one of them
+    /// is [`Affected::All`]), publishes what changed; returns how many were recomputed.
+    fn recompute(&self, changes: Option<Vec<Affected>>) -> usize {
+        let keys: Option<BTreeSet<Key>> = changes.and_then(|c| {
+            let mut keys = BTreeSet::new();
+            for a in c {
+                match a {
+                    Affected::All => return None,
+                    Affected::Dataplanes(v) => keys.extend(v),
+                }
+            }
+            Some(keys)
+        });
+        let mut st = self.lock();
+        let recomputed = match keys {
+            None => {
+                let fresh: BTreeMap<Key, Arc<Proxy>> = self
+                    .store
+                    .all_proxies(&|k| st.tls_ready(k))
+                    .into_iter()
+                    .map(|p| ((p.0.meta.mesh.clone(), p.0.meta.name.clone()), Arc::new(p)))
+                    .collect();
+                let n = fresh.len();
+                let gone: Vec<Key> = st.proxies.keys().filter(|k| !fresh.contains_key(*k)).cloned().collect();
+                for k in gone {
+                    st.proxies.remove(&k);
+                    publish(&mut st, &k, None);
+                }
+                for (k, p) in fresh {
+                    if st.proxies.get(&k).is_none_or(|old| **old != *p) {
+                        st.proxies.insert(k.clone(), p.clone());
+                        publish(&mut st, &k, Some(p));
+                    }
+                }
+                n
+            }
+            Some(keys) => {
+                for k in &keys {
+                    self.refresh(&mut st, k);
+                }
+                keys.len()
+            }
+        };
+        let a = generate(&st.proxies);
+        drop(st);
+        self.assignments.send_replace(Arc::new(a));
+        recomputed
+    }
+
+    /// Recomputes one proxy and publishes it when it changed.
+    fn refresh(&self, st: &mut State, key: &Key) {
+        let tls_ready = st.tls_ready(key);
+        match self.store.proxy_with(key, tls_ready) {
+            Some(p) => {
+                if st.proxies.get(key).is_none_or(|old| **old != p) {
+                    let p = Arc::new(p);
+                    st.proxies.insert(key.clone(), p.clone());
+                    publish(st, key, Some(p));
+                }
+            }
+            None => {
+                if st.proxies.remove(key).is_some() {
+                    publish(st, key, None);
+                }
+            }
+        }
+    }
+
+    /// The published state of proxy `key`, kept current.
+    pub fn watch(&self, key: &Key) -> watch::Receiver<Published> {
+        let mut st = self.lock();
+        let current = st.proxies.get(key).cloned();
+        st.watchers
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(current).0)
+            .subscribe()
+    }
+
+    /// The current state of proxy `key`.
+    pub fn proxy(&self, key: &Key) -> Published {
+        self.lock().proxies.get(key).cloned()
+    }
+
+    /// Records that stream `stream` of proxy `key` is connected and whether it gave a
+    /// certificate for ProvidedTLS listeners.
+    pub fn connected(&self, key: &Key, stream: u64, tls_ready: bool) {
+        self.set_tls(key, |m| {
+            m.insert(stream, tls_ready);
+        });
+    }
+
+    /// Records that stream `stream` of proxy `key` ended.
+    pub fn disconnected(&self, key: &Key, stream: u64) {
+        self.set_tls(key, |m| {
+            m.remove(&stream);
+        });
+        let mut st = self.lock();
+        if st.watchers.get(key).is_some_and(|w| w.receiver_count() == 0) {
+            st.watchers.remove(key);
+        }
+    }
+
+    fn set_tls(&self, key: &Key, change: impl FnOnce(&mut BTreeMap<u64, bool>)) {
+        let mut st = self.lock();
+        let before = st.tls_ready(key);
+        change(st.tls.entry(key.clone()).or_default());
+        if st.tls.get(key).is_some_and(BTreeMap::is_empty) {
+            st.tls.remove(key);
+        }
+        if st.tls_ready(key) == before {
+            return;
+        }
+        self.refresh(&mut st, key);
+        let a = generate(&st.proxies);
+        drop(st);
+        self.assignments.send_replace(Arc::new(a));
+    }
+
+    /// Every client's MonitoringAssignments, kept current.
+    pub fn assignments(&self) -> watch::Receiver<Arc<Assignments>> {
+        self.assignments.subscribe()
+    }
+
+    /// The assignments recomputed from scratch (to check the incremental ones).
+    pub fn assignments_from_scratch(&self) -> Assignments {
+        let st = self.lock();
+        let proxies: BTreeMap<Key, Arc<Proxy>> = self
+            .store
+            .all_proxies(&|k| st.tls_ready(k))
+            .into_iter()
+            .map(|p| ((p.0.meta.mesh.clone(), p.0.meta.name.clone()), Arc::new(p)))
+            .collect();
+        generate(&proxies)
+    }
+}
+
+fn publish(st: &mut State, key: &Key, value: Published) {
+    if let Some(w) = st.watchers.get(key) {
+        w.send_replace(value);
+    }
+}
+
+fn generate(proxies: &BTreeMap<Key, Arc<Proxy>>) -> Assignments {
+    Assignments::generate(proxies.values().map(|p| ProxyInput {
+        dataplane: &p.0,
+        metrics: &p.1,
+    }))
+}
