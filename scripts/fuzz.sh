@@ -17,7 +17,9 @@ for t in exposition policy_loader mads_request; do
   mkdir -p "fuzz/corpus/$t"
   cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
   echo "=== fuzzing $t for ${SECS}s ===" >&2
-  cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
+  dict=()
+  [ "$t" = policy_loader ] && dict=(-dict=fuzz/policy.dict)
+  cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- "${dict[@]}" \
     -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
     | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|thread '.*' panicked|Test unit written)" || true
   if ls fuzz/artifacts/"$t"/crash-* >/dev/null 2>&1; then

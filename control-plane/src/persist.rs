@@ -25,16 +25,26 @@ use crate::store::Store;
 /// Why the store could not be opened, read or written. Display never includes a password.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
+    /// The address is not one of the accepted forms (shown with the password redacted).
     #[error(
         "store address {0:?} is not understood: use `memory`, `sqlite:<file>` or `postgres://user@host:port/database`"
     )]
     Address(String),
+    /// A write failed; nothing changed.
     #[error("the store could not be written: {0}")]
-    Write(String),
+    Write(#[source] sqlx::Error),
+    /// A read failed.
     #[error("the store could not be read: {0}")]
-    Read(String),
-    #[error("the store could not be opened at {at}: {reason}")]
-    Open { at: String, reason: String },
+    Read(#[source] sqlx::Error),
+    /// The database could not be opened or prepared.
+    #[error("the store could not be opened at {at}: {source}")]
+    Open {
+        /// The address, password redacted.
+        at: String,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
 }
 
 enum Db {
@@ -98,9 +108,9 @@ impl Persistence {
     /// `postgres://...`. Creates the tables if they do not exist.
     pub async fn open(address: &str) -> Result<Self, PersistError> {
         let display = redact(address);
-        let open_err = |e: sqlx::Error| PersistError::Open {
+        let open_err = |source: sqlx::Error| PersistError::Open {
             at: display.clone(),
-            reason: e.to_string(),
+            source,
         };
         let db = if let Some(path) = address.strip_prefix("sqlite:") {
             let path = path.trim_start_matches("//");
@@ -161,13 +171,13 @@ impl Persistence {
     /// The revision counter (bumped by every write of any instance).
     pub async fn revision(&self) -> Result<i64, PersistError> {
         on_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(REVISION).fetch_one(pool).await)
-            .map_err(|e| PersistError::Read(e.to_string()))
+            .map_err(PersistError::Read)
     }
 
     /// Every stored resource that is still valid; an invalid one (written by a newer version, or
     /// edited by hand) is logged with its key and skipped.
     pub async fn load(&self) -> Result<(i64, Vec<Resource>), PersistError> {
-        let read = |e: sqlx::Error| PersistError::Read(e.to_string());
+        let read = PersistError::Read;
         let (rev, rows): (i64, Vec<(String, String, String, String)>) = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(read)?;
             let rev = sqlx::query_scalar::<_, i64>(REVISION).fetch_one(&mut *tx).await.map_err(read)?;
@@ -187,7 +197,7 @@ impl Persistence {
 
     /// Stores a validated batch in one transaction.
     pub async fn apply(&self, resources: &[Resource]) -> Result<(), PersistError> {
-        let write = |e: sqlx::Error| PersistError::Write(e.to_string());
+        let write = PersistError::Write;
         let rev: i64 = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(write)?;
             for r in resources {
@@ -213,7 +223,7 @@ impl Persistence {
 
     /// Deletes one resource; returns whether it existed.
     pub async fn delete(&self, kind: ResourceKind, mesh: &str, name: &str) -> Result<bool, PersistError> {
-        let write = |e: sqlx::Error| PersistError::Write(e.to_string());
+        let write = PersistError::Write;
         let (n, rev) = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(write)?;
             let n = sqlx::query(DELETE)

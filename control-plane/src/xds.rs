@@ -1,4 +1,4 @@
-//! Envoy resources for one proxy (DESIGN.md §4.5).
+//! Envoy resources for one proxy (the CP → DP contract: `meshmetric_policies::contract`).
 //!
 //! Per proxy:
 //! - CDS: `_meshmetric_dp` (the plugin's metrics unix socket) and one `localhost_<port>` per

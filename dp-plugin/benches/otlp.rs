@@ -2,8 +2,8 @@
 //! turns into protobuf, and the memory a full queue of batches holds.
 //!
 //! The input imitates Envoy's `/stats?format=prometheus` for N clusters (counters, gauges and
-//! histograms labelled by `envoy_cluster_name`, ~170 samples per cluster); issue 6 replaces it
-//! with output recorded from a real Envoy.
+//! histograms labelled by `envoy_cluster_name`, ~170 samples per cluster); `benches/hotpath.rs`
+//! measures the same on output recorded from a real Envoy.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,4 +1,4 @@
-//! MonitoringAssignment generation for many proxies (10,000 by default, as in issue 4).
+//! MonitoringAssignment generation for many proxies (10,000 by default).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 

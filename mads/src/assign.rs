@@ -1,4 +1,5 @@
-//! MonitoringAssignment generation (DESIGN.md §4.7).
+//! MonitoringAssignment generation (Kuma's `kuma.observability.v1` MADS, what Prometheus's
+//! `kuma_sd_configs` reads; see `docs/prometheus.md`).
 //!
 //! One assignment per (proxy, Prometheus backend): `mesh`, `service` (the workload:
 //! `kuma.io/workload`, else the first inbound's `kuma.io/service`, else `unknown`) and one

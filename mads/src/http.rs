@@ -1,7 +1,7 @@
 //! HTTP MADS and HTTP SD.
 //!
 //! `POST /v3/discovery:monitoringassignments?fetch-timeout=<duration>` — what Prometheus's
-//! `kuma_sd_configs` sends (DESIGN.md §4.7): a protobuf-JSON `DiscoveryRequest` (proto or JSON
+//! `kuma_sd_configs` sends: a protobuf-JSON `DiscoveryRequest` (proto or JSON
 //! field names), or binary protobuf when `Content-Type: application/x-protobuf`. An empty
 //! `version_info` is answered at once; otherwise the request waits until the client's
 //! assignments change (200) or `fetch-timeout` passes (304). `fetch-timeout` defaults to 30 s,
@@ -59,9 +59,20 @@ struct JsonRequest {
     type_url: String,
 }
 
-/// Decodes a protobuf-JSON `DiscoveryRequest`. Errors name what is wrong.
-pub fn decode_json(body: &[u8]) -> Result<MadsRequest, String> {
-    let r: JsonRequest = serde_json::from_slice(body).map_err(|e| format!("invalid DiscoveryRequest JSON: {e}"))?;
+/// Why a MADS request body was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a protobuf-JSON `DiscoveryRequest`.
+    #[error("invalid DiscoveryRequest JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// Not a binary protobuf `DiscoveryRequest`.
+    #[error("invalid DiscoveryRequest protobuf: {0}")]
+    Protobuf(#[source] prost::DecodeError),
+}
+
+/// Decodes a protobuf-JSON `DiscoveryRequest`. Errors: [`DecodeError::Json`].
+pub fn decode_json(body: &[u8]) -> Result<MadsRequest, DecodeError> {
+    let r: JsonRequest = serde_json::from_slice(body).map_err(DecodeError::Json)?;
     Ok(MadsRequest {
         client_id: r.node.unwrap_or_default().id,
         version_info: r.version_info,
@@ -69,10 +80,10 @@ pub fn decode_json(body: &[u8]) -> Result<MadsRequest, String> {
     })
 }
 
-/// Decodes a binary protobuf `DiscoveryRequest`.
-pub fn decode_protobuf(body: &[u8]) -> Result<MadsRequest, String> {
+/// Decodes a binary protobuf `DiscoveryRequest`. Errors: [`DecodeError::Protobuf`].
+pub fn decode_protobuf(body: &[u8]) -> Result<MadsRequest, DecodeError> {
     let r = envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest::decode(body)
-        .map_err(|e| format!("invalid DiscoveryRequest protobuf: {e}"))?;
+        .map_err(DecodeError::Protobuf)?;
     Ok(MadsRequest {
         client_id: r.node.map(|n| n.id).unwrap_or_default(),
         version_info: r.version_info,
@@ -137,7 +148,7 @@ async fn discovery(
         decode_json(&body)
     } {
         Ok(r) => r,
-        Err(e) => return bad_request(e),
+        Err(e) => return bad_request(e.to_string()),
     };
     if !req.type_url.is_empty() && req.type_url != MONITORING_ASSIGNMENT_TYPE_URL {
         return bad_request(format!(

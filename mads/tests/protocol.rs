@@ -1,4 +1,4 @@
-//! HTTP MADS long-poll as Prometheus's kuma_sd speaks it (DESIGN.md §4.7), against the real
+//! HTTP MADS long-poll as Prometheus's kuma_sd speaks it, against the real
 //! router on a loopback port.
 
 use std::sync::Arc;

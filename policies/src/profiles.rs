@@ -1,5 +1,5 @@
 //! Profiles (`All`, `Basic`, `None`) and include/exclude selectors, compiled once per config
-//! into a [`FamilyFilter`] (DESIGN.md §4.4; the Basic list follows Kuma's `basic` profile).
+//! into a [`FamilyFilter`] (the Basic list follows Kuma's `basic` profile).
 //!
 //! Per family: keep = any profile keeps it; then any `exclude` match drops it; then any
 //! `include` match keeps it (include wins). Regex selectors are unanchored (search).

@@ -344,8 +344,8 @@ pub(crate) fn check_otlp_tls(tls: Option<&OtlpTls>, of: &str, v: &mut Violations
 }
 
 /// Checks an OTLP endpoint given as `host:port` (Kuma: "must be in host:port format", and
-/// not a URL).
-pub fn check_host_port(endpoint: &str) -> Result<(), String> {
+/// not a URL); the error is the violation's message.
+pub(crate) fn check_host_port(endpoint: &str) -> Result<(), String> {
     if endpoint.contains(['/', '?', '#']) {
         return Err(format!(
             "must be in host:port format, not a URL: {endpoint:?}; accepted: e.g. otel-collector:4317"

@@ -269,13 +269,25 @@ impl JsonSchema for Port {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UrlPath(String);
 
+/// Why a path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("path {path:?} contains {found:?}, which cannot be sent in an HTTP request; accepted: e.g. /metrics")]
+pub struct PathError {
+    /// The path.
+    pub path: String,
+    /// The character refused.
+    pub found: char,
+}
+
 impl UrlPath {
-    /// Parses and normalises a path. Errors name what is refused.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parses and normalises a path. Errors: [`PathError`] for whitespace, control characters
+    /// and `#`.
+    pub fn parse(text: &str) -> Result<Self, PathError> {
         if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '#') {
-            return Err(format!(
-                "path {text:?} contains {c:?}, which cannot be sent in an HTTP request; accepted: e.g. /metrics"
-            ));
+            return Err(PathError {
+                path: text.to_string(),
+                found: c,
+            });
         }
         if text.starts_with('/') {
             Ok(Self(text.to_string()))

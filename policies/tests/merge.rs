@@ -1,4 +1,4 @@
-//! Matching and merging for every targetRef kind (DESIGN.md §4.3), plus a property test that
+//! Matching and merging for every targetRef kind (Kuma 2.14's order), plus a property test that
 //! the result does not depend on the order the store returns policies in.
 
 use meshmetric_policies::matching::{effective_conf, matching};

@@ -3,6 +3,14 @@
 //! messages come from `envoy-types`, so there is one prost/tonic version in the graph.
 //!
 //! Conversions to and from these types live where they are used (the `mads` crate).
+//!
+//! ```
+//! use meshmetric_proto::observability::v1::MonitoringAssignment;
+//! assert_eq!(
+//!     <MonitoringAssignment as prost::Name>::type_url(),
+//!     meshmetric_proto::MONITORING_ASSIGNMENT_TYPE_URL
+//! );
+//! ```
 
 /// `kuma.observability.v1`.
 pub mod observability {

@@ -97,3 +97,43 @@ fn e2e_ctl_validate_offline_apply_get_inspect_delete() {
     assert!(err.contains("not found"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Absurd values are refused naming the field, by `validate` (exit 1, no panic), the REST API
+/// (400, the connection answered) and MADS (400).
+#[test]
+fn e2e_hostile_durations_and_ports_are_refused_not_panics() {
+    let dir = workdir("ctl-hostile");
+    let doc = "type: MeshMetric\nname: m\nspec:\n  default:\n    applications: [{port: 99999999999999999999}]\n    backends:\n      - type: OpenTelemetry\n        openTelemetry: {endpoint: 'otel:4317', refreshInterval: 99999999999999999999h, timeout: 2562048h}\n";
+    std::fs::write(dir.join("hostile.yaml"), doc).unwrap();
+    let nowhere = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let (code, _, err) = ctl(
+        &nowhere,
+        None,
+        &["validate", "-f", dir.join("hostile.yaml").to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    for field in [
+        "spec.default.applications[0].port",
+        "spec.default.backends[0].openTelemetry.refreshInterval",
+        "spec.default.backends[0].openTelemetry.timeout",
+    ] {
+        assert!(err.contains(field), "{field} not named:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+
+    let cp = ControlPlane::start(&dir, None, &[]);
+    let (st, body) = cp.call("PUT", "/meshes/default/meshmetrics/m", Some(doc));
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("refreshInterval") && body.contains("too large"), "{body}");
+    let (st, body) = http(
+        "POST",
+        &cp.mads,
+        "/v3/discovery:monitoringassignments?fetch-timeout=99999999999999999999h",
+        Some("{\"node\":{\"id\":\"p\"}}"),
+    )
+    .unwrap();
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("fetch-timeout"), "{body}");
+    let log = cp.proc.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
