@@ -30,6 +30,7 @@ pub mod files;
 pub mod index;
 pub mod inspect;
 pub mod persist;
+pub mod server;
 pub mod store;
 pub mod tls;
 pub mod xds;

@@ -11,6 +11,7 @@ use meshmetric_control_plane::{
     ads::{Ads, AdsServer},
     api, files,
     index::Index,
+    server,
     persist::Persistence,
     store::Store,
     tls,
@@ -147,15 +148,18 @@ async fn main() -> anyhow::Result<()> {
     let index = Index::start(store.clone());
     let assignments = index.assignments();
     let mads_router = meshmetric_mads::http::router(assignments.clone());
-    let mads_srv = async move {
-        match tls {
-            Some(cfg) => tls::serve(mads_listener, mads_router, cfg, shutdown()).await,
-            None => axum::serve(mads_listener, mads_router)
-                .with_graceful_shutdown(shutdown())
-                .await
-                .map_err(Into::into),
-        }
-    };
+    let nofile = server::raise_file_limit();
+    let (api_max, mads_max, ads_max) = server::budget(nofile);
+    tracing::info!(open_file_limit = nofile, api_max, mads_max, ads_max, "connection limits");
+    let mads_srv = server::serve(
+        "mads",
+        mads_listener,
+        mads_router,
+        tls,
+        server::Limits::http(mads_max),
+        Default::default(),
+        shutdown(),
+    );
 
     let token_file = args
         .api_token_file
@@ -178,27 +182,36 @@ async fn main() -> anyhow::Result<()> {
         token: Some(token.into()),
         anonymous_reads: args.anonymous_reads,
     };
-    let api = axum::serve(
+    let api_router = api::router(
+        api::Ctx {
+            store: store.clone(),
+            index: index.clone(),
+            db,
+        },
+        access,
+    );
+    let api = server::serve(
+        "api",
         api_listener,
-        api::router(
-            api::Ctx {
-                store: store.clone(),
-                index: index.clone(),
-                db,
-            },
-            access,
-        ),
-    )
-    .with_graceful_shutdown(shutdown());
-    let ads = tonic::transport::Server::builder()
-        .add_service(AdsServer::new(Ads::new(index, args.default_workdir_root)))
+        api_router,
+        None,
+        server::Limits::http(api_max),
+        Default::default(),
+        shutdown(),
+    );
+    let grpc = tonic::service::Routes::new(AdsServer::new(Ads::new(index, args.default_workdir_root)))
         .add_service(meshmetric_mads::grpc::MadsGrpc::server(assignments))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), shutdown());
-    tokio::select! {
-        r = api => r.context("API server")?,
-        r = ads => r.context("ADS server")?,
-        r = mads_srv => r.context("MADS server")?,
-    }
+        .prepare();
+    let ads = server::serve(
+        "ads",
+        xds_listener,
+        grpc,
+        None,
+        server::Limits::grpc(ads_max),
+        Default::default(),
+        shutdown(),
+    );
+    tokio::join!(api, ads, mads_srv);
     tracing::info!("control plane stopped");
     Ok(())
 }
