@@ -162,7 +162,11 @@ pub async fn serve<S, B>(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             counters.refused_full.fetch_add(1, Ordering::Relaxed);
             if !full_logged {
-                tracing::warn!(server = name, max_connections = limits.max_connections, "connection limit reached; new connections are closed until some end");
+                tracing::warn!(
+                    server = name,
+                    max_connections = limits.max_connections,
+                    "connection limit reached; new connections are closed until some end"
+                );
                 full_logged = true;
             }
             drop(tcp);
@@ -255,7 +259,9 @@ mod tests {
         assert_eq!(counters.timed_out.load(Ordering::Relaxed), 4);
         let mut s = TcpStream::connect(addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("ok"), "{out}");

@@ -273,12 +273,25 @@ impl ControlPlane {
         Self::start_at(dir, resources, extra, [api, xds, mads])
     }
 
+    /// [`Self::start`] with the open-file limit (soft and hard) set to `nofile`.
+    pub fn start_with_file_limit(dir: &Path, resources: Option<&Path>, extra: &[&str], nofile: u64) -> ControlPlane {
+        let api = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let xds = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let mads = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        Self::start_full(dir, resources, extra, [api, xds, mads], Some(nofile))
+    }
+
     /// [`Self::start`] on given API, xDS and MADS addresses (to restart one in place).
-    pub fn start_at(
+    pub fn start_at(dir: &Path, resources: Option<&Path>, extra: &[&str], addrs: [String; 3]) -> ControlPlane {
+        Self::start_full(dir, resources, extra, addrs, None)
+    }
+
+    fn start_full(
         dir: &Path,
         resources: Option<&Path>,
         extra: &[&str],
         [api, xds, mads]: [String; 3],
+        nofile: Option<u64>,
     ) -> ControlPlane {
         let data = dir.join("cp-data");
         let data_s = data.to_str().expect("utf-8 path").to_string();
@@ -290,7 +303,16 @@ impl ControlPlane {
             args.extend(["-f", r.to_str().expect("utf-8 path")]);
         }
         args.extend(extra);
-        let proc = Proc::start("cp", dir, &bin("meshmetric-cp"), &args);
+        let proc = match nofile {
+            None => Proc::start("cp", dir, &bin("meshmetric-cp"), &args),
+            Some(n) => {
+                let script = format!("ulimit -Sn {n} && ulimit -Hn {n} && exec \"$0\" \"$@\"");
+                let program = bin("meshmetric-cp");
+                let mut wrapped = vec!["-c", script.as_str(), program.to_str().expect("utf-8 path")];
+                wrapped.extend(args.iter().copied());
+                Proc::start("cp", dir, Path::new("/bin/sh"), &wrapped)
+            }
+        };
         let token_file = extra
             .iter()
             .position(|a| *a == "--api-token-file")

@@ -11,8 +11,8 @@ use meshmetric_control_plane::{
     ads::{Ads, AdsServer},
     api, files,
     index::Index,
-    server,
     persist::Persistence,
+    server,
     store::Store,
     tls,
 };
@@ -150,7 +150,13 @@ async fn main() -> anyhow::Result<()> {
     let mads_router = meshmetric_mads::http::router(assignments.clone());
     let nofile = server::raise_file_limit();
     let (api_max, mads_max, ads_max) = server::budget(nofile);
-    tracing::info!(open_file_limit = nofile, api_max, mads_max, ads_max, "connection limits");
+    tracing::info!(
+        open_file_limit = nofile,
+        api_max,
+        mads_max,
+        ads_max,
+        "connection limits"
+    );
     let mads_srv = server::serve(
         "mads",
         mads_listener,
