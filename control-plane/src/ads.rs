@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use meshmetric_policies::contract::{META_CERT_PATH, META_KEY_PATH, META_WORKDIR, ProxyPaths, node_id, parse_node_id};
 
 use crate::index::{Index, Published};
+use crate::tokens::TokenAuthority;
 use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, Packed, Snapshot};
 
 /// The ADS service.
@@ -33,6 +34,8 @@ pub struct Ads {
     index: Arc<Index>,
     default_workdir_root: String,
     streams: Arc<std::sync::atomic::AtomicU64>,
+    /// When set, every stream must present a dataplane token naming its `node.id`.
+    tokens: Option<Arc<TokenAuthority>>,
 }
 
 impl Ads {
@@ -43,8 +46,49 @@ impl Ads {
             index,
             default_workdir_root: default_workdir_root.into(),
             streams: Default::default(),
+            tokens: None,
         }
     }
+
+    /// Requires every stream to present a dataplane token (`authorization: Bearer <token>`
+    /// gRPC metadata) issued by `tokens` for the Dataplane its `node.id` names.
+    pub fn with_tokens(mut self, tokens: Arc<TokenAuthority>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+}
+
+/// Checks the stream's dataplane token against the proxy it claims to be.
+fn authenticate(tokens: &TokenAuthority, metadata: &tonic::metadata::MetadataMap, proxy: &Proxy) -> Result<(), Status> {
+    let token = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "a dataplane token is required: `authorization: Bearer <token>` (meshmetric-dp --dataplane-token-file)",
+            )
+        })?;
+    let claims = tokens
+        .verify(token.trim(), crate::persist::now_secs())
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    if claims.mesh != proxy.mesh || claims.name != proxy.name {
+        return Err(Status::permission_denied(format!(
+            "the dataplane token is for {}, not for this node.id",
+            node_id(&claims.mesh, &claims.name)
+        )));
+    }
+    Ok(())
+}
+
+/// `s` for a log line: control characters escaped, cut at 100 characters (names and ids come
+/// from the network).
+pub fn escape(s: &str) -> String {
+    let mut out: String = s.chars().take(100).flat_map(char::escape_debug).collect();
+    if s.chars().nth(100).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Identity and paths of a connected proxy, from its first request.
@@ -251,6 +295,7 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let metadata = request.metadata().clone();
         let mut incoming = request.into_inner();
         let first = match incoming.message().await? {
             Some(r) => r,
@@ -261,6 +306,12 @@ impl AggregatedDiscoveryService for Ads {
             .clone()
             .ok_or_else(|| Status::invalid_argument("first DiscoveryRequest must carry node"))?;
         let proxy = proxy_of(&node, &self.default_workdir_root)?;
+        if let Some(tokens) = &self.tokens
+            && let Err(status) = authenticate(tokens, &metadata, &proxy)
+        {
+            tracing::warn!(mesh = %escape(&proxy.mesh), dataplane = %escape(&proxy.name), reason = %status.message(), "ADS stream refused");
+            return Err(status);
+        }
         let (tx, rx) = mpsc::channel::<Box<DiscoveryResponse>>(4);
         let index = self.index.clone();
         let stream = self.streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -6,6 +6,11 @@
 //!   policies that contributed (most specific last), the config served to the plugin, the
 //!   Prometheus listeners and the backends not in force with the reason
 //! - `POST /apply`: one or more documents (multi-document YAML), all or nothing
+//! - `POST /tokens/dataplane` `{mesh, name, validFor}` → `{token, id, expiresAt}`: a dataplane
+//!   token for ADS (`validFor` a Go duration, default `8760h`); `POST /tokens/dataplane/revoke`
+//!   `{token}` or `{id}`; `GET|POST /tokens/signing-keys`, `DELETE /tokens/signing-keys/{id}`:
+//!   list, add (the new key signs from then on) and remove signing keys (their tokens stop
+//!   working). Token routes always need the API token, GET included.
 //!
 //! Bodies are YAML or JSON in the Universal or Kubernetes form. An invalid document gets
 //! `400` with every violation (`{"title","details","causes":[{"field","message"}]}`) and
@@ -26,6 +31,7 @@ use meshmetric_policies::{ParseError, Parsed, Resource, ResourceKind, Violation,
 use crate::index::Index;
 use crate::persist::{PersistError, Persistence};
 use crate::store::Store;
+use crate::tokens::{TokenAuthority, TokenState};
 
 /// What the handlers share: the store, the index derived from it and, when configured, the
 /// database behind the store.
@@ -37,6 +43,8 @@ pub struct Ctx {
     pub index: Arc<Index>,
     /// The database writes go through first, when there is one.
     pub db: Option<Arc<Persistence>>,
+    /// Issues and verifies dataplane tokens.
+    pub tokens: Arc<TokenAuthority>,
 }
 
 impl std::ops::Deref for Ctx {
@@ -101,7 +109,8 @@ async fn authorize(
         return next.run(req).await;
     };
     let read = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
-    if req.uri().path() == "/ready" || (read && access.anonymous_reads) {
+    let token_route = req.uri().path().starts_with("/tokens");
+    if req.uri().path() == "/ready" || (read && access.anonymous_reads && !token_route) {
         return next.run(req).await;
     }
     let given = req
@@ -134,6 +143,10 @@ fn routes(store: Ctx) -> Router {
         .route("/meshes/{mesh}/{kind}", get(list))
         .route("/meshes/{mesh}/{kind}/{name}", get(get_one).put(put).delete(delete))
         .route("/meshes/{mesh}/dataplanes/{name}/meshmetric", get(effective))
+        .route("/tokens/dataplane", post(issue_token))
+        .route("/tokens/dataplane/revoke", post(revoke_token))
+        .route("/tokens/signing-keys", get(list_keys).post(add_key))
+        .route("/tokens/signing-keys/{id}", axum::routing::delete(remove_key))
         .with_state(store)
 }
 
@@ -334,4 +347,157 @@ async fn effective(State(s): State<Ctx>, Path((mesh, name)): Path<(String, Strin
         None => not_found("Dataplane", &mesh, &name),
         Some(p) => axum::Json(crate::inspect::effective_view(&p)).into_response(),
     }
+}
+
+/// Stores a new token state (in the database first), then uses it.
+async fn commit_tokens(ctx: &Ctx, state: TokenState) -> Result<(), Response> {
+    if let Some(db) = &ctx.db {
+        db.save_tokens(&state).await.map_err(unstored)?;
+    }
+    ctx.tokens.replace(state);
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TokenRequest {
+    mesh: Option<String>,
+    name: String,
+    valid_for: Option<String>,
+}
+
+async fn issue_token(State(s): State<Ctx>, body: String) -> Response {
+    let req: TokenRequest = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Could not issue a token",
+                format!("body must be {{\"mesh\", \"name\", \"validFor\"}}: {e}"),
+                vec![],
+            );
+        }
+    };
+    let valid_for = match meshmetric_policies::values::Duration::parse(req.valid_for.as_deref().unwrap_or("8760h")) {
+        Ok(d) if !d.is_zero() => d.get().as_secs().max(1),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Could not issue a token",
+                "validFor must be greater than 0".into(),
+                vec![Violation::new("validFor", "must be greater than 0")],
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Could not issue a token",
+                e.to_string(),
+                vec![Violation::new("validFor", e.to_string())],
+            );
+        }
+    };
+    let mesh = req
+        .mesh
+        .unwrap_or_else(|| meshmetric_policies::meta::DEFAULT_MESH.to_string());
+    match s.tokens.issue(&mesh, &req.name, crate::persist::now_secs(), valid_for) {
+        Ok((token, claims)) => {
+            tracing::info!(%mesh, dataplane = %crate::ads::escape(&req.name), id = %claims.jti, "dataplane token issued");
+            axum::Json(json!({"token": token, "id": claims.jti, "expiresAt": claims.exp})).into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Could not issue a token",
+            e.to_string(),
+            vec![],
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    token: Option<String>,
+    id: Option<String>,
+}
+
+async fn revoke_token(State(s): State<Ctx>, body: String) -> Response {
+    let id = match serde_json::from_str::<RevokeRequest>(&body) {
+        Ok(RevokeRequest {
+            id: Some(id),
+            token: None,
+        }) => id,
+        Ok(RevokeRequest {
+            token: Some(t),
+            id: None,
+        }) => match s.tokens.decode_signed(t.trim()) {
+            Ok(c) => c.jti,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Could not revoke the token",
+                    e.to_string(),
+                    vec![],
+                );
+            }
+        },
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Could not revoke the token",
+                "body must be {\"token\": ...} or {\"id\": ...}".into(),
+                vec![],
+            );
+        }
+    };
+    let mut state = s.tokens.state();
+    state.revoked.insert(id.clone());
+    if let Err(r) = commit_tokens(&s, state).await {
+        return r;
+    }
+    tracing::info!(%id, "dataplane token revoked");
+    axum::Json(json!({"revoked": id})).into_response()
+}
+
+async fn list_keys(State(s): State<Ctx>) -> Response {
+    let keys: Vec<Value> = s
+        .tokens
+        .state()
+        .keys
+        .iter()
+        .map(|k| json!({"id": k.id, "created": k.created}))
+        .collect();
+    axum::Json(json!({"keys": keys, "revokedTokens": s.tokens.state().revoked.len()})).into_response()
+}
+
+async fn add_key(State(s): State<Ctx>) -> Response {
+    let state = TokenAuthority::with_new_key(&s.tokens.state(), crate::persist::now_secs());
+    let id = state.keys.last().map(|k| k.id.clone()).unwrap_or_default();
+    if let Err(r) = commit_tokens(&s, state).await {
+        return r;
+    }
+    tracing::info!(%id, "token signing key added; it signs new tokens from now on");
+    axum::Json(json!({"id": id})).into_response()
+}
+
+async fn remove_key(State(s): State<Ctx>, Path(id): Path<String>) -> Response {
+    let mut state = s.tokens.state();
+    let before = state.keys.len();
+    state.keys.retain(|k| k.id != id);
+    if state.keys.len() == before {
+        return not_found("signing key", "-", &id);
+    }
+    if state.keys.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Could not remove the signing key",
+            "it is the only one; add another first (POST /tokens/signing-keys)".into(),
+            vec![],
+        );
+    }
+    if let Err(r) = commit_tokens(&s, state).await {
+        return r;
+    }
+    tracing::info!(%id, "token signing key removed; its tokens stop working");
+    StatusCode::OK.into_response()
 }

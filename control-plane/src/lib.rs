@@ -33,4 +33,5 @@ pub mod persist;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod tokens;
 pub mod xds;

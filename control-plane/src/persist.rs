@@ -21,6 +21,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use meshmetric_policies::ResourceKind;
 
 use crate::store::Store;
+use crate::tokens::{TokenAuthority, TokenState};
+
+/// Name of the setting holding the dataplane-token signing keys and revocations.
+pub const TOKENS_SETTING: &str = "dataplane-tokens";
 
 /// Why the store could not be opened, read or written. Display never includes a password.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +67,8 @@ pub struct Persistence {
 
 const NOTIFY_CHANNEL: &str = "meshmetric_changes";
 
-const SCHEMA: [&str; 3] = [
+const SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS meshmetric_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meshmetric_resources (kind TEXT NOT NULL, mesh TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, mesh, name))",
     "CREATE TABLE IF NOT EXISTS meshmetric_revision (id INTEGER PRIMARY KEY, revision BIGINT NOT NULL)",
     "INSERT INTO meshmetric_revision (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
@@ -74,6 +79,17 @@ const BUMP: &str = "UPDATE meshmetric_revision SET revision = revision + 1 WHERE
 const REVISION: &str = "SELECT revision FROM meshmetric_revision WHERE id = 1";
 const NOTIFY: &str = "SELECT pg_notify('meshmetric_changes', '')";
 const LOAD: &str = "SELECT kind, mesh, name, body FROM meshmetric_resources ORDER BY kind, mesh, name";
+const SETTING: &str = "SELECT value FROM meshmetric_settings WHERE name = $1";
+const PUT_SETTING: &str = "INSERT INTO meshmetric_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+const INIT_SETTING: &str =
+    "INSERT INTO meshmetric_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
 pub fn redact(address: &str) -> String {
@@ -245,6 +261,37 @@ impl Persistence {
         Ok(n > 0)
     }
 
+    /// The setting `name` (e.g. the dataplane-token signing keys), if stored.
+    pub async fn setting(&self, name: &str) -> Result<Option<String>, PersistError> {
+        on_db!(&self.db, pool => sqlx::query_scalar::<_, String>(SETTING).bind(name).fetch_optional(pool).await)
+            .map_err(PersistError::Read)
+    }
+
+    /// Stores `value` as `name` unless it exists; returns the stored value (so instances
+    /// starting together agree on one).
+    pub async fn init_setting(&self, name: &str, value: &str) -> Result<String, PersistError> {
+        on_db!(&self.db, pool => sqlx::query(INIT_SETTING).bind(name).bind(value).execute(pool).await.map(|_| ()))
+            .map_err(PersistError::Write)?;
+        Ok(self.setting(name).await?.unwrap_or_else(|| value.to_string()))
+    }
+
+    /// Replaces setting `name`, bumping the revision so other instances reload it.
+    pub async fn put_setting(&self, name: &str, value: &str) -> Result<(), PersistError> {
+        let write = PersistError::Write;
+        let rev: i64 = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(write)?;
+            sqlx::query(PUT_SETTING).bind(name).bind(value).execute(&mut *tx).await.map_err(write)?;
+            let rev = sqlx::query_scalar::<_, i64>(BUMP).fetch_one(&mut *tx).await.map_err(write)?;
+            if self.is_postgres() {
+                sqlx::query(NOTIFY).execute(&mut *tx).await.map_err(write)?;
+            }
+            tx.commit().await.map_err(write)?;
+            rev
+        });
+        self.wrote(rev);
+        Ok(())
+    }
+
     /// Records a revision this instance wrote, so the watcher does not reload its own change
     /// (only when nobody else wrote in between).
     fn wrote(&self, rev: i64) {
@@ -263,7 +310,8 @@ impl Persistence {
     }
 
     /// Keeps `store` in step with writes made by other instances sharing this database.
-    pub fn spawn_watch(self: Arc<Self>, store: Arc<Store>) -> tokio::task::JoinHandle<()> {
+    /// Token signing keys and revocations are reloaded into `tokens` with every change.
+    pub fn spawn_watch(self: Arc<Self>, store: Arc<Store>, tokens: Arc<TokenAuthority>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut listener = match &self.db {
                 Db::Postgres(pool) => match PgListener::connect_with(pool).await {
@@ -298,7 +346,7 @@ impl Persistence {
                     }
                     None => tokio::time::sleep(poll).await,
                 }
-                match self.sync(&store).await {
+                match self.sync(&store, Some(&tokens)).await {
                     Ok(_) if failing => {
                         failing = false;
                         tracing::info!(store = %self.display, "store reachable again");
@@ -314,8 +362,8 @@ impl Persistence {
         })
     }
 
-    /// Reloads `store` when the revision moved; returns whether it did.
-    pub async fn sync(&self, store: &Store) -> Result<bool, PersistError> {
+    /// Reloads `store` (and `tokens`) when the revision moved; returns whether it did.
+    pub async fn sync(&self, store: &Store, tokens: Option<&TokenAuthority>) -> Result<bool, PersistError> {
         // serialized with this instance's writes, so a reload never replaces memory with a
         // database state older than a write that just went through
         let _serial = store.write_lock().await;
@@ -324,12 +372,42 @@ impl Persistence {
             return Ok(false);
         }
         let (rev, rs) = self.load().await?;
+        if let Some(tokens) = tokens {
+            self.load_tokens(tokens).await?;
+        }
         let changed = store.replace_all(rs);
         self.seen.store(rev, Ordering::SeqCst);
         if changed {
             tracing::info!(revision = rev, "store changed by another instance; config recomputed");
         }
         Ok(changed)
+    }
+
+    /// Loads the token signing keys and revocations into `tokens`; creates the first signing
+    /// key when there is none (instances starting together agree on one).
+    pub async fn load_tokens(&self, tokens: &TokenAuthority) -> Result<(), PersistError> {
+        let stored = match self.setting(TOKENS_SETTING).await? {
+            Some(v) => v,
+            None => {
+                let now = now_secs();
+                let first = TokenAuthority::with_new_key(&TokenState::default(), now);
+                self.init_setting(TOKENS_SETTING, &serde_json::to_string(&first).unwrap_or_default())
+                    .await?
+            }
+        };
+        match serde_json::from_str::<TokenState>(&stored) {
+            Ok(st) => tokens.replace(st),
+            Err(e) => {
+                tracing::error!(error = %e, "stored token signing keys are not readable; keeping the loaded ones")
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the token state of `tokens` (after a key was added or removed, or a token revoked).
+    pub async fn save_tokens(&self, state: &TokenState) -> Result<(), PersistError> {
+        self.put_setting(TOKENS_SETTING, &serde_json::to_string(state).unwrap_or_default())
+            .await
     }
 }
 

@@ -34,7 +34,7 @@ async fn written_resources_survive_reopening_and_reach_other_handles() {
         other_store.dataplane("default", "web-01"),
         store.dataplane("default", "web-01")
     );
-    assert!(!other.sync(&other_store).await.unwrap(), "nothing new");
+    assert!(!other.sync(&other_store, None).await.unwrap(), "nothing new");
 
     // a delete through the first handle reaches the second on sync, and notifies its watchers
     let mut changes = other_store.subscribe();
@@ -45,11 +45,11 @@ async fn written_resources_survive_reopening_and_reach_other_handles() {
             .await
             .unwrap()
     );
-    assert!(other.sync(&other_store).await.unwrap());
+    assert!(other.sync(&other_store, None).await.unwrap());
     assert!(other_store.meshmetric("default", "m").is_none());
     assert!(changes.has_changed().unwrap());
     // the writer does not reload its own write
-    assert!(!db.sync(&store).await.unwrap());
+    assert!(!db.sync(&store, None).await.unwrap());
     drop(db);
     drop(other);
 

@@ -55,6 +55,16 @@ struct ProxyArgs {
     /// Key of --metrics-cert-path.
     #[arg(long)]
     metrics_key_path: Option<String>,
+    /// File holding this proxy's dataplane token (`meshmetricctl generate dataplane-token`),
+    /// presented on the ADS stream.
+    #[arg(long, env = "MESHMETRIC_DATAPLANE_TOKEN_FILE")]
+    dataplane_token_file: Option<PathBuf>,
+    /// PEM CA bundle to verify the control plane's ADS certificate; connect over TLS.
+    #[arg(long)]
+    cp_ca_file: Option<PathBuf>,
+    /// Name to verify in the control plane's certificate (default: the host of --cp-address).
+    #[arg(long)]
+    cp_server_name: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -102,7 +112,23 @@ struct RunArgs {
 
 fn params(p: &ProxyArgs) -> anyhow::Result<BootstrapParams> {
     let workdir = std::path::absolute(&p.workdir)?;
+    let token = match &p.dataplane_token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the dataplane token {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let cp_ca_file = match &p.cp_ca_file {
+        Some(f) => Some(std::path::absolute(f)?.to_string_lossy().into_owned()),
+        None => None,
+    };
     Ok(BootstrapParams {
+        dataplane_token: token,
+        cp_ca_file,
+        cp_server_name: p.cp_server_name.clone(),
         mesh: p.mesh.clone(),
         name: p.name.clone(),
         cp_address: p.cp_address.clone(),
@@ -147,7 +173,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let first = match &args.envoy_binary {
         Some(envoy) => {
             let bs = workdir.join("envoy-bootstrap.json");
-            std::fs::write(&bs, serde_json::to_vec_pretty(&bootstrap(&p)?)?)?;
+            write_private(&bs, &serde_json::to_vec_pretty(&bootstrap(&p)?)?)?;
             let mut cmd = tokio::process::Command::new(envoy);
             cmd.arg("-c")
                 .arg(&bs)
@@ -240,6 +266,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&metrics_socket);
     tracing::info!("plugin stopped");
     result
+}
+
+/// Writes `data` to `path` readable by the owner only (the bootstrap carries the dataplane
+/// token).
+fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
 }
 
 /// Keeps Envoy running: when it exits, starts it again after a backoff (1 s doubling to 30 s,

@@ -3,8 +3,10 @@
 //! limit.
 
 use std::net::TcpStream;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
 
 use meshmetric_tests::*;
 
@@ -88,4 +90,186 @@ fn e2e_idle_connection_flood_at_1024_files_leaves_every_port_answering() {
         started.elapsed()
     );
     drop(flood);
+}
+
+/// One ADS request as a rogue (or honest) client sends it: `node.id` and an optional token.
+/// Ok: the first response's LDS version; Err: the gRPC status code and message.
+async fn ads_request(addr: &str, node_id: &str, token: Option<&str>) -> Result<String, (tonic::Code, String)> {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| (tonic::Code::Unavailable, e.to_string()))?;
+    let first = DiscoveryRequest {
+        node: Some(Node {
+            id: node_id.to_string(),
+            ..Default::default()
+        }),
+        type_url: "type.googleapis.com/envoy.config.listener.v3.Listener".into(),
+        ..Default::default()
+    };
+    let mut req = tonic::Request::new(tokio_stream::once(first).chain(tokio_stream::pending()));
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let mut stream = client
+        .stream_aggregated_resources(req)
+        .await
+        .map_err(|s| (s.code(), s.message().to_string()))?
+        .into_inner();
+    match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
+        Ok(Ok(Some(resp))) => Ok(resp.version_info),
+        Ok(Ok(None)) => Err((tonic::Code::Unknown, "stream ended".into())),
+        Ok(Err(s)) => Err((s.code(), s.message().to_string())),
+        Err(_) => Err((tonic::Code::DeadlineExceeded, "no answer".into())),
+    }
+}
+
+fn ctl(cp: &ControlPlane, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin("meshmetricctl"))
+        .args(["--cp", &format!("http://{}", cp.api), "--token-file"])
+        .arg(&cp.token_file)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const TWO_PROXIES: &str = "type: Dataplane\nname: web-01\nnetworking: {address: 127.0.0.1, inbound: [{port: 10001, tags: {kuma.io/service: web}}]}\n---\ntype: Dataplane\nname: web-02\nnetworking: {address: 127.0.0.1, inbound: [{port: 10002, tags: {kuma.io/service: web}}]}\n---\ntype: MeshMetric\nname: m\nspec: {default: {backends: [{type: Prometheus, prometheus: {port: 5670}}], applications: [{port: 9, name: app}]}}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_ads_tokens_refuse_rogue_clients_and_stream_only_the_named_proxy() {
+    let dir = workdir("sec-tokens");
+    let res = dir.join("resources");
+    std::fs::create_dir_all(&res).unwrap();
+    std::fs::write(res.join("r.yaml"), TWO_PROXIES).unwrap();
+    let cp = ControlPlane::start(&dir, Some(&res), &["--ads-auth", "token"]);
+    let (ok, web01, err) = ctl(&cp, &["generate", "dataplane-token", "--name", "web-01"]);
+    assert!(ok && !web01.is_empty(), "{err}");
+    assert!(!cp.proc.log_text().contains(&web01), "a token must never be logged");
+
+    // no token, garbage, another proxy's token
+    let e = ads_request(&cp.xds, "default.web-01", None).await.unwrap_err();
+    assert_eq!(e.0, tonic::Code::Unauthenticated, "{e:?}");
+    let e = ads_request(&cp.xds, "default.web-01", Some("not.a-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, tonic::Code::Unauthenticated, "{e:?}");
+    let e = ads_request(&cp.xds, "default.web-02", Some(&web01)).await.unwrap_err();
+    assert_eq!(e.0, tonic::Code::PermissionDenied, "{e:?}");
+    assert!(!e.1.contains(&web01[..20]), "the refusal must not echo the token");
+    // the right token for the right proxy: served
+    let v = ads_request(&cp.xds, "default.web-01", Some(&web01))
+        .await
+        .expect("served");
+    assert!(!v.is_empty() && v != "unknown-dataplane", "{v}");
+
+    // expired
+    let (_, short, _) = ctl(
+        &cp,
+        &["generate", "dataplane-token", "--name", "web-01", "--valid-for", "1s"],
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let e = ads_request(&cp.xds, "default.web-01", Some(&short)).await.unwrap_err();
+    assert!(e.0 == tonic::Code::Unauthenticated && e.1.contains("expired"), "{e:?}");
+
+    // revoked
+    let tf = dir.join("web01.token");
+    std::fs::write(&tf, &web01).unwrap();
+    let (ok, _, err) = ctl(&cp, &["revoke", "dataplane-token", "-f", tf.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let e = ads_request(&cp.xds, "default.web-01", Some(&web01)).await.unwrap_err();
+    assert!(e.0 == tonic::Code::Unauthenticated && e.1.contains("revoked"), "{e:?}");
+
+    // rotation: a new key signs; removing the old one invalidates its tokens
+    let (_, before, _) = ctl(&cp, &["generate", "dataplane-token", "--name", "web-02"]);
+    let (_, keys, _) = ctl(&cp, &["signing-key", "list"]);
+    let old = keys
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(ctl(&cp, &["signing-key", "add"]).0);
+    let (_, after, _) = ctl(&cp, &["generate", "dataplane-token", "--name", "web-02"]);
+    assert!(ads_request(&cp.xds, "default.web-02", Some(&before)).await.is_ok());
+    assert!(ctl(&cp, &["signing-key", "remove", &old]).0);
+    let e = ads_request(&cp.xds, "default.web-02", Some(&before)).await.unwrap_err();
+    assert_eq!(e.0, tonic::Code::Unauthenticated, "{e:?}");
+    assert!(ads_request(&cp.xds, "default.web-02", Some(&after)).await.is_ok());
+
+    // token routes need the API token, even for reads with --anonymous-reads
+    let (st, _) = http("GET", &cp.api, "/tokens/signing-keys", None).unwrap();
+    assert_eq!(st, 401);
+}
+
+#[test]
+fn e2e_real_envoy_over_tls_with_a_dataplane_token() {
+    let dir = workdir("sec-envoy-tls");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_cert(&certs, "cp", "control-plane");
+    let ip = free_loopback(31, 5670);
+    let res = dir.join("resources");
+    std::fs::create_dir_all(&res).unwrap();
+    std::fs::write(
+        res.join("r.yaml"),
+        format!("type: Dataplane\nname: web-01\nnetworking: {{address: {ip}, inbound: [{{port: {}, tags: {{kuma.io/service: web}}}}]}}\n---\ntype: MeshMetric\nname: m\nspec: {{default: {{backends: [{{type: Prometheus, prometheus: {{port: 5670}}}}]}}}}\n", free_port(&ip)),
+    )
+    .unwrap();
+    let c = |f: &str| certs.join(f).to_str().unwrap().to_string();
+    let cp = ControlPlane::start(
+        &dir,
+        Some(&res),
+        &[
+            "--ads-auth",
+            "token",
+            "--ads-tls-cert",
+            &c("cp.pem"),
+            "--ads-tls-key",
+            &c("cp.key"),
+        ],
+    );
+    let (ok, token, err) = ctl(&cp, &["generate", "dataplane-token", "--name", "web-01"]);
+    assert!(ok, "{err}");
+    let tf = dir.join("web-01.token");
+    std::fs::write(&tf, &token).unwrap();
+    let dp = start_proxy_with(
+        &dir,
+        "web-01",
+        &cp,
+        &[
+            "--dataplane-token-file",
+            tf.to_str().unwrap(),
+            "--cp-ca-file",
+            &c("ca.pem"),
+        ],
+    );
+    let body = wait_for(Duration::from_secs(60), || {
+        get_ok(&format!("{ip}:5670"), "/metrics")
+            .filter(|b| b.contains("envoy_server_live{") && b.contains("dataplane=\"web-01\""))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no metrics through Envoy\ncp:\n{}\ndp:\n{}",
+            cp.proc.log_text(),
+            dp.log_text()
+        )
+    });
+    // the bootstrap holding the token is private
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("web-01/envoy-bootstrap.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "bootstrap mode {mode:o}");
+    assert!(!cp.proc.log_text().contains(&token) && !dp.log_text().contains(&token));
 }

@@ -11,10 +11,11 @@ use meshmetric_control_plane::{
     ads::{Ads, AdsServer},
     api, files,
     index::Index,
-    persist::Persistence,
+    persist::{self, Persistence},
     server,
     store::Store,
     tls,
+    tokens::{TokenAuthority, TokenState},
 };
 
 /// meshmetric control plane: validates MeshMetric policies, merges them per proxy and serves
@@ -62,11 +63,32 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// How ADS streams prove which Dataplane they are: `token` (a dataplane token, see
+    /// `meshmetricctl generate dataplane-token`, presented as `authorization: Bearer` gRPC
+    /// metadata) or `none` (any client may claim any `node.id`). Default: `none` when ADS
+    /// listens on a loopback address, `token` otherwise.
+    #[arg(long, value_enum)]
+    ads_auth: Option<AdsAuthMode>,
+    /// PEM certificate for ADS (and gRPC MADS) over TLS (re-read when it changes).
+    #[arg(long, requires = "ads_tls_key")]
+    ads_tls_cert: Option<PathBuf>,
+    /// PEM private key of --ads-tls-cert.
+    #[arg(long, requires = "ads_tls_cert")]
+    ads_tls_key: Option<PathBuf>,
+    /// Allow ADS on a non-loopback address without TLS or without token authentication.
+    #[arg(long)]
+    ads_insecure: bool,
     /// Send the unified-naming `extraLabels` (Kuma's unified naming mode: only `mesh`, `zone`,
     /// `kuma.proxy_role`, `kuma.workload`) instead of Kuma's default set (which adds every
     /// inbound tag, `dataplane` and `service`).
     #[arg(long, env = "MESHMETRIC_UNIFIED_NAMING")]
     unified_naming: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AdsAuthMode {
+    None,
+    Token,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -127,9 +149,43 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(count = initial.len(), "resources loaded from files");
         store.commit_apply(db.as_deref(), initial).await?;
     }
-    if let Some(db) = &db {
-        db.clone().spawn_watch(store.clone());
+    let tokens = Arc::new(TokenAuthority::default());
+    match &db {
+        Some(db) => db.load_tokens(&tokens).await?,
+        None => tokens.replace(TokenAuthority::with_new_key(
+            &TokenState::default(),
+            persist::now_secs(),
+        )),
     }
+    if let Some(db) = &db {
+        db.clone().spawn_watch(store.clone(), tokens.clone());
+    }
+    let loopback = args.xds_address.ip().is_loopback();
+    let ads_auth = args.ads_auth.unwrap_or(if loopback {
+        AdsAuthMode::None
+    } else {
+        AdsAuthMode::Token
+    });
+    let ads_tls = match (&args.ads_tls_cert, &args.ads_tls_key) {
+        (Some(c), Some(k)) => {
+            let mut cfg = (*tls::server_config(tls::ReloadingCert::new(c.clone(), k.clone())?)).clone();
+            cfg.alpn_protocols = vec![b"h2".to_vec()];
+            Some(Arc::new(cfg))
+        }
+        _ => None,
+    };
+    if !loopback && (ads_tls.is_none() || ads_auth == AdsAuthMode::None) && !args.ads_insecure {
+        anyhow::bail!(
+            "ADS would listen on {} without {}: anyone reaching it could read any proxy's config. Give --ads-tls-cert/--ads-tls-key and keep --ads-auth token, or accept the risk with --ads-insecure",
+            args.xds_address,
+            if ads_tls.is_none() {
+                "TLS"
+            } else {
+                "token authentication"
+            }
+        );
+    }
+    tracing::info!(ads_auth = ?ads_auth, ads_tls = ads_tls.is_some(), "ADS security");
 
     let api_listener = tokio::net::TcpListener::bind(args.api_address)
         .await
@@ -193,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
             store: store.clone(),
             index: index.clone(),
             db,
+            tokens: tokens.clone(),
         },
         access,
     );
@@ -205,14 +262,18 @@ async fn main() -> anyhow::Result<()> {
         Default::default(),
         shutdown(),
     );
-    let grpc = tonic::service::Routes::new(AdsServer::new(Ads::new(index, args.default_workdir_root)))
+    let mut ads = Ads::new(index, args.default_workdir_root);
+    if ads_auth == AdsAuthMode::Token {
+        ads = ads.with_tokens(tokens);
+    }
+    let grpc = tonic::service::Routes::new(AdsServer::new(ads))
         .add_service(meshmetric_mads::grpc::MadsGrpc::server(assignments))
         .prepare();
     let ads = server::serve(
         "ads",
         xds_listener,
         grpc,
-        None,
+        ads_tls,
         server::Limits::grpc(ads_max),
         Default::default(),
         shutdown(),

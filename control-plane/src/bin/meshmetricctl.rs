@@ -66,6 +66,42 @@ enum Cmd {
         #[arg(short = 'o', long, default_value = "table")]
         output: Output,
     },
+    /// Issue a dataplane token (the proxy presents it on its ADS stream:
+    /// `meshmetric-dp run --dataplane-token-file`). Prints the token.
+    Generate {
+        #[arg(value_parser = ["dataplane-token"])]
+        what: String,
+        /// Name of the Dataplane (the mesh is --mesh).
+        #[arg(long)]
+        name: String,
+        /// How long the token is valid (Go duration).
+        #[arg(long, default_value = "8760h")]
+        valid_for: String,
+    },
+    /// Revoke a dataplane token, given as a file or by its id.
+    Revoke {
+        #[arg(value_parser = ["dataplane-token"])]
+        what: String,
+        /// File holding the token.
+        #[arg(
+            short = 'f',
+            long = "filename",
+            conflicts_with = "id",
+            required_unless_present = "id"
+        )]
+        file: Option<PathBuf>,
+        /// Id of the token (printed to stderr when it was generated).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List, add or remove the signing keys of dataplane tokens. A new key signs the tokens
+    /// issued from then on; removing a key makes its tokens stop working.
+    SigningKey {
+        #[arg(value_parser = ["list", "add", "remove"])]
+        action: String,
+        /// Id of the key to remove.
+        id: Option<String>,
+    },
     /// Write the JSON Schemas and CRDs of MeshMetric and MeshOpenTelemetryBackend into a directory.
     Schema {
         #[arg(long, default_value = "docs")]
@@ -423,6 +459,64 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match output {
                 Output::Table => print!("{}", render_inspect(&v)),
                 o => print_value(&v, o)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Generate { name, valid_for, .. } => {
+            let body = serde_json::json!({"mesh": mesh, "name": name, "validFor": valid_for}).to_string();
+            let (status, body) = api.call("POST", "/tokens/dataplane", Some(&body))?;
+            if status != 200 {
+                return Ok(api_error(status, &body));
+            }
+            let v: Value = serde_json::from_str(&body)?;
+            println!("{}", v["token"].as_str().unwrap_or_default());
+            eprintln!(
+                "token id {} for {mesh}.{name}, expires at {} (Unix seconds)",
+                v["id"].as_str().unwrap_or("?"),
+                v["expiresAt"]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Revoke { file, id, .. } => {
+            let body = match (file, id) {
+                (Some(f), _) => {
+                    let t = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                    serde_json::json!({"token": t.trim()})
+                }
+                (None, Some(id)) => serde_json::json!({"id": id}),
+                (None, None) => anyhow::bail!("give --token-file or --id"),
+            };
+            let (status, body) = api.call("POST", "/tokens/dataplane/revoke", Some(&body.to_string()))?;
+            if status != 200 {
+                return Ok(api_error(status, &body));
+            }
+            let v: Value = serde_json::from_str(&body)?;
+            println!("token {} revoked", v["revoked"].as_str().unwrap_or("?"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::SigningKey { action, id } => {
+            let (status, body) = match (action.as_str(), &id) {
+                ("list", _) => api.call("GET", "/tokens/signing-keys", None)?,
+                ("add", _) => api.call("POST", "/tokens/signing-keys", Some(""))?,
+                ("remove", Some(id)) => api.call("DELETE", &format!("/tokens/signing-keys/{id}"), None)?,
+                _ => anyhow::bail!("remove needs the key id"),
+            };
+            if status != 200 {
+                return Ok(api_error(status, &body));
+            }
+            match action.as_str() {
+                "list" => {
+                    let v: Value = serde_json::from_str(&body)?;
+                    println!("{:<20} CREATED (Unix seconds)", "ID");
+                    for k in v["keys"].as_array().into_iter().flatten() {
+                        println!("{:<20} {}", s(&k["id"]), k["created"]);
+                    }
+                }
+                "add" => {
+                    let v: Value = serde_json::from_str(&body)?;
+                    println!("signing key {} added; it signs new tokens", s(&v["id"]));
+                }
+                _ => println!("signing key {} removed", id.unwrap_or_default()),
             }
             Ok(ExitCode::SUCCESS)
         }
