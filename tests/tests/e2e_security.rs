@@ -253,7 +253,7 @@ fn e2e_real_envoy_over_tls_with_a_dataplane_token() {
             &c("ca.pem"),
         ],
     );
-    let body = wait_for(Duration::from_secs(60), || {
+    wait_for(Duration::from_secs(60), || {
         get_ok(&format!("{ip}:5670"), "/metrics")
             .filter(|b| b.contains("envoy_server_live{") && b.contains("dataplane=\"web-01\""))
     })
