@@ -14,16 +14,25 @@ if ! [ -x .tools/bin/cargo-fuzz ]; then
 fi
 export PATH="$PWD/.tools/bin:$PATH" RUSTC_BOOTSTRAP=1
 for t in exposition policy_loader mads_request; do
+  # a target that does not build is a failure, not a silent skip
+  cargo fuzz build --fuzz-dir fuzz "$t" >/dev/null
   mkdir -p "fuzz/corpus/$t"
   cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
   echo "=== fuzzing $t for ${SECS}s ===" >&2
   dict=()
   [ "$t" = policy_loader ] && dict=(-dict=fuzz/policy.dict)
+  log="fuzz/artifacts/$t.log"
+  mkdir -p fuzz/artifacts
+  status=0
   cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- "${dict[@]}" \
-    -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-    | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|thread '.*' panicked|Test unit written)" || true
+    -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || status=$?
+  grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|thread '.*' panicked|Test unit written)" "$log" || true
   if ls fuzz/artifacts/"$t"/crash-* >/dev/null 2>&1; then
     echo "crash found in $t: fuzz/artifacts/$t/" >&2; exit 1
+  fi
+  # any other failure (a bad dictionary, an option libFuzzer refuses) is a failure too
+  if [ "$status" -ne 0 ]; then
+    echo "fuzzing $t failed (exit $status); see $log" >&2; tail -5 "$log" >&2; exit 1
   fi
 done
 echo "fuzzing done: ${SECS}s per target, no crash"
