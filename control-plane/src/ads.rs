@@ -22,9 +22,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use meshmetric_policies::contract::{META_CERT_PATH, META_KEY_PATH, META_WORKDIR, ProxyPaths, node_id, parse_node_id};
+use meshmetric_policies::contract::{
+    META_CERT_PATH, META_KEY_PATH, META_SECRET_SOURCES, META_WORKDIR, ProxyPaths, node_id, parse_node_id,
+};
+use meshmetric_policies::headers::{MAX_SOURCES, SecretSources};
 
 use crate::index::{Index, Published};
+use crate::store::Declared;
 use crate::tokens::TokenAuthority;
 use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, Packed, Snapshot};
 
@@ -103,6 +107,33 @@ fn metadata_str(node: &Node, key: &str) -> Option<String> {
     node.metadata.as_ref()?.fields.get(key).and_then(|v| match &v.kind {
         Some(PbKind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
+    })
+}
+
+/// The header sources the proxy declared (`None` when it declared none: an older plugin).
+/// Lists are cut at [`MAX_SOURCES`] entries of at most 4 KiB.
+fn secret_sources(node: &Node) -> Option<SecretSources> {
+    let Some(PbKind::StructValue(st)) = node.metadata.as_ref()?.fields.get(META_SECRET_SOURCES)?.kind.as_ref() else {
+        return None;
+    };
+    let list = |key: &str| -> Vec<String> {
+        match st.fields.get(key).and_then(|v| v.kind.as_ref()) {
+            Some(PbKind::ListValue(l)) => l
+                .values
+                .iter()
+                .filter_map(|v| match &v.kind {
+                    Some(PbKind::StringValue(s)) if s.len() <= 4096 => Some(s.clone()),
+                    _ => None,
+                })
+                .take(MAX_SOURCES)
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    Some(SecretSources {
+        header_file_dirs: list("headerFileDirs"),
+        header_env_prefixes: list("headerEnvPrefixes"),
+        env_headers_to: list("envHeadersTo"),
     })
 }
 
@@ -317,7 +348,11 @@ impl AggregatedDiscoveryService for Ads {
         let stream = self.streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = (proxy.mesh.clone(), proxy.name.clone());
         tracing::info!(mesh = %proxy.mesh, dataplane = %proxy.name, config_socket = %proxy.paths.config_socket, "proxy connected");
-        index.connected(&key, stream, proxy.paths.tls_ready());
+        let declared = Declared {
+            tls_ready: proxy.paths.tls_ready(),
+            secret_sources: secret_sources(&node),
+        };
+        index.connected(&key, stream, declared);
         let state = index.watch(&key);
         tokio::spawn(async move {
             let mut s = Session {

@@ -4,9 +4,10 @@
 //! The [`Store`] holds resources and logs which proxies each change can affect. The index
 //! keeps, for every Dataplane, its derived metrics state ([`ProxyMetrics`]: merged policy,
 //! config served to the plugin, Prometheus listeners, backends left out), which depends on
-//! the resources and on the proxy's TLS readiness (whether a connected stream gave a
-//! certificate for `ProvidedTLS` listeners; per stream, cleared when the stream ends). On a
-//! change it recomputes only the affected proxies, then publishes:
+//! the resources and on what the connected proxy declared ([`Declared`]: whether it gave a
+//! certificate for `ProvidedTLS` listeners, where it lets header values come from; per
+//! stream, cleared when the stream ends). On a change it
+//! recomputes only the affected proxies, then publishes:
 //!
 //! - to each ADS stream, its proxy's state on a `watch` channel ([`Index::watch`]);
 //! - to MADS and HTTP SD, every client's MonitoringAssignments ([`Index::assignments`]).
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 
 use meshmetric_mads::{Assignments, ProxyInput};
 
-use crate::store::{Affected, Key, Proxy, Store};
+use crate::store::{Affected, Declared, Key, Proxy, Store};
 
 /// A proxy's published state: its Dataplane and derived metrics state, or `None` while no
 /// Dataplane of that name is known.
@@ -27,14 +28,22 @@ pub type Published = Option<Arc<Proxy>>;
 #[derive(Default)]
 struct State {
     proxies: BTreeMap<Key, Arc<Proxy>>,
-    /// Per proxy, per connected stream: whether it gave a ProvidedTLS certificate.
-    tls: HashMap<Key, BTreeMap<u64, bool>>,
+    /// Per proxy, per connected stream: what it declared.
+    streams: HashMap<Key, BTreeMap<u64, Declared>>,
     watchers: HashMap<Key, watch::Sender<Published>>,
 }
 
 impl State {
-    fn tls_ready(&self, key: &Key) -> bool {
-        self.tls.get(key).is_some_and(|s| s.values().any(|r| *r))
+    /// What proxy `key` declared: ready for TLS when any stream is, header sources of its
+    /// newest stream.
+    fn declared(&self, key: &Key) -> Declared {
+        let Some(streams) = self.streams.get(key) else {
+            return Declared::default();
+        };
+        Declared {
+            tls_ready: streams.values().any(|d| d.tls_ready),
+            secret_sources: streams.values().next_back().and_then(|d| d.secret_sources.clone()),
+        }
     }
 }
 
@@ -103,7 +112,7 @@ impl Index {
             None => {
                 let fresh: BTreeMap<Key, Arc<Proxy>> = self
                     .store
-                    .all_proxies(&|k| st.tls_ready(k))
+                    .all_proxies(&|k| st.declared(k))
                     .into_iter()
                     .map(|p| ((p.0.meta.mesh.clone(), p.0.meta.name.clone()), Arc::new(p)))
                     .collect();
@@ -123,6 +132,7 @@ impl Index {
             }
             Some(keys) => {
                 for k in &keys {
+                    // a proxy whose Dataplane went away forgets its streams' declarations
                     self.refresh(&mut st, k);
                 }
                 keys.len()
@@ -134,21 +144,25 @@ impl Index {
         recomputed
     }
 
-    /// Recomputes one proxy and publishes it when it changed.
-    fn refresh(&self, st: &mut State, key: &Key) {
-        let tls_ready = st.tls_ready(key);
-        match self.store.proxy_with(key, tls_ready) {
+    /// Recomputes one proxy and publishes it when it changed; returns whether it did.
+    fn refresh(&self, st: &mut State, key: &Key) -> bool {
+        let declared = st.declared(key);
+        match self.store.proxy_with(key, &declared) {
             Some(p) => {
                 if st.proxies.get(key).is_none_or(|old| **old != p) {
                     let p = Arc::new(p);
                     st.proxies.insert(key.clone(), p.clone());
                     publish(st, key, Some(p));
+                    return true;
                 }
+                false
             }
             None => {
                 if st.proxies.remove(key).is_some() {
                     publish(st, key, None);
+                    return true;
                 }
+                false
             }
         }
     }
@@ -168,17 +182,18 @@ impl Index {
         self.lock().proxies.get(key).cloned()
     }
 
-    /// Records that stream `stream` of proxy `key` is connected and whether it gave a
-    /// certificate for ProvidedTLS listeners.
-    pub fn connected(&self, key: &Key, stream: u64, tls_ready: bool) {
-        self.set_tls(key, |m| {
-            m.insert(stream, tls_ready);
+    /// Records that stream `stream` of proxy `key` is connected and what it declared (kept
+    /// while the stream lasts, so a Dataplane created later gets it). Only a change to a known
+    /// Dataplane's state regenerates the MonitoringAssignments.
+    pub fn connected(&self, key: &Key, stream: u64, declared: Declared) {
+        self.set_declared(key, |m| {
+            m.insert(stream, declared);
         });
     }
 
     /// Records that stream `stream` of proxy `key` ended.
     pub fn disconnected(&self, key: &Key, stream: u64) {
-        self.set_tls(key, |m| {
+        self.set_declared(key, |m| {
             m.remove(&stream);
         });
         let mut st = self.lock();
@@ -187,17 +202,16 @@ impl Index {
         }
     }
 
-    fn set_tls(&self, key: &Key, change: impl FnOnce(&mut BTreeMap<u64, bool>)) {
+    fn set_declared(&self, key: &Key, change: impl FnOnce(&mut BTreeMap<u64, Declared>)) {
         let mut st = self.lock();
-        let before = st.tls_ready(key);
-        change(st.tls.entry(key.clone()).or_default());
-        if st.tls.get(key).is_some_and(BTreeMap::is_empty) {
-            st.tls.remove(key);
+        let before = st.declared(key);
+        change(st.streams.entry(key.clone()).or_default());
+        if st.streams.get(key).is_some_and(BTreeMap::is_empty) {
+            st.streams.remove(key);
         }
-        if st.tls_ready(key) == before {
+        if st.declared(key) == before || !self.refresh(&mut st, key) {
             return;
         }
-        self.refresh(&mut st, key);
         let a = generate(&st.proxies);
         drop(st);
         self.assignments.send_replace(Arc::new(a));
@@ -213,7 +227,7 @@ impl Index {
         let st = self.lock();
         let proxies: BTreeMap<Key, Arc<Proxy>> = self
             .store
-            .all_proxies(&|k| st.tls_ready(k))
+            .all_proxies(&|k| st.declared(k))
             .into_iter()
             .map(|p| ((p.0.meta.mesh.clone(), p.0.meta.name.clone()), Arc::new(p)))
             .collect();

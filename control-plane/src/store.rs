@@ -10,6 +10,7 @@ use std::sync::{Mutex, RwLock};
 
 use tokio::sync::watch;
 
+use meshmetric_policies::headers::SecretSources;
 use meshmetric_policies::matching::{effective_conf, matching, selects};
 use meshmetric_policies::meshgateway::select_gateway;
 use meshmetric_policies::meshmetric::BackendType;
@@ -36,6 +37,15 @@ pub enum Affected {
 /// recomputes everything.
 const CHANGE_LOG: usize = 4096;
 
+/// What a connected proxy declared in its node metadata that changes its derived state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declared {
+    /// It gave a certificate and key for `ProvidedTLS` listeners.
+    pub tls_ready: bool,
+    /// Where it lets header values come from; `None` while unknown.
+    pub secret_sources: Option<SecretSources>,
+}
+
 #[derive(Default)]
 struct Inner {
     meshmetrics: BTreeMap<Key, MeshMetric>,
@@ -55,7 +65,7 @@ impl Inner {
         select_gateway(in_mesh(&self.gateways, &dp.meta.mesh), dp)
     }
 
-    fn proxy(&self, key: &Key, tls_ready: bool, naming: Naming) -> Option<(Dataplane, ProxyMetrics)> {
+    fn proxy(&self, key: &Key, declared: &Declared, naming: Naming) -> Option<(Dataplane, ProxyMetrics)> {
         let dp = self.dataplanes.get(key)?;
         let gateway = self.gateway_of(dp);
         let eff = effective_conf(in_mesh(&self.meshmetrics, &key.0), dp, gateway);
@@ -63,8 +73,9 @@ impl Inner {
         let ctx = ProxyContext {
             gateway,
             otel_backends: &backends,
-            tls_ready,
+            tls_ready: declared.tls_ready,
             naming,
+            secret_sources: declared.secret_sources.as_ref(),
         };
         Some((dp.clone(), ProxyMetrics::build(dp, eff, ctx)))
     }
@@ -358,18 +369,18 @@ impl Store {
             .collect()
     }
 
-    /// The Dataplane `key` and its derived metrics state, given whether the proxy is ready to
-    /// serve ProvidedTLS; `None` when the Dataplane is unknown.
-    pub fn proxy_with(&self, key: &Key, tls_ready: bool) -> Option<Proxy> {
-        self.read().proxy(key, tls_ready, self.naming)
+    /// The Dataplane `key` and its derived metrics state, given what its connected proxy
+    /// declared; `None` when the Dataplane is unknown.
+    pub fn proxy_with(&self, key: &Key, declared: &Declared) -> Option<Proxy> {
+        self.read().proxy(key, declared, self.naming)
     }
 
     /// Every Dataplane with its derived metrics state, under one read lock.
-    pub fn all_proxies(&self, tls_ready: &dyn Fn(&Key) -> bool) -> Vec<Proxy> {
+    pub fn all_proxies(&self, declared: &dyn Fn(&Key) -> Declared) -> Vec<Proxy> {
         let g = self.read();
         g.dataplanes
             .keys()
-            .filter_map(|k| g.proxy(k, tls_ready(k), self.naming))
+            .filter_map(|k| g.proxy(k, &declared(k), self.naming))
             .collect()
     }
 

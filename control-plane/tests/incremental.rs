@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshmetric_control_plane::index::Index;
-use meshmetric_control_plane::store::Store;
+use meshmetric_control_plane::store::{Declared, Store};
 use meshmetric_policies::ResourceKind as Kind;
 use meshmetric_policies::parse_documents;
 
@@ -73,7 +73,16 @@ async fn incremental_mads_equals_a_full_recompute_after_every_change() {
     type Step = Box<dyn Fn(&Store, &Index)>;
     let steps: Vec<Step> = vec![
         Box::new(|s, _| s.apply(parse_documents(&team_b(5690)).unwrap())),
-        Box::new(|_, i| i.connected(&key(4), 7, true)),
+        Box::new(|_, i| {
+            i.connected(
+                &key(4),
+                7,
+                Declared {
+                    tls_ready: true,
+                    secret_sources: None,
+                },
+            )
+        }),
         Box::new(|s, _| {
             s.apply(parse_documents("type: Dataplane\nname: dp-20\nlabels: {team: b}\nnetworking: {address: 10.0.1.1, inbound: [{port: 1, tags: {kuma.io/service: s}}]}\n").unwrap())
         }),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use meshmetric_control_plane::inspect::{effective_view, render_inspect};
-use meshmetric_control_plane::store::Store;
+use meshmetric_control_plane::store::{Declared, Store};
 use meshmetric_policies::parse_documents;
 
 fn check(mesh: &str, name: &str) {
@@ -12,7 +12,7 @@ fn check(mesh: &str, name: &str) {
     let store = Store::default();
     store.apply(parse_documents(&std::fs::read_to_string(dir.join("inspect.yaml")).unwrap()).unwrap());
     let proxy = store
-        .proxy_with(&(mesh.to_string(), name.to_string()), false)
+        .proxy_with(&(mesh.to_string(), name.to_string()), &Declared::default())
         .expect("dataplane exists");
     let got = render_inspect(&effective_view(&proxy));
     let golden = dir.join(format!("inspect-{name}.golden.txt"));
@@ -42,7 +42,7 @@ fn golden_inspect_no_policy() {
 fn unknown_dataplane_has_no_view() {
     assert!(
         Store::default()
-            .proxy_with(&("default".into(), "nope".into()), false)
+            .proxy_with(&("default".into(), "nope".into()), &Declared::default())
             .is_none()
     );
 }

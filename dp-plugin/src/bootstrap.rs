@@ -1,10 +1,14 @@
 //! Envoy bootstrap for a proxy: node id `<mesh>.<name>`, admin address, ADS (SotW, gRPC) to
 //! the control plane for CDS and LDS, and node metadata telling the control plane where this
-//! plugin's sockets are (`meshmetricWorkdir`) and, for ProvidedTLS, the certificate files.
+//! plugin's sockets are (`meshmetricWorkdir`), where it lets header values come from
+//! (`meshmetricSecretSources`) and, for ProvidedTLS, the certificate files.
 
 use serde_json::{Value, json};
 
-use meshmetric_policies::contract::{ADS_CLUSTER, META_CERT_PATH, META_KEY_PATH, META_WORKDIR, node_id};
+use meshmetric_policies::contract::{
+    ADS_CLUSTER, META_CERT_PATH, META_KEY_PATH, META_SECRET_SOURCES, META_WORKDIR, node_id,
+};
+use meshmetric_policies::headers::SecretSources;
 
 /// Inputs of [`bootstrap`].
 #[derive(Debug, Clone)]
@@ -25,6 +29,8 @@ pub struct BootstrapParams {
     pub cp_ca_file: Option<String>,
     /// Name to verify in the control plane's certificate; default its host.
     pub cp_server_name: Option<String>,
+    /// Where policies may read header values from, declared to the control plane.
+    pub secret_sources: SecretSources,
 }
 
 fn socket_address(hostport: &str) -> anyhow::Result<(String, u16)> {
@@ -40,7 +46,7 @@ pub fn bootstrap(p: &BootstrapParams) -> anyhow::Result<Value> {
     let (cp_host, cp_port) = socket_address(&p.cp_address)?;
     let (admin_host, admin_port) = socket_address(&p.admin_address)?;
     let is_ip = cp_host.parse::<std::net::IpAddr>().is_ok();
-    let mut metadata = json!({META_WORKDIR: p.workdir});
+    let mut metadata = json!({META_WORKDIR: p.workdir, META_SECRET_SOURCES: p.secret_sources});
     if let (Some(c), Some(k)) = (&p.metrics_cert_path, &p.metrics_key_path) {
         metadata[META_CERT_PATH] = json!(c);
         metadata[META_KEY_PATH] = json!(k);

@@ -14,6 +14,7 @@ use meshmetric_dp::client::{Endpoint, HttpClient};
 use meshmetric_dp::config::{self, ActiveConfig};
 use meshmetric_dp::pipeline::{Pipeline, PipelineSettings};
 use meshmetric_dp::serve;
+use meshmetric_policies::headers::SecretSources;
 
 /// meshmetric dataplane plugin: scrapes Envoy and applications, filters and merges them, and
 /// serves the result to Prometheus through Envoy.
@@ -65,6 +66,50 @@ struct ProxyArgs {
     /// Name to verify in the control plane's certificate (default: the host of --cp-address).
     #[arg(long)]
     cp_server_name: Option<String>,
+    /// Directory policies may read OTLP header values from (`valueFrom.file`); repeatable or
+    /// comma-separated. Default: none, so a policy cannot make this proxy send a file.
+    #[arg(long = "header-file-dir", env = "MESHMETRIC_HEADER_FILE_DIRS", value_delimiter = ',')]
+    header_file_dirs: Vec<PathBuf>,
+    /// Prefix of environment variables policies may read OTLP header values from
+    /// (`valueFrom.env`), e.g. `OTLP_`; repeatable or comma-separated. Default: none.
+    #[arg(
+        long = "header-env-prefix",
+        env = "MESHMETRIC_HEADER_ENV_PREFIXES",
+        value_delimiter = ','
+    )]
+    header_env_prefixes: Vec<String>,
+    /// Endpoint (`host` or `host:port`) that may also receive this pod's
+    /// `OTEL_EXPORTER_OTLP_HEADERS` when a policy, not the environment, chose it; repeatable.
+    #[arg(
+        long = "otel-env-headers-to",
+        env = "MESHMETRIC_OTEL_ENV_HEADERS_TO",
+        value_delimiter = ','
+    )]
+    otel_env_headers_to: Vec<String>,
+}
+
+impl ProxyArgs {
+    /// What the pod owner lets policies read; directories must be absolute.
+    fn secret_sources(&self) -> anyhow::Result<SecretSources> {
+        let mut dirs = Vec::new();
+        for d in &self.header_file_dirs {
+            anyhow::ensure!(
+                d.is_absolute(),
+                "--header-file-dir {}: must be an absolute directory",
+                d.display()
+            );
+            dirs.push(d.to_string_lossy().into_owned());
+        }
+        anyhow::ensure!(
+            self.header_env_prefixes.iter().all(|p| !p.is_empty()),
+            "--header-env-prefix must not be empty (an empty prefix would allow every variable)"
+        );
+        Ok(SecretSources {
+            header_file_dirs: dirs,
+            header_env_prefixes: self.header_env_prefixes.clone(),
+            env_headers_to: self.otel_env_headers_to.clone(),
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +181,7 @@ fn params(p: &ProxyArgs) -> anyhow::Result<BootstrapParams> {
         workdir: workdir.to_string_lossy().into_owned(),
         metrics_cert_path: p.metrics_cert_path.clone(),
         metrics_key_path: p.metrics_key_path.clone(),
+        secret_sources: p.secret_sources()?,
     })
 }
 
@@ -230,7 +276,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rx.clone(),
         registry.clone(),
     );
-    tokio::spawn(meshmetric_dp::otlp::manage(rx, pipeline.clone(), registry));
+    tokio::spawn(meshmetric_dp::otlp::manage(
+        rx,
+        pipeline.clone(),
+        registry,
+        p.secret_sources.clone(),
+    ));
 
     let unix = serve::bind_unix(&metrics_socket)?;
     tracing::info!(metrics_socket = %metrics_socket.display(), config_socket = %config_socket.display(), envoy_admin = %admin, "plugin running");

@@ -26,6 +26,10 @@ pub const META_WORKDIR: &str = "meshmetricWorkdir";
 pub const META_CERT_PATH: &str = "metricsCertPath";
 /// Node metadata key: private key file for `ProvidedTLS` Prometheus listeners.
 pub const META_KEY_PATH: &str = "metricsKeyPath";
+/// Node metadata key: where the plugin lets OTLP header values come from, a struct of string
+/// lists `{headerFileDirs, headerEnvPrefixes, envHeadersTo}`
+/// ([`crate::headers::SecretSources`]).
+pub const META_SECRET_SOURCES: &str = "meshmetricSecretSources";
 /// Workdir root used for a proxy whose node metadata names none: `<root>/<node id>`.
 pub const DEFAULT_WORKDIR_ROOT: &str = "/tmp/meshmetric";
 /// Prefix of every Envoy resource and stat prefix this project creates.

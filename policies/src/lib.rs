@@ -30,6 +30,7 @@ pub mod contract;
 pub mod dataplane;
 pub mod document;
 pub mod dpconfig;
+pub mod headers;
 pub mod matching;
 pub mod meshgateway;
 pub mod meshmetric;

@@ -24,6 +24,10 @@ pub const DEFAULT_PROMETHEUS_PORT: Port = match Port::new(5670) {
 };
 /// Default OTLP push interval (Kuma): one minute.
 pub const DEFAULT_REFRESH_INTERVAL_SECS: u64 = 60;
+/// Shortest OpenTelemetry `refreshInterval` used; a shorter one is raised to it (with a
+/// warning when the policy is applied), so a policy cannot turn every proxy into a flood of
+/// exports.
+pub const MIN_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Default timeout of one OTLP export (OTLP exporter specification): ten seconds.
 pub const DEFAULT_OTLP_TIMEOUT_SECS: u64 = 10;
 /// Default OTLP queue size, in batches.

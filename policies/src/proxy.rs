@@ -7,7 +7,8 @@
 //! there: its port is an inbound, zone listener, gateway listener or admin port of that proxy
 //! (Envoy would reject the whole listener update), or it asks for `ProvidedTLS` and the proxy
 //! gave no certificate. An OpenTelemetry backend is left out when its `backendRef` matches no
-//! MeshOpenTelemetryBackend.
+//! MeshOpenTelemetryBackend, or when the proxy declared header sources that its headers break
+//! ([`crate::headers`]).
 
 use std::collections::BTreeMap;
 
@@ -15,10 +16,12 @@ use serde::Serialize;
 
 use crate::dataplane::Dataplane;
 use crate::dpconfig::{DpApplication, DpBackend, DpConfig, DpOpenTelemetry, MetricsConfig, Observability};
+use crate::headers::SecretSources;
 use crate::matching::Contribution;
 use crate::meshgateway::MeshGateway;
 use crate::meshmetric::{
-    BackendRef, BackendType, Conf, DEFAULT_REFRESH_INTERVAL_SECS, OpenTelemetryBackend, OtlpProtocol, OtlpTls, TlsMode,
+    BackendRef, BackendType, Conf, DEFAULT_REFRESH_INTERVAL_SECS, MIN_REFRESH_INTERVAL, OpenTelemetryBackend,
+    OtlpProtocol, OtlpTls, TlsMode,
 };
 use crate::meta::ZONE_LABEL;
 use crate::otelbackend::{DEFAULT_OTLP_PORT, EnvPolicy, MeshOpenTelemetryBackend, ResolvedEnvPolicy};
@@ -91,6 +94,9 @@ pub struct ProxyContext<'a> {
     pub tls_ready: bool,
     /// Which `extraLabels` to send.
     pub naming: Naming,
+    /// Where the proxy lets header values come from, as it declared in its node metadata;
+    /// `None` while unknown (not connected): the plugin checks again anyway.
+    pub secret_sources: Option<&'a SecretSources>,
 }
 
 impl ProxyMetrics {
@@ -144,11 +150,16 @@ impl ProxyMetrics {
                     });
                 }
                 (Some(BackendType::OpenTelemetry), _, Some(o)) => match resolve_otel(o, dp, ctx.otel_backends) {
-                    Ok(ot) => backends.push(DpBackend {
-                        kind: BackendType::OpenTelemetry,
-                        name: ot.0,
-                        open_telemetry: Some(ot.1),
-                    }),
+                    Ok((name, ot)) => match ctx.secret_sources.map(|s| s.check_backend(&ot)) {
+                        Some(Err(refusal)) => inactive.push(left_out(format!(
+                            "{refusal}; the proxy would refuse it, so it is not sent"
+                        ))),
+                        _ => backends.push(DpBackend {
+                            kind: BackendType::OpenTelemetry,
+                            name,
+                            open_telemetry: Some(ot),
+                        }),
+                    },
                     Err(reason) => inactive.push(left_out(reason)),
                 },
                 _ => {} // refused by validation
@@ -235,10 +246,11 @@ fn resolve_otel(
     dp: &Dataplane,
     backends: &[MeshOpenTelemetryBackend],
 ) -> Result<(String, DpOpenTelemetry), String> {
-    let refresh_interval = o
-        .refresh_interval
-        .clone()
-        .unwrap_or_else(|| Duration::from_secs(DEFAULT_REFRESH_INTERVAL_SECS));
+    let refresh_interval = match &o.refresh_interval {
+        Some(d) if d.get() < MIN_REFRESH_INTERVAL => Duration::from_secs(MIN_REFRESH_INTERVAL.as_secs()),
+        Some(d) => d.clone(),
+        None => Duration::from_secs(DEFAULT_REFRESH_INTERVAL_SECS),
+    };
     let headers = |h: &Option<Vec<_>>| h.clone();
     if let Some(r) = &o.backend_ref {
         let Some(b) = resolve_backend_ref(r, &dp.meta.mesh, backends) else {

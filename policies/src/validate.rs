@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::meshmetric::{
-    Backend, BackendRefKind, BackendType, Conf, Header, MeshMetricSpec, OpenTelemetryBackend, OtlpTls,
-    QUEUE_SIZE_RANGE, Selector, SelectorType, TlsMode,
+    Backend, BackendRefKind, BackendType, Conf, Header, MIN_REFRESH_INTERVAL, MeshMetricSpec, OpenTelemetryBackend,
+    OtlpTls, QUEUE_SIZE_RANGE, Selector, SelectorType, TlsMode,
 };
 use crate::meta::PolicyRole;
 use crate::values::Duration;
@@ -226,6 +226,18 @@ fn validate_otel(o: &OpenTelemetryBackend, of: &str, v: &mut Violations, w: &mut
         }
     }
     check_positive(o.refresh_interval.as_ref(), &format!("{of}.refreshInterval"), v);
+    if let Some(d) = &o.refresh_interval
+        && !d.is_zero()
+        && d.get() < MIN_REFRESH_INTERVAL
+    {
+        w.push(Warning::new(
+            format!("{of}.refreshInterval"),
+            format!(
+                "{d} is below the minimum; exports run every {}s",
+                MIN_REFRESH_INTERVAL.as_secs()
+            ),
+        ));
+    }
     check_positive(o.timeout.as_ref(), &format!("{of}.timeout"), v);
     if let Some(q) = o.queue_size
         && !QUEUE_SIZE_RANGE.contains(&q)
@@ -237,6 +249,14 @@ fn validate_otel(o: &OpenTelemetryBackend, of: &str, v: &mut Violations, w: &mut
     }
     check_headers(o.headers.as_deref(), of, v);
     check_otlp_tls(o.tls.as_ref(), of, v);
+    // an inline endpoint is used as written (no environment override), so a secret header
+    // sent in plaintext off the host is known now
+    if let (Some(e), Some(headers)) = (endpoint, &o.headers)
+        && let Err(refusal) = crate::headers::check_transport(headers, e, o.tls.is_some())
+        && let Some(i) = headers.iter().position(|h| h.value_from.is_some())
+    {
+        v.push(format!("{of}.headers[{i}].valueFrom"), refusal.to_string());
+    }
 }
 
 fn validate_selector(s: &Selector, f: &str, v: &mut Violations) {
@@ -263,15 +283,6 @@ pub(crate) fn check_positive(d: Option<&Duration>, field: &str, v: &mut Violatio
     }
 }
 
-/// Header names whose values are secrets: they must come from `valueFrom`.
-pub fn is_secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie")
-        || ["token", "secret", "key", "password", "auth"]
-            .iter()
-            .any(|w| n.contains(w))
-}
-
 /// Checks OTLP `headers` (`of` is the path of their parent).
 pub(crate) fn check_headers(headers: Option<&[Header]>, of: &str, v: &mut Violations) {
     let mut names = BTreeMap::new();
@@ -294,11 +305,12 @@ pub(crate) fn check_headers(headers: Option<&[Header]>, of: &str, v: &mut Violat
         match (&h.value, &h.value_from) {
             (Some(_), Some(_)) => v.push(hf.clone(), "set either value or valueFrom, not both"),
             (None, None) => v.push(hf.clone(), "required: value or valueFrom"),
-            (Some(_), None) if is_secret_header(&h.name) => v.push(
+            (Some(_), None) if !crate::headers::inline_allowed(&h.name) => v.push(
                 format!("{hf}.value"),
                 format!(
-                    "header {:?} carries a secret: give it with valueFrom.file or valueFrom.env, not inline",
-                    h.name
+                    "header {:?} may carry a secret: give it with valueFrom.file or valueFrom.env; inline values are accepted only for {}",
+                    h.name,
+                    crate::headers::INLINE_HEADERS.join(", ")
                 ),
             ),
             (_, Some(from)) => match (&from.file, &from.env) {

@@ -44,6 +44,7 @@ impl World {
             otel_backends: &self.backends,
             tls_ready,
             naming: Naming::Default,
+            secret_sources: None,
         };
         ProxyMetrics::build(dp, effective_conf(&self.policies, dp, gateway), ctx)
     }
@@ -391,4 +392,66 @@ fn zone_proxies_get_no_applications() {
             .is_empty()
     );
     assert_eq!(w.metrics("dp-1", false).config.metrics().applications.len(), 1);
+}
+
+#[test]
+fn a_refresh_interval_below_one_second_is_raised() {
+    let w = world(&format!(
+        "{BACKENDS}---\ntype: MeshMetric\nname: m\nspec: {{default: {{backends: [{{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:4317', refreshInterval: 1ns}}}}, {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:4318', refreshInterval: 2500ms}}}}]}}}}\n"
+    ));
+    let m = w.metrics("web-1", false);
+    let intervals: Vec<std::time::Duration> = m
+        .config
+        .metrics()
+        .backends
+        .iter()
+        .map(|b| b.open_telemetry.as_ref().unwrap().refresh_interval.get())
+        .collect();
+    assert_eq!(
+        intervals,
+        [
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_millis(2500)
+        ]
+    );
+}
+
+#[test]
+fn backends_whose_headers_the_proxy_refuses_are_left_out_with_the_flag_to_change() {
+    use meshmetric_policies::headers::SecretSources;
+    let w = world(&format!(
+        "{BACKENDS}---\ntype: MeshMetric\nname: m\nspec: {{default: {{backends: [\
+         {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:4317', headers: [{{name: authorization, valueFrom: {{file: /var/run/secrets/otlp/token}}}}]}}}}, \
+         {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:4318', headers: [{{name: authorization, valueFrom: {{file: /etc/shadow}}}}]}}}}, \
+         {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:4319', headers: [{{name: x-api-key, valueFrom: {{env: AWS_SECRET_ACCESS_KEY}}}}]}}}}, \
+         {{type: OpenTelemetry, openTelemetry: {{backendRef: {{kind: MeshOpenTelemetryBackend, name: newer}}, headers: [{{name: x-api-key, valueFrom: {{env: OTLP_KEY}}}}]}}}}]}}}}\n"
+    ));
+    let sources = SecretSources {
+        header_file_dirs: vec!["/var/run/secrets/otlp".into()],
+        header_env_prefixes: vec!["OTLP_".into()],
+        env_headers_to: vec![],
+    };
+    let dp = w.dp("web-1");
+    let ctx = ProxyContext {
+        otel_backends: &w.backends,
+        secret_sources: Some(&sources),
+        ..Default::default()
+    };
+    let m = ProxyMetrics::build(dp, effective_conf(&w.policies, dp, None), ctx);
+    let left_out: Vec<(&str, &str)> = m
+        .inactive
+        .iter()
+        .map(|i| (i.backend.as_str(), i.reason.as_str()))
+        .collect();
+    assert_eq!(left_out.len(), 2, "{left_out:?}");
+    assert_eq!(left_out[0].0, "backends[1]");
+    assert!(
+        left_out[0].1.contains("--header-file-dir: /var/run/secrets/otlp"),
+        "{left_out:?}"
+    );
+    assert_eq!(left_out[1].0, "backends[2]");
+    assert!(left_out[1].1.contains("--header-env-prefix: OTLP_"), "{left_out:?}");
+    assert_eq!(m.config.metrics().backends.len(), 2);
+    // unknown sources (a proxy not connected, or an older plugin): nothing is left out here
+    assert!(w.metrics("web-1", false).inactive.is_empty());
 }

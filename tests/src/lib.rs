@@ -388,6 +388,57 @@ pub fn otlp_python() -> PathBuf {
     p
 }
 
+/// The Python OTLP receiver (`tests/py/otlp_receiver.py`, on the official opentelemetry-proto
+/// classes) on 127.0.0.1: every request it accepts is written to `out` as one JSON line
+/// `{"transport", "headers", "request"}`.
+pub struct OtlpReceiver {
+    _proc: Proc,
+    /// gRPC `host:port`.
+    pub grpc: String,
+    /// OTLP/HTTP `host:port`.
+    pub http: String,
+    /// The JSON-lines file.
+    pub out: PathBuf,
+}
+
+impl OtlpReceiver {
+    /// Starts one named `name` in `dir` with extra receiver arguments, waiting until ready.
+    pub fn start(dir: &Path, name: &str, extra: &[&str]) -> OtlpReceiver {
+        let (g, h) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+        let out = dir.join(format!("{name}.jsonl"));
+        let script = workspace_root().join("tests/py/otlp_receiver.py");
+        let mut args = vec![
+            script.to_str().expect("utf-8 path").to_string(),
+            "--grpc-port".into(),
+            g.to_string(),
+            "--http-port".into(),
+            h.to_string(),
+            "--out".into(),
+            out.to_str().expect("utf-8 path").to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = Proc::start(name, dir, &otlp_python(), &argv);
+        wait_for(Duration::from_secs(20), || p.log_text().contains("ready").then_some(()))
+            .unwrap_or_else(|| panic!("{name} not ready: {}", p.log_text()));
+        OtlpReceiver {
+            _proc: p,
+            grpc: format!("127.0.0.1:{g}"),
+            http: format!("127.0.0.1:{h}"),
+            out,
+        }
+    }
+
+    /// Every request recorded so far.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
 /// The rotel collector binary shipped by the `rotel` PyPI package.
 pub fn rotel() -> PathBuf {
     let lib = workspace_root().join(".venv/otlp/lib");

@@ -8,40 +8,11 @@ use std::time::Duration;
 use meshmetric_tests::*;
 use serde_json::Value;
 
-struct Receiver {
-    _proc: Proc,
-    grpc: String,
-    http: String,
-    out: std::path::PathBuf,
-}
+type Receiver = OtlpReceiver;
 
 /// The Python receiver on the official opentelemetry-proto classes, writing what arrives.
 fn receiver(dir: &Path, name: &str) -> Receiver {
-    let (g, h) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-    let out = dir.join(format!("{name}.jsonl"));
-    let script = workspace_root().join("tests/py/otlp_receiver.py");
-    let p = Proc::start(
-        name,
-        dir,
-        &otlp_python(),
-        &[
-            script.to_str().unwrap(),
-            "--grpc-port",
-            &g.to_string(),
-            "--http-port",
-            &h.to_string(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    wait_for(Duration::from_secs(20), || p.log_text().contains("ready").then_some(()))
-        .unwrap_or_else(|| panic!("{name} not ready: {}", p.log_text()));
-    Receiver {
-        _proc: p,
-        grpc: format!("127.0.0.1:{g}"),
-        http: format!("127.0.0.1:{h}"),
-        out,
-    }
+    OtlpReceiver::start(dir, name, &[])
 }
 
 /// Whether `r` received a request carrying Envoy's stats of Dataplane `web-01`.

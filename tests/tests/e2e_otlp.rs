@@ -9,45 +9,14 @@ use std::time::Duration;
 use meshmetric_tests::*;
 use serde_json::Value;
 
-struct Receiver {
-    _proc: Proc,
-    grpc: String,
-    http: String,
-    out: std::path::PathBuf,
-}
+type Receiver = OtlpReceiver;
 
 fn receiver(dir: &Path, name: &str, extra: &[&str]) -> Receiver {
-    let (g, h) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-    let out = dir.join(format!("{name}.jsonl"));
-    let script = workspace_root().join("tests/py/otlp_receiver.py");
-    let mut args = vec![
-        script.to_str().unwrap().to_string(),
-        "--grpc-port".into(),
-        g.to_string(),
-        "--http-port".into(),
-        h.to_string(),
-        "--out".into(),
-        out.to_str().unwrap().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let p = Proc::start(name, dir, &otlp_python(), &argv);
-    wait_for(Duration::from_secs(20), || p.log_text().contains("ready").then_some(()))
-        .unwrap_or_else(|| panic!("{name} not ready: {}", p.log_text()));
-    Receiver {
-        _proc: p,
-        grpc: format!("127.0.0.1:{g}"),
-        http: format!("127.0.0.1:{h}"),
-        out,
-    }
+    OtlpReceiver::start(dir, name, extra)
 }
 
 fn records(r: &Receiver) -> Vec<Value> {
-    std::fs::read_to_string(&r.out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    r.records()
 }
 
 fn metric<'a>(rec: &'a Value, name: &str) -> Option<&'a Value> {
@@ -146,7 +115,8 @@ fn e2e_otlp_faithful_isolated_retried_secret_and_tls() {
         &["--address", &format!("127.0.0.1:{app_port}")],
     );
     let cp = ControlPlane::start(&dir, Some(&res), &[]);
-    let dp = start_proxy(&dir, "web-01", &cp);
+    // the pod owner lets policies read header files from the test's directory
+    let dp = start_proxy_with(&dir, "web-01", &cp, &["--header-file-dir", dir.to_str().unwrap()]);
     let prom = format!("{ip}:5670");
     let dp_metrics = || get_ok(&prom, "/metrics").unwrap_or_default();
 

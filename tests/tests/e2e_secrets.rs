@@ -91,6 +91,10 @@ fn e2e_no_secret_in_any_log_response_or_output() {
             cert.to_str().unwrap(),
             "--metrics-key-path",
             key.to_str().unwrap(),
+            "--header-file-dir",
+            dir.to_str().unwrap(),
+            "--header-env-prefix",
+            "OTLP_",
         ],
         &[("OTLP_KEY", ENV_SECRET), ("RUST_LOG", "debug")],
     );

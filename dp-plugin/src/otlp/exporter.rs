@@ -9,7 +9,7 @@
 //! costs one bounded queue and never slows another exporter or the Prometheus endpoint.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -58,15 +58,48 @@ impl Drop for Exporter {
     }
 }
 
+/// Largest header file read, in bytes.
+const MAX_HEADER_FILE: u64 = 64 << 10;
+
 /// Reads header values at send time; files are re-read when their modification time changes.
 #[derive(Default)]
 struct Secrets {
     files: HashMap<PathBuf, (Option<SystemTime>, String)>,
 }
 
+/// Reads a header file: it must still lie in one of `dirs` once symlinks are resolved (a
+/// link planted in an allowed directory cannot point elsewhere), and at most
+/// [`MAX_HEADER_FILE`] bytes are read.
+fn read_header_file(path: &Path, dirs: &[PathBuf]) -> Result<String, String> {
+    use std::io::Read;
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    let inside = dirs
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .any(|d| real.starts_with(&d) && real != d);
+    if !inside {
+        return Err(format!(
+            "{} resolves outside the directories this proxy allows (--header-file-dir)",
+            path.display()
+        ));
+    }
+    let mut s = String::new();
+    std::fs::File::open(&real)
+        .and_then(|f| f.take(MAX_HEADER_FILE + 1).read_to_string(&mut s))
+        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    if s.len() as u64 > MAX_HEADER_FILE {
+        return Err(format!("{} is larger than {MAX_HEADER_FILE} bytes", path.display()));
+    }
+    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
 impl Secrets {
     /// Errors name the file or variable, never a value.
-    fn resolve(&mut self, headers: &[(String, HeaderValue)]) -> Result<Vec<(String, String)>, String> {
+    fn resolve(
+        &mut self,
+        headers: &[(String, HeaderValue)],
+        dirs: &[PathBuf],
+    ) -> Result<Vec<(String, String)>, String> {
         let mut out = Vec::with_capacity(headers.len());
         for (name, v) in headers {
             let value = match v {
@@ -79,9 +112,7 @@ impl Secrets {
                     match self.files.get(path) {
                         Some((t, s)) if *t == mtime && mtime.is_some() => s.clone(),
                         _ => {
-                            let s = std::fs::read_to_string(path)
-                                .map_err(|e| format!("header {name}: cannot read {}: {}", path.display(), e.kind()))?;
-                            let s = s.trim_end_matches(['\n', '\r']).to_string();
+                            let s = read_header_file(path, dirs).map_err(|e| format!("header {name}: {e}"))?;
                             self.files.insert(path.clone(), (mtime, s.clone()));
                             s
                         }
@@ -111,6 +142,9 @@ impl Exporter {
         ));
         let sender = tokio::spawn(send_loop(settings.clone(), queue, stats.clone()));
         tracing::info!(endpoint = %settings.endpoint, protocol = ?settings.protocol, interval = ?settings.interval, "OTLP exporter started");
+        if settings.env_headers_withheld {
+            tracing::warn!(endpoint = %settings.endpoint, "OTEL_EXPORTER_OTLP_HEADERS not sent: the endpoint is not the environment's and not listed by --otel-env-headers-to");
+        }
         Self {
             settings,
             stats,
@@ -214,7 +248,9 @@ async fn send_loop(s: ExporterSettings, queue: Arc<Queue>, stats: Arc<ExporterSt
                 if transport.is_none() {
                     transport = Some(Transport::new(&s)?);
                 }
-                let headers = secrets.resolve(&s.headers).map_err(SendError::Setup)?;
+                let headers = secrets
+                    .resolve(&s.headers, &s.header_file_dirs)
+                    .map_err(SendError::Setup)?;
                 transport
                     .as_mut()
                     .expect("built above")

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use meshmetric_policies::headers::SecretSources;
 use meshmetric_policies::meshmetric::BackendType;
 
 use crate::config::ActiveConfig;
@@ -25,7 +26,15 @@ use settings::ExporterSettings;
 /// Keeps one exporter per OpenTelemetry backend of the current config: starts new ones,
 /// restarts those whose settings changed, stops removed ones (freeing their queues) and
 /// leaves unchanged ones running.
-pub async fn manage(mut config: watch::Receiver<Arc<ActiveConfig>>, pipeline: Arc<Pipeline>, registry: Arc<Registry>) {
+///
+/// `sources` is what the pod owner lets headers read; a backend that breaks it is not started
+/// and the reason is logged.
+pub async fn manage(
+    mut config: watch::Receiver<Arc<ActiveConfig>>,
+    pipeline: Arc<Pipeline>,
+    registry: Arc<Registry>,
+    sources: SecretSources,
+) {
     let mut running: BTreeMap<String, Exporter> = BTreeMap::new();
     loop {
         let cfg = config.borrow_and_update().clone();
@@ -33,7 +42,7 @@ pub async fn manage(mut config: watch::Receiver<Arc<ActiveConfig>>, pipeline: Ar
         let mut desired: BTreeMap<String, ExporterSettings> = BTreeMap::new();
         for b in m.backends.iter().filter(|b| b.kind == BackendType::OpenTelemetry) {
             let Some(o) = &b.open_telemetry else { continue };
-            match ExporterSettings::resolve(o, &|k| std::env::var(k).ok()) {
+            match ExporterSettings::resolve(o, &|k| std::env::var(k).ok(), &sources) {
                 Ok(s) => {
                     desired.insert(b.name.clone(), s);
                 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use meshmetric_policies::dpconfig::DpOpenTelemetry;
+use meshmetric_policies::headers::{HeaderRefusal, SecretSources, check_transport};
 use meshmetric_policies::meshmetric::{
     Compression, DEFAULT_OTLP_TIMEOUT_SECS, DEFAULT_QUEUE_SIZE, OtlpProtocol, Temporality,
 };
@@ -39,6 +40,9 @@ pub enum SettingsError {
     /// The backend's env mode is `Required` and the environment gives no endpoint.
     #[error("env mode Required: neither OTEL_EXPORTER_OTLP_METRICS_ENDPOINT nor OTEL_EXPORTER_OTLP_ENDPOINT is set")]
     RequiredEnvMissing,
+    /// A header's source or transport is not allowed on this proxy.
+    #[error(transparent)]
+    Refused(#[from] HeaderRefusal),
 }
 
 /// Where a header value comes from. Its `Debug` never shows a value.
@@ -110,6 +114,12 @@ pub struct ExporterSettings {
     pub headers: Vec<(String, HeaderValue)>,
     /// TLS; `None` = plaintext.
     pub tls: Option<TlsSettings>,
+    /// Directories header files may be read from (checked again, symlinks resolved, at
+    /// every read).
+    pub header_file_dirs: Vec<PathBuf>,
+    /// Whether `OTEL_EXPORTER_OTLP_HEADERS` were left out because the endpoint is neither the
+    /// environment's nor listed by `--otel-env-headers-to`.
+    pub env_headers_withheld: bool,
 }
 
 /// Default export timeout (OTLP exporter specification).
@@ -158,9 +168,14 @@ fn endpoint_url(var: &str, url: &str) -> Result<(String, bool, String), Settings
 }
 
 impl ExporterSettings {
-    /// Resolves a backend's settings; `env` looks up environment variables (injected for tests).
-    /// Errors name the variable and what is accepted.
-    pub fn resolve(b: &DpOpenTelemetry, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+    /// Resolves a backend's settings; `env` looks up environment variables (injected for
+    /// tests), `sources` is what the pod owner allows ([`meshmetric_policies::headers`]).
+    /// Errors name the variable and what is accepted, or the header and the rule it breaks.
+    pub fn resolve(
+        b: &DpOpenTelemetry,
+        env: &dyn Fn(&str) -> Option<String>,
+        sources: &SecretSources,
+    ) -> Result<Self, SettingsError> {
         let policy = b.env;
         let use_env = policy.mode != EnvMode::Disabled;
         // (value, variable it came from)
@@ -261,6 +276,7 @@ impl ExporterSettings {
         let temporality = pick(b.temporality, env_temporality, prec).unwrap_or(Temporality::Cumulative);
         let mut headers: Vec<(String, HeaderValue)> = Vec::new();
         for h in &b.headers {
+            sources.check_source(h)?;
             let v = match (&h.value, &h.value_from) {
                 (Some(v), None) => HeaderValue::Inline(v.clone()),
                 (None, Some(from)) => match (&from.file, &from.env) {
@@ -272,7 +288,10 @@ impl ExporterSettings {
             };
             headers.push((h.name.to_ascii_lowercase(), v));
         }
-        if let Some((list, var)) = var("HEADERS") {
+        let env_headers = var("HEADERS");
+        let env_headers_withheld =
+            env_headers.is_some() && !endpoint_from_env && !sources.env_headers_allowed(&endpoint);
+        if let Some((list, var)) = env_headers.filter(|_| !env_headers_withheld) {
             for pair in list.split(',').filter(|p| !p.trim().is_empty()) {
                 let Some((k, v)) = pair.split_once('=') else {
                     return Err(SettingsError::Env {
@@ -311,7 +330,10 @@ impl ExporterSettings {
         } else {
             pick(explicit_tls, env_tls, prec)
         };
+        check_transport(&b.headers, &endpoint, tls.is_some())?;
         Ok(Self {
+            header_file_dirs: sources.header_file_dirs.iter().map(PathBuf::from).collect(),
+            env_headers_withheld,
             endpoint,
             path,
             protocol,
@@ -375,6 +397,16 @@ mod tests {
         }
     }
 
+    /// The pod owner allows files under /run/secrets, variables OTLP_*, and environment
+    /// headers to `otel`.
+    fn open() -> SecretSources {
+        SecretSources {
+            header_file_dirs: vec!["/run/secrets".into()],
+            header_env_prefixes: vec!["OTLP_".into()],
+            env_headers_to: vec!["otel".into()],
+        }
+    }
+
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
     }
@@ -382,7 +414,7 @@ mod tests {
     #[test]
     fn defaults_policy_and_environment() {
         let none = |_: &str| None;
-        let s = ExporterSettings::resolve(&base(), &none).unwrap();
+        let s = ExporterSettings::resolve(&base(), &none, &open()).unwrap();
         assert_eq!(
             (
                 s.protocol,
@@ -410,7 +442,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
             ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
         ]);
-        let s = ExporterSettings::resolve(&base(), &env).unwrap();
+        let s = ExporterSettings::resolve(&base(), &env, &open()).unwrap();
         assert_eq!(
             (s.protocol, s.timeout, s.gzip, s.temporality),
             (Protocol::Http, Duration::from_millis(2500), true, Temporality::Delta)
@@ -432,17 +464,18 @@ mod tests {
             name: "Authorization".into(),
             value: None,
             value_from: Some(ValueFrom {
-                file: Some("/t".into()),
+                file: Some("/run/secrets/t".into()),
                 env: None,
             }),
         }];
-        let s = ExporterSettings::resolve(&b, &env).unwrap();
+        b.tls = Some(Default::default());
+        let s = ExporterSettings::resolve(&b, &env, &open()).unwrap();
         assert_eq!(
             (s.protocol, s.gzip, s.temporality),
             (Protocol::Grpc, false, Temporality::Cumulative)
         );
         assert_eq!(s.headers.len(), 2);
-        assert_eq!(s.headers[0].1, HeaderValue::File("/t".into()));
+        assert_eq!(s.headers[0].1, HeaderValue::File("/run/secrets/t".into()));
     }
 
     #[test]
@@ -460,36 +493,101 @@ mod tests {
             precedence: EnvPrecedence::EnvFirst,
             allow_signal_overrides: true,
         };
-        let s = ExporterSettings::resolve(&b, &env).unwrap();
+        let s = ExporterSettings::resolve(&b, &env, &open()).unwrap();
         assert_eq!(
             (s.endpoint.as_str(), s.path.as_str(), s.protocol, s.tls.is_some()),
             ("env-collector:4318", "/base/v1/metrics", Protocol::Http, true)
         );
         // no per-signal overrides: the shared protocol applies
         b.env.allow_signal_overrides = false;
-        assert_eq!(ExporterSettings::resolve(&b, &env).unwrap().protocol, Protocol::Grpc);
+        assert_eq!(
+            ExporterSettings::resolve(&b, &env, &open()).unwrap().protocol,
+            Protocol::Grpc
+        );
         // ExplicitFirst: the backend's fields win, the environment fills gaps
         b.env.precedence = EnvPrecedence::ExplicitFirst;
-        let s = ExporterSettings::resolve(&b, &env).unwrap();
+        let s = ExporterSettings::resolve(&b, &env, &open()).unwrap();
         assert_eq!((s.endpoint.as_str(), s.protocol), ("otel:4317", Protocol::Grpc));
         // Disabled: the environment is ignored
         b.env.mode = EnvMode::Disabled;
         b.env.precedence = EnvPrecedence::EnvFirst;
-        let s = ExporterSettings::resolve(&b, &env).unwrap();
+        let s = ExporterSettings::resolve(&b, &env, &open()).unwrap();
         assert_eq!((s.endpoint.as_str(), s.tls.is_some()), ("otel:4317", false));
         // Required without the variable: not started, with the reason
         b.env.mode = EnvMode::Required;
         let none = |_: &str| None;
         assert_eq!(
-            ExporterSettings::resolve(&b, &none),
+            ExporterSettings::resolve(&b, &none, &open()),
             Err(SettingsError::RequiredEnvMissing)
         );
         // the node-local collector: $HOST_IP, else 127.0.0.1
         let mut b = base();
         b.endpoint = ":4317".into();
-        assert_eq!(ExporterSettings::resolve(&b, &none).unwrap().endpoint, "127.0.0.1:4317");
+        assert_eq!(
+            ExporterSettings::resolve(&b, &none, &open()).unwrap().endpoint,
+            "127.0.0.1:4317"
+        );
         let host = env_of(&[("HOST_IP", "10.1.2.3")]);
-        assert_eq!(ExporterSettings::resolve(&b, &host).unwrap().endpoint, "10.1.2.3:4317");
+        assert_eq!(
+            ExporterSettings::resolve(&b, &host, &open()).unwrap().endpoint,
+            "10.1.2.3:4317"
+        );
+    }
+
+    #[test]
+    fn what_the_pod_owner_does_not_allow_is_refused() {
+        let none = |_: &str| None;
+        let header = |file: Option<&str>, env: Option<&str>| Header {
+            name: "authorization".into(),
+            value: None,
+            value_from: Some(ValueFrom {
+                file: file.map(Into::into),
+                env: env.map(Into::into),
+            }),
+        };
+        let mut b = base();
+        b.tls = Some(Default::default());
+        for (h, sources) in [
+            (header(Some("/etc/shadow"), None), open()),
+            (header(Some("/run/secrets/../../etc/shadow"), None), open()),
+            (header(None, Some("AWS_SECRET_ACCESS_KEY")), open()),
+            (header(Some("/run/secrets/t"), None), SecretSources::default()),
+            (header(None, Some("OTLP_TOKEN")), SecretSources::default()),
+        ] {
+            b.headers = vec![h];
+            let e = ExporterSettings::resolve(&b, &none, &sources).unwrap_err();
+            assert!(matches!(e, SettingsError::Refused(_)), "{e}");
+            assert!(e.to_string().contains("meshmetric-dp --header-"), "{e}");
+        }
+        // a secret in plaintext to a remote collector
+        b.headers = vec![header(None, Some("OTLP_TOKEN"))];
+        b.tls = None;
+        let e = ExporterSettings::resolve(&b, &none, &open()).unwrap_err();
+        assert!(e.to_string().contains("neither TLS nor loopback"), "{e}");
+        // ... but to a loopback one it goes
+        b.endpoint = "127.0.0.1:4317".into();
+        assert!(ExporterSettings::resolve(&b, &none, &open()).is_ok());
+        // the pod's environment headers go only where the pod owner allows
+        let env = env_of(&[("OTEL_EXPORTER_OTLP_HEADERS", "authorization=pod-secret")]);
+        let mut b = base();
+        b.endpoint = "policy-chosen:4317".into();
+        let s = ExporterSettings::resolve(&b, &env, &open()).unwrap();
+        assert!(s.headers.is_empty() && s.env_headers_withheld);
+        b.endpoint = "otel:4317".into();
+        let s = ExporterSettings::resolve(&b, &env, &open()).unwrap();
+        assert_eq!(s.headers.len(), 1);
+        // an endpoint the environment chose gets them
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=pod-secret"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://pods-collector:4318"),
+        ]);
+        b.env = ResolvedEnvPolicy {
+            mode: EnvMode::Optional,
+            precedence: EnvPrecedence::EnvFirst,
+            allow_signal_overrides: true,
+        };
+        let s = ExporterSettings::resolve(&b, &env, &SecretSources::default()).unwrap();
+        assert_eq!((s.endpoint.as_str(), s.headers.len()), ("pods-collector:4318", 1));
     }
 
     #[test]
