@@ -52,8 +52,60 @@ pub enum FetchError {
     Request(String),
     #[error("response body exceeds the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("the shared body budget of {0} bytes of this collection is used up by other scrapes")]
+    BudgetExhausted(usize),
     #[error("reading the body failed: {0}")]
     Body(String),
+}
+
+/// Bytes several concurrent fetches may hold in total: each body reserves what it reads, so
+/// many large answers together cannot exceed the budget (the fetch that would is failed).
+#[derive(Debug)]
+pub struct BodyBudget {
+    total: usize,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl BodyBudget {
+    /// A budget of `total` bytes.
+    pub fn new(total: usize) -> Self {
+        Self {
+            total,
+            left: std::sync::atomic::AtomicUsize::new(total),
+        }
+    }
+
+    /// Takes `n` bytes; `false` (and nothing taken) when fewer are left.
+    pub fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(n))
+            .is_ok()
+    }
+
+    /// Bytes not taken yet.
+    pub fn left(&self) -> usize {
+        self.left.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn give_back(&self, n: usize) {
+        self.left.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Bytes taken from a budget for one body; given back when the fetch fails (its buffer is
+/// freed), kept when it succeeds (the body lives on).
+struct Reservation<'a> {
+    budget: Option<&'a BodyBudget>,
+    taken: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.budget {
+            b.give_back(self.taken);
+        }
+    }
 }
 
 /// A fetched response.
@@ -100,12 +152,15 @@ impl HttpClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<Fetched, FetchError> {
-        self.get_sized(ep, path_and_query, headers, timeout, limit, 0).await
+        self.get_sized(ep, path_and_query, headers, timeout, limit, 0, None)
+            .await
     }
 
     /// [`HttpClient::get`], reading the body straight into one buffer sized from
     /// `Content-Length`, else from `size_hint` (e.g. the previous body of the same target), so
-    /// a large body is not held twice (chunks plus a contiguous copy).
+    /// a large body is not held twice (chunks plus a contiguous copy). With `budget`, every
+    /// byte read is also taken from it ([`FetchError::BudgetExhausted`] when it runs out).
+    #[allow(clippy::too_many_arguments)]
     pub async fn get_sized(
         &self,
         ep: &Endpoint,
@@ -114,6 +169,7 @@ impl HttpClient {
         timeout: Duration,
         limit: usize,
         size_hint: usize,
+        budget: Option<&BodyBudget>,
     ) -> Result<Fetched, FetchError> {
         let fut = async {
             let uri: hyper::Uri = match ep {
@@ -141,7 +197,15 @@ impl HttpClient {
                 return Err(FetchError::TooLarge(limit));
             }
             let declared_len = declared.and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-            let mut buf: Vec<u8> = Vec::with_capacity(declared_len.unwrap_or(size_hint + size_hint / 8).min(limit));
+            if let (Some(b), Some(len)) = (budget, declared_len)
+                && len > b.left()
+            {
+                return Err(FetchError::BudgetExhausted(b.total));
+            }
+            let capacity = declared_len.unwrap_or(size_hint + size_hint / 8).min(limit);
+            let capacity = budget.map_or(capacity, |b| capacity.min(b.left()));
+            let mut buf: Vec<u8> = Vec::with_capacity(capacity);
+            let mut reservation = Reservation { budget, taken: 0 };
             let mut body = body;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| FetchError::Body(e.to_string()))?;
@@ -149,9 +213,16 @@ impl HttpClient {
                     if buf.len() + data.len() > limit {
                         return Err(FetchError::TooLarge(limit));
                     }
+                    if let Some(b) = budget {
+                        if !b.take(data.len()) {
+                            return Err(FetchError::BudgetExhausted(b.total));
+                        }
+                        reservation.taken += data.len();
+                    }
                     buf.extend_from_slice(&data);
                 }
             }
+            reservation.taken = 0; // the body is returned: its bytes stay taken
             Ok(Fetched {
                 status: parts.status.as_u16(),
                 headers: parts.headers,

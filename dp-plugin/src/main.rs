@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use meshmetric_dp::bootstrap::{BootstrapParams, bootstrap};
 use meshmetric_dp::client::{Endpoint, HttpClient};
 use meshmetric_dp::config::{self, ActiveConfig};
-use meshmetric_dp::pipeline::{Pipeline, PipelineSettings};
+use meshmetric_dp::pipeline::{Pipeline, PipelineSettings, SeriesLimits};
 use meshmetric_dp::serve;
 use meshmetric_policies::headers::SecretSources;
 
@@ -28,9 +28,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the plugin (and, with --envoy-binary, Envoy as its child).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the Envoy bootstrap for this proxy (JSON).
-    Bootstrap(ProxyArgs),
+    Bootstrap(Box<ProxyArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,10 +135,17 @@ struct RunArgs {
     /// Reuse a collection younger than this for further scrapes and exports.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     reuse_within: Duration,
-    /// Largest accepted scrape body, in bytes; a larger (or endless) body fails that scrape
-    /// after this many bytes are read.
+    /// Largest accepted body of Envoy's stats, in bytes; a larger (or endless) body fails
+    /// that scrape after this many bytes are read.
     #[arg(long, default_value_t = 256 << 20)]
     max_body_bytes: usize,
+    /// Largest accepted body of one application, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_app_body_bytes: usize,
+    /// Bytes the bodies of all applications of one collection may hold together; an
+    /// application whose body would go over is left out of that collection (`up` 0).
+    #[arg(long, default_value_t = 64 << 20)]
+    app_body_budget_bytes: usize,
     /// Most series kept from one application scrape; the rest are dropped and counted in
     /// `meshmetric_dp_dropped{reason="series_limit"}`. 0: no limit.
     #[arg(long, default_value_t = 200_000)]
@@ -147,6 +154,17 @@ struct RunArgs {
     /// counted in `meshmetric_dp_dropped{reason="label_too_long"}`. 0: no limit.
     #[arg(long, default_value_t = 4096)]
     max_label_value_bytes: usize,
+    /// Longest label name of an application series, in bytes (`reason="label_name_too_long"`).
+    /// 0: no limit.
+    #[arg(long, default_value_t = 1024)]
+    max_label_name_bytes: usize,
+    /// Longest metric name of an application series, in bytes
+    /// (`reason="metric_name_too_long"`). 0: no limit.
+    #[arg(long, default_value_t = 1024)]
+    max_metric_name_bytes: usize,
+    /// Most labels on one application series (`reason="too_many_labels"`). 0: no limit.
+    #[arg(long, default_value_t = 128)]
+    max_labels_per_series: usize,
     /// Run this Envoy binary as a child with the generated bootstrap.
     #[arg(long)]
     envoy_binary: Option<PathBuf>,
@@ -193,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&bootstrap(&params(&p)?)?)?);
             Ok(())
         }
-        Cmd::Run(args) => run(args).await,
+        Cmd::Run(args) => run(*args).await,
     }
 }
 
@@ -269,8 +287,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             envoy_admin: admin.clone(),
             scrape_timeout: args.scrape_timeout,
             max_body_bytes: args.max_body_bytes,
-            max_series_per_scrape: args.max_series_per_scrape,
-            max_label_value_bytes: args.max_label_value_bytes,
+            max_app_body_bytes: args.max_app_body_bytes,
+            app_body_budget_bytes: args.app_body_budget_bytes,
+            limits: SeriesLimits {
+                max_series: args.max_series_per_scrape,
+                max_label_value_bytes: args.max_label_value_bytes,
+                max_label_name_bytes: args.max_label_name_bytes,
+                max_metric_name_bytes: args.max_metric_name_bytes,
+                max_labels: args.max_labels_per_series,
+            },
             reuse_within: args.reuse_within,
         },
         rx.clone(),

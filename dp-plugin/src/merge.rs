@@ -9,8 +9,9 @@
 //!   and counted (Prometheus would reject the whole scrape otherwise).
 //! - Extra labels (names sanitised to `[a-zA-Z0-9_]`, e.g. `kuma.workload` → `kuma_workload`)
 //!   are appended to every series. A series that already has a label of that name keeps its
-//!   value under `exported_<name>`, as Prometheus does with `honor_labels: false`; nothing is
-//!   overwritten silently, and each rename is counted.
+//!   value under `exported_<name>` (`exported_exported_<name>` when that is taken too), as
+//!   Prometheus does with `honor_labels: false`; nothing is overwritten silently, no rename
+//!   creates a duplicate name, and each rename is counted.
 
 use std::collections::HashMap;
 
@@ -124,6 +125,32 @@ fn is_internal_series(raw_labels: &str) -> bool {
     labels(raw_labels).any(|(n, v)| INTERNAL_LABELS.contains(&n) && is_internal_name(v.as_bytes()))
 }
 
+/// New names for the labels of `pairs` that an extra label takes over, as Prometheus resolves
+/// them with `honor_labels: false` (`resolveConflictingExposedLabels`): shortest name first,
+/// `exported_` is prefixed again and again until the name is free among the series' labels,
+/// the extra labels and the names already given, so a rename never creates a duplicate.
+fn exported_names(pairs: &[(&str, &str)], extra: &[String]) -> Vec<Option<String>> {
+    let mut renamed: Vec<Option<String>> = vec![None; pairs.len()];
+    let mut conflicting: Vec<usize> = (0..pairs.len())
+        .filter(|&i| extra.iter().any(|e| e == pairs[i].0))
+        .collect();
+    conflicting.sort_by_key(|&i| pairs[i].0.len());
+    let mut given: Vec<String> = Vec::with_capacity(conflicting.len());
+    for i in conflicting {
+        let mut name = format!("exported_{}", pairs[i].0);
+        // taken: a label of the series that stays as it is, an extra label, or a given name
+        while pairs.iter().any(|(n, _)| *n == name && !extra.iter().any(|e| e == n))
+            || extra.contains(&name)
+            || given.contains(&name)
+        {
+            name.insert_str(0, "exported_");
+        }
+        given.push(name.clone());
+        renamed[i] = Some(name);
+    }
+    renamed
+}
+
 /// Merges `sources` (Envoy's first, then applications in config order) and encodes them as
 /// Prometheus text 0.0.4 into `out`.
 pub fn merge_encode<'a>(
@@ -223,17 +250,14 @@ pub fn merge_encode<'a>(
                     && !extra.names.is_empty()
                     && labels(s.labels).any(|(n, _)| extra.names.iter().any(|e| e == n));
                 if conflict {
-                    let mut first = true;
-                    for (n, v) in labels(s.labels) {
-                        if !first {
+                    let pairs: Vec<(&str, &str)> = labels(s.labels).collect();
+                    let renamed = exported_names(&pairs, &extra.names);
+                    stats.labels_renamed += renamed.iter().filter(|r| r.is_some()).count() as u64;
+                    for (i, ((n, v), new)) in pairs.iter().zip(&renamed).enumerate() {
+                        if i > 0 {
                             out.push(b',');
                         }
-                        first = false;
-                        if extra.names.iter().any(|e| e == n) {
-                            stats.labels_renamed += 1;
-                            out.extend_from_slice(b"exported_");
-                        }
-                        out.extend_from_slice(n.as_bytes());
+                        out.extend_from_slice(new.as_deref().unwrap_or(n).as_bytes());
                         out.extend_from_slice(b"=\"");
                         out.extend_from_slice(v.as_bytes());
                         out.push(b'"');
@@ -301,6 +325,30 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         assert_eq!(ms.families_filtered, 1); // envoy_cluster_version is not in Basic
         assert_eq!(ms.families_type_conflict, 1);
         assert_eq!(ms.labels_renamed, 1);
+    }
+
+    #[test]
+    fn renames_never_collide_as_in_prometheus() {
+        let app = "# TYPE a gauge\na{mesh=\"m1\",exported_mesh=\"m2\",exported_exported_mesh=\"m3\",code=\"1\"} 1\n";
+        let (out, ms) = run("", app, None);
+        assert!(
+            out.contains("a{exported_exported_exported_mesh=\"m1\",exported_mesh=\"m2\",exported_exported_mesh=\"m3\",code=\"1\",mesh=\"default\",kuma_workload=\"web\\\"1\"} 1"),
+            "{out}"
+        );
+        assert_eq!(ms.labels_renamed, 1);
+        // two conflicts: the shorter name is resolved first
+        let renamed = exported_names(
+            &[("kuma_workload", "w"), ("mesh", "m"), ("exported_mesh", "x")],
+            &["mesh".into(), "kuma_workload".into()],
+        );
+        assert_eq!(
+            renamed,
+            [
+                Some("exported_kuma_workload".to_string()),
+                Some("exported_exported_mesh".to_string()),
+                None
+            ]
+        );
     }
 
     #[test]

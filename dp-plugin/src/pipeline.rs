@@ -12,7 +12,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::watch;
 
-use crate::client::{Endpoint, HttpClient};
+use crate::client::{BodyBudget, Endpoint, HttpClient};
 use crate::config::ActiveConfig;
 use crate::merge::{MergeStats, Origin, merge_encode};
 use crate::parse::{Format, ParseStats, parse};
@@ -23,19 +23,75 @@ use crate::selfmetrics::{Registry, Report, Scrape, Source};
 pub struct PipelineSettings {
     /// Envoy's admin endpoint.
     pub envoy_admin: Endpoint,
-    /// Timeout of one scrape (Envoy or application).
+    /// Timeout of one scrape (Envoy or application); shortened for a collection when
+    /// Prometheus announces a shorter scrape timeout ([`Pipeline::collect_within`]).
     pub scrape_timeout: Duration,
-    /// Largest accepted body of one scrape, in bytes.
+    /// Largest accepted body of Envoy's stats, in bytes.
     pub max_body_bytes: usize,
-    /// Most series kept from one application scrape (the first ones in the body); the rest are
-    /// dropped and counted. 0: no limit. Envoy's own stats are not limited.
-    pub max_series_per_scrape: usize,
-    /// Longest label value (escaped, in bytes) of an application series; longer ones drop the
-    /// series, counted. 0: no limit.
-    pub max_label_value_bytes: usize,
+    /// Largest accepted body of one application, in bytes.
+    pub max_app_body_bytes: usize,
+    /// Bytes all application bodies of one collection may hold together; an application
+    /// whose body would exceed it is left out of that collection (`up` 0).
+    pub app_body_budget_bytes: usize,
+    /// Limits on application series.
+    pub limits: SeriesLimits,
     /// A collection younger than this is reused instead of scraping again, so Prometheus
     /// scrapes and OTLP exporters arriving close together share one scrape of Envoy.
     pub reuse_within: Duration,
+}
+
+/// Limits on the series of one application scrape (0 disables a limit). Envoy's own stats are
+/// not limited.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeriesLimits {
+    /// Most series kept (the first ones in the body).
+    pub max_series: usize,
+    /// Longest label value, escaped, in bytes.
+    pub max_label_value_bytes: usize,
+    /// Longest label name, in bytes.
+    pub max_label_name_bytes: usize,
+    /// Longest metric name, in bytes.
+    pub max_metric_name_bytes: usize,
+    /// Most labels on one series.
+    pub max_labels: usize,
+}
+
+/// Application series dropped by [`enforce_limits`], by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitStats {
+    /// A label value over the limit.
+    pub label_too_long: u64,
+    /// A label name over the limit.
+    pub label_name_too_long: u64,
+    /// A metric name over the limit.
+    pub metric_name_too_long: u64,
+    /// More labels than the limit.
+    pub too_many_labels: u64,
+    /// The same label name twice (Prometheus would fail the whole scrape).
+    pub duplicate_label_name: u64,
+    /// Over the series limit.
+    pub series_limit: u64,
+}
+
+impl LimitStats {
+    fn add(&mut self, o: &LimitStats) {
+        self.label_too_long += o.label_too_long;
+        self.label_name_too_long += o.label_name_too_long;
+        self.metric_name_too_long += o.metric_name_too_long;
+        self.too_many_labels += o.too_many_labels;
+        self.duplicate_label_name += o.duplicate_label_name;
+        self.series_limit += o.series_limit;
+    }
+
+    /// Series dropped in total.
+    pub fn total(&self) -> u64 {
+        self.label_too_long
+            + self.label_name_too_long
+            + self.metric_name_too_long
+            + self.too_many_labels
+            + self.duplicate_label_name
+            + self.series_limit
+    }
 }
 
 /// Result of one scrape of one source.
@@ -47,8 +103,41 @@ struct Scraped {
     duration: Duration,
 }
 
+/// How long an announced scrape timeout is remembered.
+const ANNOUNCED_FOR: Duration = Duration::from_secs(300);
+
+/// The shortest scrape timeout Prometheus announced recently
+/// (`X-Prometheus-Scrape-Timeout-Seconds`), so that a collection finishes before Prometheus
+/// gives up: a slow application is then left out of that collection (`up` 0) instead of
+/// making the whole answer late.
+#[derive(Debug, Default)]
+struct AnnouncedTimeout(Mutex<Option<(Duration, Instant)>>);
+
+impl AnnouncedTimeout {
+    fn announce(&self, t: Duration) {
+        let mut g = self.0.lock().expect("timeout lock");
+        let keep = g.is_some_and(|(d, at)| d < t && at.elapsed() < ANNOUNCED_FOR);
+        if !keep {
+            *g = Some((t, Instant::now()));
+        }
+    }
+
+    /// The scrape timeout of the next collection: `default`, or shorter than the announced
+    /// timeout by a tenth of it (at least 250 ms, for Envoy and the network), never below 100 ms.
+    fn scrape_timeout(&self, default: Duration) -> Duration {
+        match *self.0.lock().expect("timeout lock") {
+            Some((d, at)) if at.elapsed() < ANNOUNCED_FOR => {
+                let margin = (d / 10).max(Duration::from_millis(250));
+                default.min(d.saturating_sub(margin).max(Duration::from_millis(100)))
+            }
+            _ => default,
+        }
+    }
+}
+
 /// Scrapes, merges and encodes; shared by every output.
 pub struct Pipeline {
+    deadline: AnnouncedTimeout,
     http: HttpClient,
     settings: PipelineSettings,
     config: watch::Receiver<Arc<ActiveConfig>>,
@@ -72,6 +161,7 @@ impl Pipeline {
         registry: Arc<Registry>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            deadline: AnnouncedTimeout::default(),
             http,
             settings,
             config,
@@ -81,6 +171,12 @@ impl Pipeline {
             collections: Default::default(),
             last_sizes: Mutex::new((0, 0)),
         })
+    }
+
+    /// Records the scrape timeout a Prometheus announced with its request
+    /// (`X-Prometheus-Scrape-Timeout-Seconds`); later collections finish within it.
+    pub fn announce_scrape_timeout(&self, t: Duration) {
+        self.deadline.announce(t);
     }
 
     /// How many collections (scrapes of Envoy) have run.
@@ -122,24 +218,28 @@ impl Pipeline {
         fut.await
     }
 
-    async fn scrape(&self, source: Source, ep: Endpoint, path: String) -> Scraped {
+    async fn scrape(
+        &self,
+        source: Source,
+        ep: Endpoint,
+        path: String,
+        timeout: Duration,
+        budget: &BodyBudget,
+    ) -> Scraped {
         let start = Instant::now();
         let envoy = source == Source::Envoy;
-        let hint = if envoy {
-            self.last_sizes.lock().expect("sizes lock").0
+        let (hint, limit, budget) = if envoy {
+            (
+                self.last_sizes.lock().expect("sizes lock").0,
+                self.settings.max_body_bytes,
+                None,
+            )
         } else {
-            0
+            (0, self.settings.max_app_body_bytes, Some(budget))
         };
         let r = self
             .http
-            .get_sized(
-                &ep,
-                &path,
-                &[("accept", ACCEPT)],
-                self.settings.scrape_timeout,
-                self.settings.max_body_bytes,
-                hint,
-            )
+            .get_sized(&ep, &path, &[("accept", ACCEPT)], timeout, limit, hint, budget)
             .await;
         if envoy && let Ok(f) = &r {
             self.last_sizes.lock().expect("sizes lock").0 = f.body.len();
@@ -164,13 +264,21 @@ impl Pipeline {
     pub async fn collect_once(&self) -> Bytes {
         self.collections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cfg = self.config.borrow().clone();
+        let timeout = self.deadline.scrape_timeout(self.settings.scrape_timeout);
+        let budget = BodyBudget::new(self.settings.app_body_budget_bytes);
         let mut stats_q = String::from("/stats?format=prometheus&text_readouts");
         if !cfg.include_unused() {
             stats_q.push_str("&usedonly");
         }
         let mut futs = vec![
-            self.scrape(Source::Envoy, self.settings.envoy_admin.clone(), stats_q)
-                .boxed(),
+            self.scrape(
+                Source::Envoy,
+                self.settings.envoy_admin.clone(),
+                stats_q,
+                timeout,
+                &budget,
+            )
+            .boxed(),
         ];
         for a in &cfg.config.metrics().applications {
             let addr = if a.address.is_empty() {
@@ -188,6 +296,8 @@ impl Pipeline {
                     Source::Application(a.label()),
                     Endpoint::Tcp(format!("{host}:{}", a.port)),
                     a.path.clone(),
+                    timeout,
+                    &budget,
                 )
                 .boxed(),
             );
@@ -237,20 +347,11 @@ impl Pipeline {
                     Origin::Envoy => crate::parse::parse_filtered(t, *f, &mut st, &|name| cfg.filter.keep_family(name)),
                     Origin::Application | Origin::Own => {
                         let mut fams = parse(t, *f, &mut st);
-                        let (long, over) = enforce_limits(
-                            &mut fams,
-                            self.settings.max_series_per_scrape,
-                            self.settings.max_label_value_bytes,
-                        );
-                        if long + over > 0 {
-                            tracing::debug!(
-                                label_too_long = long,
-                                series_limit = over,
-                                "application series dropped by limits"
-                            );
+                        let dropped = enforce_limits(&mut fams, &self.settings.limits);
+                        if dropped.total() > 0 {
+                            tracing::debug!(?dropped, "application series dropped by limits");
                         }
-                        report.label_too_long += long;
-                        report.series_limit += over;
+                        report.limits.add(&dropped);
                         fams
                     }
                 };
@@ -286,29 +387,56 @@ impl Pipeline {
     }
 }
 
-/// Applies the per-scrape limits to one application's families, in place: a series with a
-/// label value longer than `max_label_value_bytes` (escaped form) is dropped, then only the
-/// first `max_series` series are kept (a limit of 0 disables either). Families left without
-/// samples are removed. Returns `(dropped for a long label, dropped over the series limit)`.
-pub fn enforce_limits(
-    families: &mut Vec<crate::parse::Family<'_>>,
-    max_series: usize,
-    max_label_value_bytes: usize,
-) -> (u64, u64) {
-    let (mut long, mut over) = (0u64, 0u64);
+/// Whether a label list has the same name twice.
+fn has_duplicate_name(names: &[&str]) -> bool {
+    if names.len() <= 16 {
+        return names.iter().enumerate().any(|(i, a)| names[..i].contains(a));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    !names.iter().all(|n| seen.insert(*n))
+}
+
+/// Applies `limits` to one application's families, in place. A series is dropped (and
+/// counted by reason) when its metric name, a label name or a label value (escaped form) is
+/// too long, it has too many labels or the same label name twice (Prometheus fails the whole
+/// scrape on that); then only the first `max_series` series are kept. Families left without
+/// samples are removed.
+pub fn enforce_limits(families: &mut Vec<crate::parse::Family<'_>>, limits: &SeriesLimits) -> LimitStats {
+    let mut st = LimitStats::default();
     let mut kept = 0usize;
+    let over = |limit: usize, len: usize| limit > 0 && len > limit;
+    let mut names: Vec<&str> = Vec::new();
     for f in families.iter_mut() {
         f.samples.retain(|s| {
-            // a value cannot be longer than the whole label text: most series skip the scan
-            if max_label_value_bytes > 0
-                && s.labels.len() > max_label_value_bytes
-                && crate::parse::labels(s.labels).any(|(_, v)| v.len() > max_label_value_bytes)
-            {
-                long += 1;
+            if over(limits.max_metric_name_bytes, s.name.len()) {
+                st.metric_name_too_long += 1;
                 return false;
             }
-            if max_series > 0 && kept >= max_series {
-                over += 1;
+            if !s.labels.is_empty() {
+                names.clear();
+                let mut long_value = false;
+                for (n, v) in crate::parse::labels(s.labels) {
+                    long_value |= over(limits.max_label_value_bytes, v.len());
+                    names.push(n);
+                }
+                let reason = if long_value {
+                    Some(&mut st.label_too_long)
+                } else if names.iter().any(|n| over(limits.max_label_name_bytes, n.len())) {
+                    Some(&mut st.label_name_too_long)
+                } else if over(limits.max_labels, names.len()) {
+                    Some(&mut st.too_many_labels)
+                } else if has_duplicate_name(&names) {
+                    Some(&mut st.duplicate_label_name)
+                } else {
+                    None
+                };
+                if let Some(counter) = reason {
+                    *counter += 1;
+                    return false;
+                }
+            }
+            if over(limits.max_series, kept + 1) {
+                st.series_limit += 1;
                 return false;
             }
             kept += 1;
@@ -316,13 +444,39 @@ pub fn enforce_limits(
         });
     }
     families.retain(|f| !f.samples.is_empty());
-    (long, over)
+    st
 }
 
 #[cfg(test)]
 mod tests {
-    use super::enforce_limits;
+    use super::{AnnouncedTimeout, LimitStats, SeriesLimits, enforce_limits};
+    use std::time::Duration;
+
+    #[test]
+    fn announced_scrape_timeouts_shorten_collections() {
+        let a = AnnouncedTimeout::default();
+        let five = Duration::from_secs(5);
+        assert_eq!(a.scrape_timeout(five), five);
+        a.announce(Duration::from_secs(4));
+        assert_eq!(a.scrape_timeout(five), Duration::from_millis(3600));
+        // a longer announcement does not lengthen it while the shorter one is recent
+        a.announce(Duration::from_secs(10));
+        assert_eq!(a.scrape_timeout(five), Duration::from_millis(3600));
+        a.announce(Duration::from_secs(1));
+        assert_eq!(a.scrape_timeout(five), Duration::from_millis(750));
+        a.announce(Duration::from_millis(200));
+        assert_eq!(a.scrape_timeout(five), Duration::from_millis(100));
+    }
+
     use crate::parse::{Format, ParseStats, parse};
+
+    fn limits(max_series: usize, max_label_value_bytes: usize) -> SeriesLimits {
+        SeriesLimits {
+            max_series,
+            max_label_value_bytes,
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn limits_drop_long_labels_then_keep_the_first_series() {
@@ -332,7 +486,8 @@ mod tests {
         );
         let mut st = ParseStats::default();
         let mut fams = parse(&text, Format::Text, &mut st);
-        assert_eq!(enforce_limits(&mut fams, 3, 16), (1, 1));
+        let d = enforce_limits(&mut fams, &limits(3, 16));
+        assert_eq!((d.label_too_long, d.series_limit), (1, 1));
         let kept: Vec<&str> = fams
             .iter()
             .flat_map(|f| f.samples.iter().map(|s| s.raw_value))
@@ -340,10 +495,50 @@ mod tests {
         assert_eq!(kept, ["1", "3", "4"]);
         // a family emptied by the limit goes away; zero disables both limits
         let mut fams = parse(&text, Format::Text, &mut st);
-        assert_eq!(enforce_limits(&mut fams, 2, 0), (0, 3));
+        assert_eq!(enforce_limits(&mut fams, &limits(2, 0)).series_limit, 3);
         assert_eq!(fams.len(), 1);
         let mut fams = parse(&text, Format::Text, &mut st);
-        assert_eq!(enforce_limits(&mut fams, 0, 0), (0, 0));
+        assert_eq!(enforce_limits(&mut fams, &limits(0, 0)), LimitStats::default());
         assert_eq!(fams.iter().map(|f| f.samples.len()).sum::<usize>(), 5);
+    }
+
+    #[test]
+    fn names_label_counts_and_duplicates() {
+        let many: Vec<String> = (0..20).map(|i| format!("l{i}=\"v\"")).collect();
+        let many_dup = format!("{},l3=\"w\"", many.join(","));
+        let text = format!(
+            "# TYPE a gauge\na{{k=\"1\",k=\"2\"}} 1\na{{{}=\"x\"}} 2\n{}{{k=\"1\"}} 3\na{{{}}} 4\na{{{many_dup}}} 5\na{{k=\"ok\",j=\"ok\"}} 6\n",
+            "n".repeat(300),
+            format_args!("a{}", "m".repeat(300)),
+            many.join(",")
+        );
+        let mut st = ParseStats::default();
+        let mut fams = parse(&text, Format::Text, &mut st);
+        assert_eq!(st.bad_lines, 0, "{:?}", st.first_error);
+        let l = SeriesLimits {
+            max_label_name_bytes: 256,
+            max_metric_name_bytes: 256,
+            max_labels: 10,
+            ..Default::default()
+        };
+        let d = enforce_limits(&mut fams, &l);
+        assert_eq!(
+            (
+                d.duplicate_label_name,
+                d.label_name_too_long,
+                d.metric_name_too_long,
+                d.too_many_labels
+            ),
+            (1, 1, 1, 2)
+        );
+        let kept: Vec<&str> = fams
+            .iter()
+            .flat_map(|f| f.samples.iter().map(|s| s.raw_value))
+            .collect();
+        assert_eq!(kept, ["6"]);
+        // without the label-count limit, a long list with a repeated name is still caught
+        let mut fams = parse(&text, Format::Text, &mut st);
+        let d = enforce_limits(&mut fams, &SeriesLimits::default());
+        assert_eq!(d.duplicate_label_name, 2);
     }
 }

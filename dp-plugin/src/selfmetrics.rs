@@ -54,7 +54,7 @@ pub const SERIES: Metric = Metric {
 pub const DROPPED: Metric = Metric {
     name: "meshmetric_dp_dropped",
     kind: MetricType::Gauge,
-    help: "What the last collection dropped, by reason (profile, internal, type_conflict, reserved_name, label_too_long, series_limit) and unit (family, series).",
+    help: "What the last collection dropped, by reason (profile, internal, type_conflict, reserved_name, label_too_long, label_name_too_long, metric_name_too_long, too_many_labels, duplicate_label_name, series_limit) and unit (family, series).",
 };
 /// `meshmetric_dp_labels_renamed`.
 pub const LABELS_RENAMED: Metric = Metric {
@@ -185,10 +185,8 @@ pub struct Report {
     pub malformed_lines: u64,
     /// What merging dropped and renamed.
     pub merge: MergeStats,
-    /// Application series dropped for a label value over the limit.
-    pub label_too_long: u64,
-    /// Application series dropped over the per-scrape series limit.
-    pub series_limit: u64,
+    /// Application series dropped by the limits, by reason.
+    pub limits: crate::pipeline::LimitStats,
     /// ETag of the config in force.
     pub config_etag: String,
     /// Collections run so far.
@@ -283,8 +281,12 @@ impl Report {
             ("internal", "series", self.merge.series_filtered_internal),
             ("type_conflict", "family", self.merge.families_type_conflict),
             ("reserved_name", "family", self.merge.families_reserved),
-            ("label_too_long", "series", self.label_too_long),
-            ("series_limit", "series", self.series_limit),
+            ("label_too_long", "series", self.limits.label_too_long),
+            ("label_name_too_long", "series", self.limits.label_name_too_long),
+            ("metric_name_too_long", "series", self.limits.metric_name_too_long),
+            ("too_many_labels", "series", self.limits.too_many_labels),
+            ("duplicate_label_name", "series", self.limits.duplicate_label_name),
+            ("series_limit", "series", self.limits.series_limit),
         ] {
             r.sample(&[("reason", reason), ("unit", unit)], n);
         }

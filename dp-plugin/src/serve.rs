@@ -20,7 +20,18 @@ pub fn router(collector: Arc<Pipeline>) -> Router {
     Router::new().fallback(metrics).with_state(collector)
 }
 
-async fn metrics(State(c): State<Arc<Pipeline>>) -> impl IntoResponse {
+/// Prometheus's scrape timeout for this request, in seconds (sent by Prometheus ≥ 2.x).
+const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+async fn metrics(State(c): State<Arc<Pipeline>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    if let Some(t) = headers
+        .get(SCRAPE_TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= 3600.0)
+    {
+        c.announce_scrape_timeout(std::time::Duration::from_secs_f64(t));
+    }
     let body = c.collect().await;
     ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body)
 }

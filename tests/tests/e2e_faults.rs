@@ -163,7 +163,7 @@ fn e2e_limits_bound_untrusted_applications() {
             "100",
             "--max-label-value-bytes",
             "1024",
-            "--max-body-bytes",
+            "--max-app-body-bytes",
             "4194304",
         ],
     );
@@ -208,6 +208,196 @@ fn e2e_limits_bound_untrusted_applications() {
         "{}",
         dp.log_text()
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An HTTP server that answers every request with `body` after `delay`.
+fn slow_app(body: &'static str, delay: Duration) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                std::thread::sleep(delay);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// One Prometheus query: the result vector.
+fn query(prom: &str, q: &str) -> Vec<serde_json::Value> {
+    let path = format!(
+        "/api/v1/query?query={}",
+        q.replace('{', "%7B")
+            .replace('}', "%7D")
+            .replace('"', "%22")
+            .replace('=', "%3D")
+            .replace(',', "%2C")
+    );
+    get_ok(prom, &path)
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn e2e_hostile_applications_spoil_neither_the_scrape_nor_the_memory() {
+    let dir = workdir("hostile");
+    let endless: Vec<u16> = (0..5).map(|_| endless_app()).collect();
+    let dup = fake_app(Some(
+        b"# TYPE dup_metric gauge\ndup_metric{a=\"1\",a=\"2\"} 1\ndup_metric{a=\"ok\"} 2\n".to_vec(),
+    ));
+    let clash = fake_app(Some(
+        b"# TYPE clash_metric gauge\nclash_metric{mesh=\"m1\",exported_mesh=\"m2\"} 1\n".to_vec(),
+    ));
+    let spoof = fake_app(Some(
+        b"# TYPE meshmetric_dp_scrape_up gauge\nmeshmetric_dp_scrape_up{source=\"envoy\"} 0\n".to_vec(),
+    ));
+    let long_name = fake_app(Some(
+        format!(
+            "# TYPE named_metric gauge\nnamed_metric{{{}=\"v\"}} 1\nnamed_metric 2\n",
+            "n".repeat(2000)
+        )
+        .into_bytes(),
+    ));
+    let slow = slow_app("slow_metric 1\n", Duration::from_secs(4));
+    let ip = free_loopback(15, 5670);
+    let res = dir.join("resources");
+    std::fs::create_dir_all(&res).unwrap();
+    std::fs::write(
+        res.join("dp.yaml"),
+        format!(
+            "type: Dataplane\nname: web-01\nnetworking: {{address: {ip}, inbound: [{{port: {}}}]}}\n",
+            free_port(&ip)
+        ),
+    )
+    .unwrap();
+    let mut apps: Vec<String> = endless
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("      - {{name: endless-{i}, port: {p}}}\n"))
+        .collect();
+    for (name, port) in [
+        ("dup", dup),
+        ("clash", clash),
+        ("spoof", spoof),
+        ("long-name", long_name),
+        ("slow", slow),
+    ] {
+        apps.push(format!("      - {{name: {name}, port: {port}}}\n"));
+    }
+    std::fs::write(
+        res.join("policy.yaml"),
+        format!(
+            "type: MeshMetric\nname: m\nspec:\n  default:\n    applications:\n{}    backends: [{{type: Prometheus, prometheus: {{port: 5670}}}}]\n",
+            apps.concat()
+        ),
+    )
+    .unwrap();
+    let cp = ControlPlane::start(&dir, Some(&res), &[]);
+    // default limits: 16 MiB per application, 64 MiB for all of them together
+    let mut dp = start_proxy(&dir, "web-01", &cp);
+    let target = format!("{ip}:5670");
+    wait_for(Duration::from_secs(60), || {
+        get_ok(&target, "/metrics").filter(|b| b.contains("envoy_server_live"))
+    })
+    .unwrap_or_else(|| panic!("never served:\n{}", dp.log_text()));
+
+    // the real Prometheus scrapes the proxy with a 2 s timeout: the slow application (4 s)
+    // is left out, the proxy is up, and nothing an application sent spoils the scrape
+    let conf = dir.join("prometheus.yml");
+    std::fs::write(
+        &conf,
+        format!("global: {{scrape_interval: 2s, scrape_timeout: 2s, evaluation_interval: 1m}}\nscrape_configs:\n  - job_name: proxy\n    static_configs: [{{targets: [\"{target}\"]}}]\n"),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let _prom = Proc::start(
+        "prometheus",
+        &dir,
+        &prometheus(),
+        &[
+            &format!("--config.file={}", conf.display()),
+            &format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+            &format!("--web.listen-address={addr}"),
+            "--log.level=warn",
+        ],
+    );
+    let up = wait_for(Duration::from_secs(60), || {
+        let r = query(&addr, "meshmetric_dp_scrape_up{application=\"slow\"}");
+        (!r.is_empty() && !query(&addr, "up{job=\"proxy\"}").is_empty()).then(|| query(&addr, "up{job=\"proxy\"}"))
+    })
+    .unwrap_or_else(|| panic!("Prometheus never scraped the proxy\n{}", dp.log_text()));
+    assert_eq!(up[0]["value"][1], "1", "the proxy is up in Prometheus: {up:?}");
+    let slow_up = query(&addr, "meshmetric_dp_scrape_up{application=\"slow\"}");
+    assert_eq!(slow_up[0]["value"][1], "0", "{slow_up:?}");
+    // duplicate label names: that series is dropped, the rest stays
+    let dups = query(&addr, "dup_metric");
+    assert_eq!(dups.len(), 1, "{dups:?}");
+    assert_eq!(dups[0]["metric"]["a"], "ok");
+    // renames never collide: Prometheus stored all three values
+    let c = query(&addr, "clash_metric");
+    assert_eq!(c.len(), 1, "{c:?}");
+    let m = &c[0]["metric"];
+    assert_eq!(
+        (
+            m["mesh"].as_str(),
+            m["exported_mesh"].as_str(),
+            m["exported_exported_mesh"].as_str()
+        ),
+        (Some("default"), Some("m2"), Some("m1")),
+        "{m}"
+    );
+    // applications cannot spoof the plugin's own metrics
+    let own = query(&addr, "meshmetric_dp_scrape_up{source=\"envoy\"}");
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0]["value"][1], "1", "{own:?}");
+    // a label name of 2,000 bytes drops its series only
+    let named = query(&addr, "named_metric");
+    assert_eq!(named.len(), 1, "{named:?}");
+    let body = get_ok(&target, "/metrics").unwrap();
+    for reason in ["duplicate_label_name", "label_name_too_long"] {
+        assert_eq!(
+            sample_value(
+                &body,
+                &format!("meshmetric_dp_dropped{{reason=\"{reason}\",unit=\"series\"")
+            ),
+            Some(1.0),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        sample_value(&body, "meshmetric_dp_dropped{reason=\"reserved_name\",unit=\"family\""),
+        Some(1.0)
+    );
+    // five endless applications: each fails at its own limit or at the shared budget
+    for i in 0..5 {
+        assert_eq!(
+            sample_value(
+                &body,
+                &format!("meshmetric_dp_scrape_up{{source=\"application\",application=\"endless-{i}\"")
+            ),
+            Some(0.0)
+        );
+    }
+    for _ in 0..5 {
+        assert!(get_ok(&target, "/metrics").is_some());
+    }
+    dp.assert_running();
+    let rss = peak_rss_kib(dp.child.id());
+    eprintln!(
+        "peak RSS of meshmetric-dp with five endless applications: {} MiB",
+        rss / 1024
+    );
+    assert!(rss > 0 && rss < 300 * 1024, "peak RSS {rss} KiB");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -98,7 +98,7 @@ fn e2e_postgres_instances_share_one_store_and_push_each_others_changes() {
     let dir = workdir("store-pg");
     let mut pg = Postgres::start(&dir);
     let url = pg.url(PASSWORD);
-    let ip = free_loopback(21, 5670);
+    let ip = free_loopback(23, 5670);
     let (_app, app) = sample_app(&dir);
     let dir_a = dir.join("a");
     let dir_b = dir.join("b");
