@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use meshmetric_policies::{Resource, parse_documents};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use meshmetric_policies::ResourceKind;
@@ -91,18 +91,74 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// Query parameters of a PostgreSQL address whose values are secret.
+const SECRET_PARAMS: [&str; 2] = ["password", "sslpassword"];
+
+/// An address with every password replaced by `***`: the user-info form
+/// (`postgres://user:secret@host/db`) and the `password`/`sslpassword` query parameters
+/// (`...?password=secret`).
 pub fn redact(address: &str) -> String {
     let Some((scheme, rest)) = address.split_once("://") else {
         return address.to_string();
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    // the user info ends at the last '@' before the path
+    let authority_end = main.find('/').unwrap_or(main.len());
+    let mut out = format!("{scheme}://");
+    match main[..authority_end].rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
+            out.push_str(&format!("{user}:***@{}", &main[userinfo.len() + 1..]));
         }
-        _ => address.to_string(),
+        _ => out.push_str(main),
     }
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(k)) => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// Whether `host` is a loopback name or address, or a unix socket directory.
+fn is_local_host(host: &str) -> bool {
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The connection options of a `postgres://` address, as libpq reads them (`sslmode`,
+/// `sslrootcert`, `sslcert`, `sslkey`, `password`, `PGSSLMODE`, ...), with one stricter
+/// default: when no `sslmode` is given, a host that is not loopback or a unix socket gets
+/// `verify-full` (TLS, the server's certificate checked against `sslrootcert` or the system
+/// roots, and its name against the host), so neither the password nor the resources cross a
+/// network in clear or to an impostor. Loopback keeps libpq's `prefer`.
+pub fn pg_options(address: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let opts: PgConnectOptions = address.parse()?;
+    let explicit = std::env::var_os("PGSSLMODE").is_some()
+        || address.split_once('?').is_some_and(|(_, q)| {
+            q.split('&')
+                .any(|kv| matches!(kv.split('=').next(), Some("sslmode" | "ssl-mode")))
+        });
+    let local = opts.get_socket().is_some() || is_local_host(opts.get_host());
+    Ok(if explicit || local {
+        opts
+    } else {
+        opts.ssl_mode(PgSslMode::VerifyFull)
+    })
 }
 
 fn body(r: &Resource) -> String {
@@ -146,11 +202,14 @@ impl Persistence {
                     .map_err(open_err)?,
             )
         } else if address.starts_with("postgres://") || address.starts_with("postgresql://") {
+            let opts = pg_options(address).map_err(open_err)?;
+            let shown: &str = &display;
+            tracing::info!(store = shown, sslmode = ?opts.get_ssl_mode(), "connecting to PostgreSQL");
             Db::Postgres(
                 PgPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect(address)
+                    .connect_with(opts)
                     .await
                     .map_err(open_err)?,
             )

@@ -77,3 +77,46 @@ async fn bad_addresses_are_named_and_passwords_redacted() {
     };
     assert!(e.contains("could not be opened") && !e.contains("secret"), "{e}");
 }
+
+#[test]
+fn every_password_form_is_redacted() {
+    for (address, shown) in [
+        ("postgres://u:s3cret@h:5432/db", "postgres://u:***@h:5432/db"),
+        ("postgres://u@h/db?password=s3cret", "postgres://u@h/db?password=***"),
+        (
+            "postgresql://h/db?user=u&password=s3cret&sslmode=verify-full&sslpassword=k3y",
+            "postgresql://h/db?user=u&password=***&sslmode=verify-full&sslpassword=***",
+        ),
+        ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+    ] {
+        assert_eq!(redact(address), shown);
+    }
+}
+
+#[test]
+fn tls_is_verified_by_default_off_the_host() {
+    use meshmetric_control_plane::persist::pg_options;
+    use sqlx::postgres::PgSslMode;
+    // PGSSLMODE would count as an explicit choice; the test environment does not set it
+    assert!(std::env::var_os("PGSSLMODE").is_none());
+    let mode = |a: &str| pg_options(a).unwrap().get_ssl_mode();
+    assert!(matches!(mode("postgres://u@db.example:5432/m"), PgSslMode::VerifyFull));
+    assert!(matches!(mode("postgres://u@10.0.0.5/m"), PgSslMode::VerifyFull));
+    // loopback and unix sockets keep libpq's default
+    assert!(matches!(mode("postgres://u@127.0.0.1/m"), PgSslMode::Prefer));
+    assert!(matches!(mode("postgres://u@localhost/m"), PgSslMode::Prefer));
+    assert!(matches!(mode("postgres://u@[::1]/m"), PgSslMode::Prefer));
+    assert!(matches!(
+        mode("postgres://u@%2Fvar%2Frun%2Fpostgresql/m"),
+        PgSslMode::Prefer
+    ));
+    // an explicit sslmode is honoured
+    assert!(matches!(
+        mode("postgres://u@db.example/m?sslmode=require"),
+        PgSslMode::Require
+    ));
+    assert!(matches!(
+        mode("postgres://u@db.example/m?sslmode=disable"),
+        PgSslMode::Disable
+    ));
+}

@@ -550,6 +550,16 @@ impl Postgres {
     /// `initdb` into `dir/pg` and start the server; as root, both run as the `postgres` user
     /// (PostgreSQL refuses to run as root).
     pub fn start(dir: &Path) -> Postgres {
+        Self::start_with(dir, None)
+    }
+
+    /// [`Postgres::start`] with `ssl = on` using `tls` (certificate, key) and only TLS
+    /// connections allowed over TCP (`hostssl` in `pg_hba.conf`).
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Postgres {
+        Self::start_with(dir, Some((cert, key)))
+    }
+
+    fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Postgres {
         let data = dir.join("pg");
         std::fs::create_dir_all(&data).expect("pg dir");
         if is_root() {
@@ -565,6 +575,29 @@ impl Postgres {
             .output()
             .expect("initdb");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        if let Some((cert, key)) = tls {
+            std::fs::copy(cert, data.join("server.crt")).expect("copy server.crt");
+            std::fs::copy(key, data.join("server.key")).expect("copy server.key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600))
+                .expect("chmod server.key");
+            let conf = data.join("postgresql.conf");
+            let mut c = std::fs::read_to_string(&conf).expect("postgresql.conf");
+            c.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+            std::fs::write(&conf, c).expect("postgresql.conf");
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("pg_hba.conf");
+            if is_root() {
+                let st = Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data)
+                    .status();
+                assert!(st.is_ok_and(|s| s.success()), "chown {}", data.display());
+            }
+        }
         let port = free_port("127.0.0.1");
         let proc = Self::launch(dir, port);
         Postgres { proc, port }

@@ -281,3 +281,74 @@ fn e2e_full_disk_refuses_writes_and_keeps_serving() {
     drop(fs);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `meshmetric-cp` with `--store store` expecting it to refuse to start; returns its log.
+fn refused_store(dir: &std::path::Path, store: &str) -> String {
+    let data = dir.join(format!("refused-{}", free_port("127.0.0.1")));
+    let out = std::process::Command::new(bin("meshmetric-cp"))
+        .args(["--store", store, "--data-dir", data.to_str().unwrap()])
+        .args(["--api-address", &format!("127.0.0.1:{}", free_port("127.0.0.1"))])
+        .args(["--xds-address", &format!("127.0.0.1:{}", free_port("127.0.0.1"))])
+        .args(["--mads-address", &format!("127.0.0.1:{}", free_port("127.0.0.1"))])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with {store}");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn e2e_postgres_over_verified_tls() {
+    const PASSWORD: &str = "pg-tls-s3cret-41c2";
+    let dir = workdir("store-pg-tls");
+    let certs = dir.join("certs");
+    let other = dir.join("other-ca");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    make_cert(&certs, "pg", "postgres");
+    make_cert(&other, "unused", "unused");
+    // the server accepts TLS connections only
+    let pg = Postgres::start_tls(&dir, &certs.join("pg.pem"), &certs.join("pg.key"));
+    let ca = certs.join("ca.pem");
+    let wrong_ca = other.join("ca.pem");
+    let base = |host: &str| format!("postgres://meshmetric@{host}:{}/postgres?password={PASSWORD}", pg.port);
+
+    // verify-full against the right CA, by address and by name
+    for host in ["127.0.0.1", "localhost"] {
+        let url = format!("{}&sslmode=verify-full&sslrootcert={}", base(host), ca.display());
+        let cp_dir = dir.join(format!("cp-{host}"));
+        std::fs::create_dir_all(&cp_dir).unwrap();
+        let cp = ControlPlane::start(&cp_dir, None, &["--store", &url]);
+        let (st, body) = cp.call(
+            "POST",
+            "/apply",
+            Some("type: MeshMetric\nname: m\nspec: {default: {backends: [{type: Prometheus, prometheus: {port: 5670}}]}}\n"),
+        );
+        assert_eq!(st, 200, "{body}");
+        let log = cp.proc.log_text();
+        assert!(log.contains("VerifyFull") && log.contains("password=***"), "{log}");
+        assert!(!log.contains(PASSWORD), "{log}");
+    }
+
+    // a certificate from another CA, and a connection without TLS, are refused at start
+    let wrong = refused_store(
+        &dir,
+        &format!(
+            "{}&sslmode=verify-full&sslrootcert={}",
+            base("127.0.0.1"),
+            wrong_ca.display()
+        ),
+    );
+    assert!(wrong.contains("could not be opened"), "{wrong}");
+    assert!(wrong.to_lowercase().contains("certificate"), "{wrong}");
+    let plain = refused_store(&dir, &format!("{}&sslmode=disable", base("127.0.0.1")));
+    assert!(plain.contains("could not be opened"), "{plain}");
+    for log in [&wrong, &plain] {
+        assert!(!log.contains(PASSWORD), "{log}");
+        assert!(log.contains("password=***"), "{log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
