@@ -141,10 +141,16 @@ fn proxy_of(node: &Node, root: &str) -> Result<Proxy, Status> {
     let Some((mesh, name)) = parse_node_id(&node.id) else {
         let shown: String = node.id.chars().take(100).collect();
         return Err(Status::invalid_argument(format!(
-            "node.id {shown:?} must be <mesh>.<dataplane name>, e.g. default.web-01"
+            "node.id {shown:?} must be <mesh>.<dataplane name>, e.g. default.web-01 (mesh: [0-9a-z-_]; name: a lowercase RFC 1123 subdomain; each at most 253 characters)"
         )));
     };
     let workdir = metadata_str(node, META_WORKDIR).unwrap_or_else(|| format!("{root}/{}", node_id(mesh, name)));
+    if !workdir.starts_with('/') || workdir.len() > 4096 || workdir.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "node metadata {META_WORKDIR} {:?} must be an absolute path without control characters",
+            escape(&workdir)
+        )));
+    }
     let mut paths = ProxyPaths::in_workdir(&workdir);
     paths.tls_cert = metadata_str(node, META_CERT_PATH);
     paths.tls_key = metadata_str(node, META_KEY_PATH);

@@ -215,8 +215,28 @@ fn check(store: &Store, mut parsed: Parsed) -> Result<(Vec<Resource>, Vec<Value>
     Ok((parsed.resources, warnings))
 }
 
+/// Request bodies parsed at the same time; the rest wait their turn.
+pub const PARSE_CONCURRENCY: usize = 2;
+static PARSING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PARSE_CONCURRENCY);
+
+/// Parses a request body on a blocking thread, at most [`PARSE_CONCURRENCY`] at a time, so an
+/// expensive document never stalls the async workers that answer `/ready`, MADS and ADS.
+async fn parse_body(body: String) -> Parsed {
+    let _permit = PARSING.acquire().await;
+    match tokio::task::spawn_blocking(move || parse_documents_all(&body)).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "parsing a request body failed");
+            Parsed {
+                errors: vec![ParseError::Syntax("the body could not be parsed".into())],
+                ..Default::default()
+            }
+        }
+    }
+}
+
 async fn apply(State(store): State<Ctx>, body: String) -> Response {
-    let (rs, warnings) = match check(&store, parse_documents_all(&body)) {
+    let (rs, warnings) = match check(&store, parse_body(body).await) {
         Ok(x) => x,
         Err(resp) => return *resp,
     };
@@ -249,7 +269,7 @@ async fn put(
         Ok(k) => k,
         Err(r) => return *r,
     };
-    let mut parsed = parse_documents_all(&body);
+    let mut parsed = parse_body(body).await;
     if parsed.errors.is_empty() && parsed.resources.len() != 1 {
         return error(
             StatusCode::BAD_REQUEST,

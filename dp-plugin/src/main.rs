@@ -176,12 +176,13 @@ struct RunArgs {
 fn params(p: &ProxyArgs) -> anyhow::Result<BootstrapParams> {
     let workdir = std::path::absolute(&p.workdir)?;
     let token = match &p.dataplane_token_file {
-        Some(f) => Some(
+        Some(f) => Some({
+            ensure_trusted(f).context("the dataplane token file")?;
             std::fs::read_to_string(f)
                 .with_context(|| format!("reading the dataplane token {}", f.display()))?
                 .trim()
-                .to_string(),
-        ),
+                .to_string()
+        }),
         None => None,
     };
     let cp_ca_file = match &p.cp_ca_file {
@@ -222,7 +223,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
     let p = params(&args.proxy)?;
     let workdir = PathBuf::from(&p.workdir);
-    std::fs::create_dir_all(&workdir).with_context(|| format!("creating workdir {}", workdir.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // owner and group (Envoy run separately may share the group); nobody else
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(&workdir)
+            .with_context(|| format!("creating workdir {}", workdir.display()))?;
+    }
+    ensure_trusted(&workdir).context("the workdir")?;
     let config_socket = workdir.join(meshmetric_policies::contract::CONFIG_SOCKET);
     let metrics_socket = workdir.join(meshmetric_policies::contract::METRICS_SOCKET);
     if metrics_socket.as_os_str().len() > meshmetric_policies::contract::MAX_SOCKET_PATH {
@@ -342,6 +352,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&metrics_socket);
     tracing::info!("plugin stopped");
     result
+}
+
+/// Refuses a path another user owns or may write ([`meshmetric_policies::ownership`]): the
+/// workdir holds the sockets and Envoy's bootstrap, the token file the proxy's identity.
+fn ensure_trusted(path: &std::path::Path) -> anyhow::Result<()> {
+    let md = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    meshmetric_policies::ownership::check_metadata(path, &md, me)?;
+    Ok(())
 }
 
 /// Writes `data` to `path` readable by the owner only (the bootstrap carries the dataplane

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meshmetric_dp::pipeline::enforce_limits;
+use meshmetric_dp::pipeline::{SeriesLimits, enforce_limits};
 use meshmetric_dp::merge::{ExtraLabels, MergeStats, Origin, merge_encode};
 use meshmetric_dp::parse::{Format, ParseStats, parse};
 use meshmetric_policies::profiles::FamilyFilter;
@@ -40,7 +40,14 @@ fuzz_target!(|data: &[u8]| {
     for format in [Format::Text, Format::OpenMetrics] {
         let mut st = ParseStats::default();
         let mut fams = parse(text, format, &mut st);
-        let _ = enforce_limits(&mut fams, 3, 8);
+        let limits = SeriesLimits {
+            max_series: 3,
+            max_label_value_bytes: 8,
+            max_label_name_bytes: 8,
+            max_metric_name_bytes: 16,
+            max_labels: 4,
+        };
+        let _ = enforce_limits(&mut fams, &limits);
         // with extra labels (renaming clashes to exported_*): must not panic
         let _ = encode(text, format, &filter, &extra);
 

@@ -49,9 +49,12 @@ pub fn node_id(mesh: &str, name: &str) -> String {
     format!("{mesh}.{name}")
 }
 
-/// Splits a `node.id` into `(mesh, name)` at the first `.`; `None` without one.
+/// Splits a `node.id` into `(mesh, name)` at the first `.` (mesh names have no `.`); `None`
+/// without one, or when either part is not a valid mesh or name ([`crate::meta::check_mesh`],
+/// [`crate::meta::check_name`]), so a hostile id never reaches a log or a lookup.
 pub fn parse_node_id(id: &str) -> Option<(&str, &str)> {
-    id.split_once('.').filter(|(m, n)| !m.is_empty() && !n.is_empty())
+    id.split_once('.')
+        .filter(|(m, n)| crate::meta::check_mesh(m).is_ok() && crate::meta::check_name(n).is_ok())
 }
 
 /// Name (and stat prefix) of the listener of the Prometheus backend on `port`.

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use crate::dataplane::{Dataplane, DataplaneSpec, NAMESPACE_LABEL, validate_dataplane};
 use crate::meshgateway::{MeshGateway, MeshGatewaySpec, validate_meshgateway};
 use crate::meshmetric::{MeshMetric, MeshMetricSpec};
-use crate::meta::{DEFAULT_MESH, MESH_LABEL, Meta};
+use crate::meta::{DEFAULT_MESH, MESH_LABEL, Meta, check_mesh, check_name};
 use crate::otelbackend::{MeshOpenTelemetryBackend, OtelBackendSpec, validate_otel_backend};
 use crate::validate::validate_meshmetric;
 use crate::violation::{Violation, Violations, Warning};
@@ -243,8 +243,21 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_total_scalar_bytes = 256 << 20;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    // resources have no use for alias bombs: a 600-byte document must not expand into
+    // millions of nodes (serde-saphyr's default replays up to 1,000,000 events)
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAYED_EVENTS;
+    // errors give line and column, never the text around them: it may hold a secret
+    options.with_snippet = false;
     options
 }
+
+/// Most events aliases may replay in one input.
+pub const MAX_ALIAS_REPLAYED_EVENTS: usize = 100_000;
+
+/// Most violations collected from one document by re-deserializing it without the offending
+/// field; each pass costs a full deserialization, so a document with hundreds of unknown fields
+/// reports the first ones only.
+const MAX_PASSES: usize = 16;
 
 /// Decodes `text` into one JSON value per document. JSON is parsed strictly (YAML would accept
 /// `{"a": }`); a JSON array holds several documents.
@@ -312,10 +325,11 @@ pub fn parse_documents_all(text: &str) -> Parsed {
 /// Parses and validates one document already decoded to JSON; returns the resource and its
 /// warnings.
 pub fn parse_value(index: usize, doc: Value) -> Result<(Resource, Vec<Warning>), ParseError> {
+    // an invalid document's kind and name are shown as written, cut short
     let invalid = |kind: &str, name: &str, v: Violations| ParseError::Invalid {
         index,
-        kind: kind.to_string(),
-        name: name.to_string(),
+        kind: shorten(kind),
+        name: shorten(name),
         violations: v,
     };
     let Value::Object(mut obj) = doc else {
@@ -426,11 +440,21 @@ pub fn parse_value(index: usize, doc: Value) -> Result<(Resource, Vec<Warning>),
             _ => (kind, meta, Value::Object(obj), String::new()),
         }
     };
-    if meta.name.is_empty() {
-        let field = if k8s { "metadata.name" } else { "name" };
-        if !v.names(field) {
-            v.push(field, "must not be empty");
-        }
+    let name_field = if k8s { "metadata.name" } else { "name" };
+    if let Err(e) = check_name(&meta.name)
+        && !v.names(name_field)
+    {
+        v.push(name_field, e.to_string());
+    }
+    let mesh_field = if k8s {
+        "metadata.labels[\"kuma.io/mesh\"]"
+    } else {
+        "mesh"
+    };
+    if let Err(e) = check_mesh(&meta.mesh)
+        && !v.names(mesh_field)
+    {
+        v.push(mesh_field, e.to_string());
     }
     let Some(kind) = ResourceKind::from_name(&kind_name) else {
         let field = if k8s { "kind" } else { "type" };
@@ -504,17 +528,24 @@ fn extend_new(v: &mut Violations, found: Violations) {
 fn deserialize_all<T: DeserializeOwned>(mut body: Value, prefix: &str, violations: &mut Violations) -> Option<T> {
     use serde_path_to_error::Segment;
     let mut seen = std::collections::HashSet::new();
-    for _ in 0..256 {
+    for pass in 1..=MAX_PASSES {
         let err = match serde_path_to_error::deserialize::<_, T>(&body) {
             Ok(t) => return Some(t),
             Err(e) => e,
         };
         let path = err.path().to_string();
         let msg = err.inner().to_string();
-        let msg = match msg.split_once(", expected one of ") {
+        let mut msg = match msg.split_once(", expected one of ") {
             Some((head, accepted)) => format!("{}; accepted: {}", head.replace('`', ""), accepted.replace('`', "")),
             None => msg,
         };
+        if pass == MAX_PASSES {
+            msg.push_str(&format!(
+                " (further violations of this document not reported: at most {MAX_PASSES})"
+            ));
+            violations.push(join(prefix, &path), msg);
+            return None;
+        }
         violations.push(join(prefix, &path), msg);
         if !seen.insert(path) {
             return None;
@@ -538,6 +569,17 @@ fn deserialize_all<T: DeserializeOwned>(mut body: Value, prefix: &str, violation
         }
     }
     None
+}
+
+/// Longest kind or name of an invalid document repeated in its error.
+const SHOWN_NAME: usize = 64;
+
+/// `s` cut to [`SHOWN_NAME`] characters (with `…`).
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(SHOWN_NAME) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 fn join(prefix: &str, path: &str) -> String {

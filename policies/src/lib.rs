@@ -36,6 +36,7 @@ pub mod meshgateway;
 pub mod meshmetric;
 pub mod meta;
 pub mod otelbackend;
+pub mod ownership;
 pub mod profiles;
 pub mod proxy;
 pub mod schema;

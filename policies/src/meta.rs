@@ -75,3 +75,96 @@ pub enum PolicyRole {
     /// `workload-owner`.
     WorkloadOwner,
 }
+
+/// Longest name or mesh (Kuma: 253, a DNS subdomain).
+pub const MAX_NAME_LEN: usize = 253;
+
+/// Why a resource name or mesh is refused (Kuma 2.14's `ValidateMeta` messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty.
+    #[error("cannot be empty")]
+    Empty,
+    /// Longer than [`MAX_NAME_LEN`].
+    #[error("value length must less or equal 253")]
+    TooLong,
+    /// A name that is not a lowercase RFC 1123 subdomain.
+    #[error(
+        "invalid characters. A lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+    )]
+    Name,
+    /// A mesh with other characters than Kuma's (minus `.`).
+    #[error(
+        "invalid characters. Valid characters are numbers, lowercase latin letters and '-', '_' symbols ('.' is not accepted: the proxy id <mesh>.<name> must split at its first dot)"
+    )]
+    Mesh,
+}
+
+/// Checks a resource name: a lowercase RFC 1123 subdomain (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`
+/// labels joined by `.`), at most 253 bytes — Kuma 2.14's identifier rule.
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    if name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(NameError::Name)
+    }
+}
+
+/// Checks a mesh name: Kuma's backward-compatible mesh characters (`[0-9a-z-_]`) without `.`,
+/// not empty, at most 253 bytes.
+pub fn check_mesh(mesh: &str) -> Result<(), NameError> {
+    if mesh.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if mesh.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    if mesh
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+    {
+        Ok(())
+    } else {
+        Err(NameError::Mesh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kumas_meta_validator_cases() {
+        // Kuma v2.14.3 pkg/core/resources/apis/mesh/meta_validator_test.go
+        assert_eq!(check_name("name-1"), Ok(()));
+        assert_eq!(check_name("default.name-1"), Ok(()));
+        assert_eq!(check_mesh("mesh-1"), Ok(()));
+        assert_eq!(check_name(""), Err(NameError::Empty));
+        assert_eq!(check_mesh(""), Err(NameError::Empty));
+        assert_eq!(check_name("two..dots"), Err(NameError::Name));
+        assert_eq!(check_name("under_score"), Err(NameError::Name));
+        assert_eq!(check_name(&"a".repeat(300)), Err(NameError::TooLong));
+        assert_eq!(NameError::TooLong.to_string(), "value length must less or equal 253");
+        // hostile names
+        for bad in ["../etc", "a\nb", "a\u{1b}[31m", "UPPER", "-a", "a-", ".a", "a."] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_mesh("old_mesh"), Ok(()));
+        assert_eq!(check_mesh("a.b"), Err(NameError::Mesh));
+        assert_eq!(check_mesh("a\nb"), Err(NameError::Mesh));
+    }
+}

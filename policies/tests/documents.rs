@@ -136,3 +136,83 @@ fn a_mesh_sized_file_parses() {
     }
     assert_eq!(parse_documents(&s).unwrap().len(), 3000);
 }
+
+#[test]
+fn syntax_errors_never_repeat_the_text() {
+    let secret = "Bearer SECRET-5f1e";
+    for text in [
+        format!(
+            "type: MeshMetric\nname: m\nspec: {{default: {{backends: [{{type: OpenTelemetry, openTelemetry: {{endpoint: 'x:1', headers: [{{name: authorization, value: '{secret}'}}]}}}}]}}}}}}}}\n"
+        ),
+        format!("type: MeshMetric\nname: m\nspec:\n  default:\n    x: \"{secret}\"\n  oops: [\n"),
+    ] {
+        let err = parse_documents(&text).unwrap_err();
+        let ParseError::Syntax(msg) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(msg.contains("line"), "{msg}");
+        assert!(!msg.contains("SECRET"), "{msg}");
+    }
+}
+
+#[test]
+fn names_and_meshes_follow_kumas_rules() {
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    let doc = |mesh: &str, name: &str| {
+        format!(
+            "type: MeshMetric\nmesh: {}\nname: {}\nspec: {{default: {{}}}}\n",
+            q(mesh),
+            q(name)
+        )
+    };
+    assert!(parse_documents(&doc("default", "web.default")).is_ok());
+    assert!(parse_documents(&doc("legacy_mesh", "web-01")).is_ok());
+    for (mesh, name, field) in [
+        ("default", "../etc/passwd", "name"),
+        ("default", "a\nb", "name"),
+        ("default", "\u{1b}[31mred", "name"),
+        ("default", "Upper", "name"),
+        ("default", "", "name"),
+        ("", "web", "mesh"),
+        ("a.b", "web", "mesh"),
+        ("a\nb", "web", "mesh"),
+    ] {
+        assert_eq!(fields(&doc(mesh, name)), [field], "{mesh:?} {name:?}");
+    }
+    let long = "a".repeat(100_000);
+    let e = parse_documents(&doc("default", &long)).unwrap_err();
+    let v = e.violations();
+    assert_eq!(v[0].message, "value length must less or equal 253");
+    // Kubernetes form: the mesh label and metadata.name
+    let k8s = "apiVersion: kuma.io/v1alpha1\nkind: MeshMetric\nmetadata: {name: Bad_Name, labels: {kuma.io/mesh: a.b}}\nspec: {default: {}}\n";
+    assert_eq!(fields(k8s), ["metadata.name", "metadata.labels[\"kuma.io/mesh\"]"]);
+}
+
+#[test]
+fn an_alias_bomb_is_refused() {
+    // 10 levels of 10 aliases each: 10^10 nodes if expanded
+    let mut text = String::from("type: MeshMetric\nname: m\nx0: &x0 [a, a, a, a, a, a, a, a, a, a]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "x{i}: &x{i} [*x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}]\n"
+        ));
+    }
+    text.push_str("spec: {default: {}}\n");
+    assert!(text.len() < 1024);
+    let err = parse_documents(&text).unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("alias"), "{err}");
+}
+
+#[test]
+fn hundreds_of_unknown_fields_report_the_first_sixteen() {
+    let unknown: Vec<String> = (0..300).map(|i| format!("u{i}: 1")).collect();
+    let text = format!(
+        "type: MeshMetric\nname: m\nspec: {{default: {{{}}}}}\n",
+        unknown.join(", ")
+    );
+    let e = parse_documents(&text).unwrap_err();
+    let v = e.violations();
+    assert_eq!(v.len(), 16, "{v:?}");
+    assert!(v[15].message.contains("not reported"), "{}", v[15].message);
+}

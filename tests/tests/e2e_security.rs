@@ -273,3 +273,203 @@ fn e2e_real_envoy_over_tls_with_a_dataplane_token() {
     assert_eq!(mode & 0o077, 0, "bootstrap mode {mode:o}");
     assert!(!cp.proc.log_text().contains(&token) && !dp.log_text().contains(&token));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_hostile_names_ids_and_bodies_are_refused_cheaply() {
+    let dir = workdir("sec-hostile");
+    let cp = ControlPlane::start(&dir, None, &[]);
+    let log_len = || cp.proc.log_text().len();
+
+    // node.ids that are not <mesh>.<name>: refused, and never written raw to the log
+    let before = log_len();
+    for id in [
+        "default.web\n2026-12-01T00:00:00Z INFO forged line".to_string(),
+        "default.\u{1b}[31mred".to_string(),
+        "a.b.c\u{0}".to_string(),
+        format!("default.{}", "x".repeat(3 << 20)),
+    ] {
+        let e = ads_request(&cp.xds, &id, None).await.unwrap_err();
+        assert_eq!(e.0, tonic::Code::InvalidArgument, "{:?}", &e.1[..e.1.len().min(200)]);
+        assert!(e.1.len() < 1024, "the refusal is short: {} bytes", e.1.len());
+    }
+    let log = cp.proc.log_text();
+    assert!(!log.contains("forged line") && !log.contains('\u{1b}'), "{log}");
+    assert!(
+        log_len() - before < 16 << 10,
+        "{} log bytes for four hostile ids",
+        log_len() - before
+    );
+
+    // names and meshes: Kuma's rules, with the field named
+    for (doc, field) in [
+        (
+            "type: MeshMetric\nname: ../../etc/passwd\nspec: {default: {}}\n",
+            "name",
+        ),
+        ("type: MeshMetric\nname: \"a\\nb\"\nspec: {default: {}}\n", "name"),
+        ("type: MeshMetric\nmesh: a.b\nname: c\nspec: {default: {}}\n", "mesh"),
+        ("type: MeshMetric\nmesh: \"\"\nname: c\nspec: {default: {}}\n", "mesh"),
+    ] {
+        let (st, body) = cp.call("POST", "/apply", Some(doc));
+        assert_eq!(st, 400, "{doc}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["causes"][0]["field"], field, "{body}");
+    }
+    let long = format!(
+        "type: MeshMetric\nname: {}\nspec: {{default: {{}}}}\n",
+        "a".repeat(100_000)
+    );
+    let (st, body) = cp.call("POST", "/apply", Some(&long));
+    assert_eq!(st, 400);
+    assert!(body.len() < 4096 && body.contains("253"), "{} bytes", body.len());
+
+    // an alias bomb and bodies full of unknown fields: refused, while /ready keeps answering
+    let mut bomb = String::from("type: MeshMetric\nname: m\nx0: &x0 [a, a, a, a, a, a, a, a, a, a]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "x{i}: &x{i} [*x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}, *x{p}]\n"
+        ));
+    }
+    bomb.push_str("spec: {default: {}}\n");
+    let unknown: Vec<String> = (0..300).map(|i| format!("u{i}: \"{}\"", "v".repeat(3500))).collect();
+    let wide = format!(
+        "type: MeshMetric\nname: m\nspec: {{default: {{{}}}}}\n",
+        unknown.join(", ")
+    );
+    assert!(wide.len() > 1 << 20);
+    let started = Instant::now();
+    let mut heavy = Vec::new();
+    for body in [bomb.clone(), wide.clone(), wide.clone(), bomb] {
+        let (api, token) = (cp.api.clone(), cp.token.clone());
+        heavy.push(std::thread::spawn(move || {
+            http_with("POST", &api, "/apply", Some(&body), Some(&token)).unwrap()
+        }));
+    }
+    // liveness while they run, not a speed target: /ready answers
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    assert!(get_ok(&cp.api, "/ready").is_some());
+    let ready_took = t.elapsed();
+    for h in heavy {
+        let (st, body) = h.join().unwrap();
+        assert_eq!(st, 400, "{}", &body[..body.len().min(300)]);
+    }
+    eprintln!(
+        "/ready answered in {ready_took:?} while two alias bombs and two 1 MiB bodies with 300 unknown fields were parsed (all refused after {:?})",
+        started.elapsed()
+    );
+    cp.proc.log_text();
+}
+
+/// Runs `program args` expecting it to exit with an error; returns what it printed.
+fn refused(program: &str, args: &[&str]) -> String {
+    let mut child = Command::new(bin(program))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{program} {args:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{program} {args:?} started");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn e2e_foreign_or_shared_directories_and_token_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = workdir("sec-owner");
+    let mode = |p: &std::path::Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let port = || format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let cp = |data: &std::path::Path, extra: &[&str]| {
+        let mut a = vec![
+            "--data-dir".to_string(),
+            data.to_str().unwrap().to_string(),
+            "--api-address".into(),
+            port(),
+            "--xds-address".into(),
+            port(),
+            "--mads-address".into(),
+            port(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        refused("meshmetric-cp", &a)
+    };
+
+    // a world-writable data directory
+    let shared = dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    mode(&shared, 0o777);
+    let out = cp(&shared, &[]);
+    assert!(
+        out.contains("data directory") && out.contains("writable by group and others"),
+        "{out}"
+    );
+    // an API token file others may write
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    mode(&data, 0o700);
+    let token = dir.join("api-token");
+    std::fs::write(&token, "0123456789abcdef0123").unwrap();
+    mode(&token, 0o666);
+    let out = cp(&data, &["--api-token-file", token.to_str().unwrap()]);
+    assert!(out.contains("API token file") && out.contains("chmod go-w"), "{out}");
+    // a directory owned by another user (as root, the tests can hand one to `nobody`)
+    if is_root() {
+        let foreign = dir.join("foreign");
+        std::fs::create_dir_all(&foreign).unwrap();
+        mode(&foreign, 0o700);
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+        let out = cp(&foreign, &[]);
+        assert!(out.contains("owned by uid 65534"), "{out}");
+    }
+
+    // the plugin: a shared workdir, a writable token file
+    let wd = dir.join("wd");
+    std::fs::create_dir_all(&wd).unwrap();
+    mode(&wd, 0o777);
+    let out = refused(
+        "meshmetric-dp",
+        &[
+            "run",
+            "--name",
+            "web-01",
+            "--workdir",
+            wd.to_str().unwrap(),
+            "--config-file",
+            "/dev/null",
+        ],
+    );
+    assert!(out.contains("workdir") && out.contains("writable"), "{out}");
+    mode(&wd, 0o750);
+    let out = refused(
+        "meshmetric-dp",
+        &[
+            "run",
+            "--name",
+            "web-01",
+            "--workdir",
+            wd.to_str().unwrap(),
+            "--dataplane-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("dataplane token file") && out.contains("writable"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

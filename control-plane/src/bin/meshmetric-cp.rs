@@ -231,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
         generate_token(&token_file)?;
         tracing::info!(token_file = %token_file.display(), "generated an API token");
     }
+    ensure_trusted(&token_file).context("the API token file")?;
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading the API token file {}", token_file.display()))?;
     let token = token.trim();
@@ -301,6 +302,14 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             .create(dir)
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
     }
+    ensure_trusted(dir).context("the data directory")
+}
+
+/// Refuses a path another user owns or may write ([`meshmetric_policies::ownership`]).
+fn ensure_trusted(path: &std::path::Path) -> anyhow::Result<()> {
+    let md = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    meshmetric_policies::ownership::check_metadata(path, &md, me)?;
     Ok(())
 }
 
