@@ -32,6 +32,7 @@
 pub mod bootstrap;
 pub mod client;
 pub mod config;
+pub mod limits;
 pub mod merge;
 pub mod otlp;
 pub mod parse;

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use meshmetric_dp::bootstrap::{BootstrapParams, bootstrap};
 use meshmetric_dp::client::{Endpoint, HttpClient};
 use meshmetric_dp::config::{self, ActiveConfig};
-use meshmetric_dp::pipeline::{Pipeline, PipelineSettings, SeriesLimits};
+use meshmetric_dp::limits::SeriesLimits;
+use meshmetric_dp::pipeline::{Pipeline, PipelineSettings};
 use meshmetric_dp::serve;
 use meshmetric_policies::headers::SecretSources;
 

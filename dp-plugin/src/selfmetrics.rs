@@ -186,7 +186,7 @@ pub struct Report {
     /// What merging dropped and renamed.
     pub merge: MergeStats,
     /// Application series dropped by the limits, by reason.
-    pub limits: crate::pipeline::LimitStats,
+    pub limits: crate::limits::LimitStats,
     /// ETag of the config in force.
     pub config_etag: String,
     /// Collections run so far.

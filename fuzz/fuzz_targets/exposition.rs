@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meshmetric_dp::pipeline::{SeriesLimits, enforce_limits};
+use meshmetric_dp::limits::{SeriesLimits, enforce_limits};
 use meshmetric_dp::merge::{ExtraLabels, MergeStats, Origin, merge_encode};
 use meshmetric_dp::parse::{Format, ParseStats, parse};
 use meshmetric_policies::profiles::FamilyFilter;

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::headers::{HeaderRefusal, SecretSources, check_transport};
 use crate::meshmetric::{BackendType, Compression, Header, OtlpProtocol, OtlpTls, Sidecar, Temporality};
-use crate::otelbackend::ResolvedEnvPolicy;
+use crate::otelbackend::{EnvMode, EnvPrecedence, ResolvedEnvPolicy};
 use crate::values::{Duration, Port};
 
 /// Root of the CP → DP config document.
@@ -122,6 +123,26 @@ pub struct DpOpenTelemetry {
     pub tls: Option<OtlpTls>,
     /// How the `OTEL_EXPORTER_OTLP_*` variables combine with these fields.
     pub env: ResolvedEnvPolicy,
+}
+
+impl DpOpenTelemetry {
+    /// Checks this backend against what a proxy declared it allows: every header's source,
+    /// and the transport of secret headers when the endpoint is known here (the environment
+    /// cannot replace it and it is not the node-local collector).
+    pub fn check_sources(&self, sources: &SecretSources) -> Result<(), HeaderRefusal> {
+        for h in &self.headers {
+            sources.check_source(h)?;
+        }
+        let env_can_replace = match self.env.mode {
+            EnvMode::Disabled => false,
+            EnvMode::Required => true,
+            EnvMode::Optional => self.env.precedence == EnvPrecedence::EnvFirst,
+        };
+        if !env_can_replace && !self.endpoint.starts_with(':') {
+            check_transport(&self.headers, &self.endpoint, self.tls.is_some())?;
+        }
+        Ok(())
+    }
 }
 
 impl DpConfig {

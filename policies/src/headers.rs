@@ -23,9 +23,7 @@ use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dpconfig::DpOpenTelemetry;
 use crate::meshmetric::Header;
-use crate::otelbackend::{EnvMode, EnvPrecedence};
 
 /// Header names whose values may be written inline in a policy: they select a tenant, dataset
 /// or source and are not credentials. Compared case-insensitively.
@@ -182,24 +180,6 @@ impl SecretSources {
                 var: e.clone(),
                 allowed: shown(&self.header_env_prefixes),
             });
-        }
-        Ok(())
-    }
-
-    /// Checks a backend resolved for a proxy that declared these sources: every header's
-    /// source, and the transport of secret headers when the endpoint is known here (the
-    /// environment cannot replace it and it is not the node-local collector).
-    pub fn check_backend(&self, o: &DpOpenTelemetry) -> Result<(), HeaderRefusal> {
-        for h in &o.headers {
-            self.check_source(h)?;
-        }
-        let env_can_replace = match o.env.mode {
-            EnvMode::Disabled => false,
-            EnvMode::Required => true,
-            EnvMode::Optional => o.env.precedence == EnvPrecedence::EnvFirst,
-        };
-        if !env_can_replace && !o.endpoint.starts_with(':') {
-            check_transport(&o.headers, &o.endpoint, o.tls.is_some())?;
         }
         Ok(())
     }

@@ -150,7 +150,7 @@ impl ProxyMetrics {
                     });
                 }
                 (Some(BackendType::OpenTelemetry), _, Some(o)) => match resolve_otel(o, dp, ctx.otel_backends) {
-                    Ok((name, ot)) => match ctx.secret_sources.map(|s| s.check_backend(&ot)) {
+                    Ok((name, ot)) => match ctx.secret_sources.map(|s| ot.check_sources(s)) {
                         Some(Err(refusal)) => inactive.push(left_out(format!(
                             "{refusal}; the proxy would refuse it, so it is not sent"
                         ))),
