@@ -28,7 +28,8 @@ use meshmetric_policies::contract::{
 use meshmetric_policies::headers::{MAX_SOURCES, SecretSources};
 
 use crate::index::{Index, Published};
-use crate::store::Declared;
+use crate::insight::Insights;
+use crate::store::{Declared, Key};
 use crate::tokens::TokenAuthority;
 use crate::xds::{self, CLUSTER_TYPE, LISTENER_TYPE, Packed, Snapshot};
 
@@ -40,17 +41,20 @@ pub struct Ads {
     streams: Arc<std::sync::atomic::AtomicU64>,
     /// When set, every stream must present a dataplane token naming its `node.id`.
     tokens: Option<Arc<TokenAuthority>>,
+    /// What the streams show of each proxy.
+    insights: Arc<Insights>,
 }
 
 impl Ads {
     /// ADS over `index`. `default_workdir_root`: where a proxy's sockets go when its node
     /// metadata names no workdir (`<root>/<mesh>.<name>`).
-    pub fn new(index: Arc<Index>, default_workdir_root: impl Into<String>) -> Self {
+    pub fn new(index: Arc<Index>, default_workdir_root: impl Into<String>, insights: Arc<Insights>) -> Self {
         Self {
             index,
             default_workdir_root: default_workdir_root.into(),
             streams: Default::default(),
             tokens: None,
+            insights,
         }
     }
 
@@ -173,6 +177,14 @@ pub enum Answer {
         /// The rejected version.
         rejected: Option<String>,
     },
+    /// Envoy accepted the version last sent; `resend` when the current version moved
+    /// meanwhile and must be pushed.
+    Ack {
+        /// The accepted version.
+        version: String,
+        /// Whether to send the current version now.
+        resend: bool,
+    },
 }
 
 /// The state of one type of one stream: the nonce and version last sent, and the version
@@ -209,10 +221,9 @@ impl Tracker {
             };
         }
         self.nacked_version = None;
-        if self.sent_version.as_deref() != Some(current) {
-            Answer::Send
-        } else {
-            Answer::Nothing
+        Answer::Ack {
+            version: self.sent_version.clone().unwrap_or_default(),
+            resend: self.sent_version.as_deref() != Some(current),
         }
     }
 
@@ -230,6 +241,8 @@ impl Tracker {
 
 struct Session {
     proxy: Proxy,
+    key: Key,
+    insights: Arc<Insights>,
     state: tokio::sync::watch::Receiver<Published>,
     snapshot: Packed,
     types: HashMap<String, Tracker>,
@@ -254,6 +267,10 @@ impl Session {
         for w in &snap.warnings {
             tracing::warn!(mesh = %self.proxy.mesh, dataplane = %self.proxy.name, warning = %w, "resource not generated");
         }
+        if snap.version != self.snapshot.version {
+            let listeners = snap.listeners.iter().map(|l| l.name.clone()).collect();
+            self.insights.produced(&self.key, &snap.version, listeners);
+        }
         self.snapshot = snap.into();
     }
 
@@ -271,6 +288,7 @@ impl Session {
             .entry(type_url.to_string())
             .or_default()
             .sent(nonce, &self.snapshot.version);
+        self.insights.sent(&self.key, type_url, &self.snapshot.version);
         tracing::debug!(dataplane = %self.proxy.name, type_url, version = %self.snapshot.version, resources = resp.resources.len(), "sending");
         self.tx.send(Box::new(resp)).await.is_ok()
     }
@@ -302,12 +320,18 @@ impl Session {
         match answer {
             Answer::Send => self.send(&t).await,
             Answer::Nothing => true,
+            Answer::Ack { version, resend } => {
+                self.insights.acked(&self.key, &t, &version);
+                !resend || self.send(&t).await
+            }
             Answer::Nack { rejected } => {
                 let err = req
                     .error_detail
                     .as_ref()
                     .map(|e| e.message.as_str())
                     .unwrap_or_default();
+                self.insights
+                    .nacked(&self.key, &t, rejected.as_deref().unwrap_or_default(), err);
                 tracing::error!(
                     mesh = %self.proxy.mesh, dataplane = %self.proxy.name, type_url = %t,
                     rejected_version = rejected.as_deref().unwrap_or_default(), kept_version = %req.version_info,
@@ -359,9 +383,13 @@ impl AggregatedDiscoveryService for Ads {
             secret_sources: secret_sources(&node),
         };
         index.connected(&key, stream, declared);
+        let insights = self.insights.clone();
+        insights.connected(&key);
         let state = index.watch(&key);
         tokio::spawn(async move {
             let mut s = Session {
+                key: key.clone(),
+                insights: insights.clone(),
                 proxy,
                 state,
                 snapshot: Packed::default(),
@@ -392,6 +420,7 @@ impl AggregatedDiscoveryService for Ads {
             }
             drop(s.state);
             index.disconnected(&key, stream);
+            insights.disconnected(&key);
             tracing::info!(mesh = %key.0, dataplane = %key.1, "proxy disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|r| Ok(*r)))))
@@ -490,9 +519,13 @@ mod tests {
         assert_eq!(t.on_request("", false, "v1"), Answer::Send);
         t.sent("1".into(), "v1");
         // the ACK of what was sent: nothing more
-        assert_eq!(t.on_request("1", false, "v1"), Answer::Nothing);
+        let ack = |version: &str, resend| Answer::Ack {
+            version: version.into(),
+            resend,
+        };
+        assert_eq!(t.on_request("1", false, "v1"), ack("v1", false));
         // the version moved while the response was in flight: the ACK triggers a push
-        assert_eq!(t.on_request("1", false, "v2"), Answer::Send);
+        assert_eq!(t.on_request("1", false, "v2"), ack("v1", true));
         t.sent("2".into(), "v2");
         // a request answering an older response is stale, whatever it says
         assert_eq!(t.on_request("1", true, "v2"), Answer::Nothing);
@@ -508,7 +541,7 @@ mod tests {
         // a new version is pushed; its ACK clears the NACK
         assert!(t.needs("v3"));
         t.sent("3".into(), "v3");
-        assert_eq!(t.on_request("3", false, "v3"), Answer::Nothing);
+        assert_eq!(t.on_request("3", false, "v3"), ack("v3", false));
         // a reconnect (empty nonce) is always answered
         assert_eq!(t.on_request("", false, "v3"), Answer::Send);
     }

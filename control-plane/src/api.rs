@@ -5,6 +5,13 @@
 //! - `GET /meshes/{mesh}/dataplanes/{name}/meshmetric`: the effective (merged) config, the
 //!   policies that contributed (most specific last), the config served to the plugin, the
 //!   Prometheus listeners and the backends not in force with the reason
+//!   and what the proxy's ADS streams show (`insight`: online, versions sent and accepted, the
+//!   last NACK, the listeners in force, `config` `InForce|Rejected|Pending|Offline`)
+//! - `GET /meshes/{mesh}/dataplanes+insights`: every Dataplane with its insight
+//! - `GET /meshes/{mesh}/meshmetrics/{name}/status`: the proxies the policy selects and the
+//!   state of each one's config, with `Accepted`/`Programmed` conditions;
+//!   `GET /meshes/{mesh}/meshmetrics+status`: the summary of every policy
+//! - `GET /metrics`: the control plane's own metrics (Prometheus text; no token needed)
 //! - `POST /apply`: one or more documents (multi-document YAML), all or nothing
 //! - `POST /tokens/dataplane` `{mesh, name, validFor}` → `{token, id, expiresAt}`: a dataplane
 //!   token for ADS (`validFor` a Go duration, default `8760h`); `POST /tokens/dataplane/revoke`
@@ -29,6 +36,7 @@ use serde_json::{Value, json};
 use meshmetric_policies::{ParseError, Parsed, Resource, ResourceKind, Violation, Violations, parse_documents_all};
 
 use crate::index::Index;
+use crate::insight::{ConfigState, DataplaneInsight, Insights};
 use crate::persist::{PersistError, Persistence};
 use crate::store::Store;
 use crate::tokens::{TokenAuthority, TokenState};
@@ -45,6 +53,8 @@ pub struct Ctx {
     pub db: Option<Arc<Persistence>>,
     /// Issues and verifies dataplane tokens.
     pub tokens: Arc<TokenAuthority>,
+    /// What the ADS streams show of each proxy.
+    pub insights: Arc<Insights>,
 }
 
 impl std::ops::Deref for Ctx {
@@ -110,7 +120,10 @@ async fn authorize(
     };
     let read = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
     let token_route = req.uri().path().starts_with("/tokens");
-    if req.uri().path() == "/ready" || (read && access.anonymous_reads && !token_route) {
+    // readiness and the control plane's own metrics (no secret in them) are open, as
+    // Prometheus scrapes them
+    let open = matches!(req.uri().path(), "/ready" | "/metrics");
+    if open || (read && access.anonymous_reads && !token_route) {
         return next.run(req).await;
     }
     let given = req
@@ -133,12 +146,44 @@ async fn authorize(
 
 /// Builds the API router over `ctx` with access control.
 pub fn router(ctx: Ctx, access: Access) -> Router {
-    routes(ctx).layer(axum::middleware::from_fn_with_state(access, authorize))
+    routes(ctx)
+        .route_layer(axum::middleware::from_fn(count_request))
+        .layer(axum::middleware::from_fn_with_state(access, authorize))
+}
+
+/// Counts a request in `meshmetric_cp_api_requests_total{method,route,status}` and times it.
+async fn count_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let m = crate::telemetry::metrics();
+    use crate::telemetry::kv;
+    m.api_requests.add(
+        1,
+        &[
+            kv("method", method.clone()),
+            kv("route", route.clone()),
+            kv("status", i64::from(resp.status().as_u16())),
+        ],
+    );
+    m.api_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[kv("method", method), kv("route", route)],
+    );
+    resp
 }
 
 fn routes(store: Ctx) -> Router {
     Router::new()
         .route("/ready", get(|| async { "ok" }))
+        .route("/metrics", get(own_metrics))
+        .route("/meshes/{mesh}/dataplanes+insights", get(dataplane_insights))
+        .route("/meshes/{mesh}/meshmetrics+status", get(policies_status))
+        .route("/meshes/{mesh}/meshmetrics/{name}/status", get(policy_status))
         .route("/apply", post(apply))
         .route("/meshes/{mesh}/{kind}", get(list))
         .route("/meshes/{mesh}/{kind}/{name}", get(get_one).put(put).delete(delete))
@@ -363,10 +408,137 @@ async fn list(State(s): State<Ctx>, Path((mesh, plural)): Path<(String, String)>
 }
 
 async fn effective(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
-    match s.index.proxy(&(mesh.clone(), name.clone())) {
+    let key = (mesh.clone(), name.clone());
+    match s.index.proxy(&key) {
         None => not_found("Dataplane", &mesh, &name),
-        Some(p) => axum::Json(crate::inspect::effective_view(&p)).into_response(),
+        Some(p) => {
+            let mut view = crate::inspect::effective_view(&p);
+            view["insight"] = json!(s.insights.get(&key).await);
+            axum::Json(view).into_response()
+        }
     }
+}
+
+async fn own_metrics() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(),
+    )
+        .into_response()
+}
+
+/// `GET /meshes/{mesh}/dataplanes+insights`: every Dataplane with what its streams show.
+async fn dataplane_insights(State(s): State<Ctx>, Path(mesh): Path<String>) -> Response {
+    let insights = s.insights.in_mesh(&mesh).await;
+    let items: Vec<Value> = s
+        .index
+        .proxies_in(&mesh)
+        .iter()
+        .map(|p| {
+            let dp = &p.0;
+            json!({
+                "mesh": dp.meta.mesh,
+                "name": dp.meta.name,
+                "tags": dp.tag_set(),
+                "insight": insights.get(&dp.meta.name),
+            })
+        })
+        .collect();
+    axum::Json(json!({"total": items.len(), "items": items})).into_response()
+}
+
+/// The status of policy `name` of `mesh`: the proxies it selects (it contributes to their
+/// merged config) and, per proxy, the state of its config; conditions as Kubernetes resources
+/// carry them (`Accepted`, `Programmed`).
+async fn status_of(
+    s: &Ctx,
+    mesh: &str,
+    name: &str,
+    insights: &std::collections::BTreeMap<String, DataplaneInsight>,
+) -> Value {
+    let mut proxies = Vec::new();
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for p in s.index.proxies_in(mesh) {
+        if !p.1.contributions.iter().any(|c| c.name == name) {
+            continue;
+        }
+        let d = insights.get(&p.0.meta.name);
+        let state = d.map_or(ConfigState::Offline, |d| d.config);
+        *counts.entry(state.as_str()).or_default() += 1;
+        proxies.push(json!({
+            "dataplane": p.0.meta.name,
+            "config": state,
+            "reason": d.and_then(|d| d.reason.clone()),
+            "versionAcked": d.and_then(|d| d.current.version_acked.clone()),
+        }));
+    }
+    let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+    let (programmed, reason, message) = if n("Rejected") > 0 {
+        (
+            "False",
+            "Rejected",
+            format!(
+                "{} of {} selected proxies rejected their config",
+                n("Rejected"),
+                proxies.len()
+            ),
+        )
+    } else if n("Pending") > 0 {
+        (
+            "False",
+            "Pending",
+            format!(
+                "{} of {} selected proxies have not acknowledged their config yet",
+                n("Pending"),
+                proxies.len()
+            ),
+        )
+    } else {
+        (
+            "True",
+            "Programmed",
+            format!("in force on every connected selected proxy ({} offline)", n("Offline")),
+        )
+    };
+    json!({
+        "name": name,
+        "selected": proxies.len(),
+        "inForce": n("InForce"),
+        "rejected": n("Rejected"),
+        "pending": n("Pending"),
+        "offline": n("Offline"),
+        "conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Valid", "message": "the policy is valid and stored"},
+            {"type": "Programmed", "status": programmed, "reason": reason, "message": message},
+        ],
+        "proxies": proxies,
+    })
+}
+
+/// `GET /meshes/{mesh}/meshmetrics/{name}/status`.
+async fn policy_status(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
+    if s.get(ResourceKind::MeshMetric, &mesh, &name).is_none() {
+        return not_found("MeshMetric", &mesh, &name);
+    }
+    let insights = s.insights.in_mesh(&mesh).await;
+    axum::Json(status_of(&s, &mesh, &name, &insights).await).into_response()
+}
+
+/// `GET /meshes/{mesh}/meshmetrics+status`: every policy's status summary.
+async fn policies_status(State(s): State<Ctx>, Path(mesh): Path<String>) -> Response {
+    let insights = s.insights.in_mesh(&mesh).await;
+    let mut items = Vec::new();
+    for r in s.list(ResourceKind::MeshMetric, Some(&mesh)) {
+        let mut st = status_of(&s, &mesh, &r.meta().name, &insights).await;
+        if let Some(o) = st.as_object_mut() {
+            o.remove("proxies");
+        }
+        items.push(st);
+    }
+    axum::Json(json!({"total": items.len(), "items": items})).into_response()
 }
 
 /// Stores a new token state (in the database first), then uses it.

@@ -66,6 +66,7 @@ impl Index {
             assignments: watch::channel(Arc::new(Assignments::default())).0,
         });
         let n = index.recompute(None);
+        record_recompute("full", started.elapsed(), n);
         tracing::info!(
             proxies = n,
             took_ms = started.elapsed().as_millis() as u64,
@@ -79,7 +80,9 @@ impl Index {
                 let started = std::time::Instant::now();
                 let affected = index.store.changes_since(seen);
                 seen = now;
+                let scope = if affected.is_some() { "partial" } else { "full" };
                 let n = index.recompute(affected);
+                record_recompute(scope, started.elapsed(), n);
                 tracing::debug!(
                     recomputed = n,
                     took_ms = started.elapsed().as_millis() as u64,
@@ -140,6 +143,9 @@ impl Index {
         };
         let a = generate(&st.proxies);
         drop(st);
+        crate::telemetry::metrics()
+            .mads_clients
+            .record(a.clients().count() as i64, &[]);
         self.assignments.send_replace(Arc::new(a));
         recomputed
     }
@@ -175,6 +181,16 @@ impl Index {
             .entry(key.clone())
             .or_insert_with(|| watch::channel(current).0)
             .subscribe()
+    }
+
+    /// The current state of every proxy of `mesh`, by name.
+    pub fn proxies_in(&self, mesh: &str) -> Vec<Arc<Proxy>> {
+        self.lock()
+            .proxies
+            .range((mesh.to_string(), String::new())..)
+            .take_while(|(k, _)| k.0 == mesh)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     /// The current state of proxy `key`.
@@ -233,6 +249,13 @@ impl Index {
             .collect();
         generate(&proxies)
     }
+}
+
+fn record_recompute(scope: &'static str, took: std::time::Duration, proxies: usize) {
+    let m = crate::telemetry::metrics();
+    m.index_recompute
+        .record(took.as_secs_f64(), &[crate::telemetry::kv("scope", scope)]);
+    m.index_proxies_affected.record(proxies as u64, &[]);
 }
 
 fn publish(st: &mut State, key: &Key, value: Published) {

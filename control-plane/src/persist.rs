@@ -67,8 +67,10 @@ pub struct Persistence {
 
 const NOTIFY_CHANNEL: &str = "meshmetric_changes";
 
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS meshmetric_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meshmetric_insights (mesh TEXT NOT NULL, name TEXT NOT NULL, instance TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (mesh, name, instance))",
+    "CREATE TABLE IF NOT EXISTS meshmetric_instances (instance TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meshmetric_resources (kind TEXT NOT NULL, mesh TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, mesh, name))",
     "CREATE TABLE IF NOT EXISTS meshmetric_revision (id INTEGER PRIMARY KEY, revision BIGINT NOT NULL)",
     "INSERT INTO meshmetric_revision (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
@@ -83,6 +85,12 @@ const SETTING: &str = "SELECT value FROM meshmetric_settings WHERE name = $1";
 const PUT_SETTING: &str = "INSERT INTO meshmetric_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 const INIT_SETTING: &str =
     "INSERT INTO meshmetric_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+
+const PUT_INSIGHT: &str = "INSERT INTO meshmetric_insights (mesh, name, instance, body) VALUES ($1, $2, $3, $4) ON CONFLICT (mesh, name, instance) DO UPDATE SET body = excluded.body";
+const INSIGHTS_OF: &str = "SELECT instance, body FROM meshmetric_insights WHERE mesh = $1 AND name = $2";
+const INSIGHTS_IN: &str = "SELECT name, instance, body FROM meshmetric_insights WHERE mesh = $1";
+const HEARTBEAT: &str = "INSERT INTO meshmetric_instances (instance, heartbeat) VALUES ($1, $2) ON CONFLICT (instance) DO UPDATE SET heartbeat = excluded.heartbeat";
+const INSTANCES: &str = "SELECT instance, heartbeat FROM meshmetric_instances";
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
@@ -351,6 +359,51 @@ impl Persistence {
         Ok(())
     }
 
+    /// Writes proxy insights `(mesh, name, instance, body)` in one transaction. Insights are
+    /// observations, not resources: no revision is bumped and no instance reloads.
+    pub async fn put_insights(&self, rows: &[(String, String, String, String)]) -> Result<(), PersistError> {
+        let write = PersistError::Write;
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(write)?;
+            for (mesh, name, instance, body) in rows {
+                sqlx::query(PUT_INSIGHT)
+                    .bind(mesh)
+                    .bind(name)
+                    .bind(instance)
+                    .bind(body)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(write)?;
+            }
+            tx.commit().await.map_err(write)?;
+        });
+        Ok(())
+    }
+
+    /// Every instance's insight of proxy `name` in `mesh`: `(instance, body)`.
+    pub async fn insights_of(&self, mesh: &str, name: &str) -> Result<Vec<(String, String)>, PersistError> {
+        on_db!(&self.db, pool => sqlx::query_as(INSIGHTS_OF).bind(mesh).bind(name).fetch_all(pool).await)
+            .map_err(PersistError::Read)
+    }
+
+    /// Every insight of the proxies of `mesh`: `(name, instance, body)`.
+    pub async fn insights_in(&self, mesh: &str) -> Result<Vec<(String, String, String)>, PersistError> {
+        on_db!(&self.db, pool => sqlx::query_as(INSIGHTS_IN).bind(mesh).fetch_all(pool).await)
+            .map_err(PersistError::Read)
+    }
+
+    /// Records that `instance` is alive at `now` (seconds since the epoch).
+    pub async fn heartbeat(&self, instance: &str, now: u64) -> Result<(), PersistError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        on_db!(&self.db, pool => sqlx::query(HEARTBEAT).bind(instance).bind(now).execute(pool).await.map(|_| ()))
+            .map_err(PersistError::Write)
+    }
+
+    /// The last heartbeat of every instance.
+    pub async fn instances(&self) -> Result<Vec<(String, i64)>, PersistError> {
+        on_db!(&self.db, pool => sqlx::query_as(INSTANCES).fetch_all(pool).await).map_err(PersistError::Read)
+    }
+
     /// Records a revision this instance wrote, so the watcher does not reload its own change
     /// (only when nobody else wrote in between).
     fn wrote(&self, rev: i64) {
@@ -405,7 +458,14 @@ impl Persistence {
                     }
                     None => tokio::time::sleep(poll).await,
                 }
-                match self.sync(&store, Some(&tokens)).await {
+                let woke = std::time::Instant::now();
+                let synced = self.sync(&store, Some(&tokens)).await;
+                if let Ok(true) = synced {
+                    crate::telemetry::metrics()
+                        .store_reload
+                        .record(woke.elapsed().as_secs_f64(), &[]);
+                }
+                match synced {
                     Ok(_) if failing => {
                         failing = false;
                         tracing::info!(store = %self.display, "store reachable again");
@@ -482,7 +542,7 @@ impl Store {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         self.stamp(&mut resources, &now);
         if let Some(db) = db {
-            db.apply(&resources).await?;
+            counted(db.apply(&resources).await)?;
         }
         self.apply(resources);
         Ok(())
@@ -498,8 +558,17 @@ impl Store {
     ) -> Result<bool, PersistError> {
         let _serial = self.write_lock().await;
         if let Some(db) = db {
-            db.delete(kind, mesh, name).await?;
+            counted(db.delete(kind, mesh, name).await)?;
         }
         Ok(self.delete(kind, mesh, name))
     }
+}
+
+/// Counts a database write in `meshmetric_cp_store_writes_total{result}`.
+fn counted<T>(r: Result<T, PersistError>) -> Result<T, PersistError> {
+    let result = if r.is_ok() { "ok" } else { "error" };
+    crate::telemetry::metrics()
+        .store_writes
+        .add(1, &[crate::telemetry::kv("result", result)]);
+    r
 }

@@ -53,10 +53,15 @@ impl ActiveConfig {
     }
 }
 
+/// How long after start a missing config socket is only waited for (logged at info).
+pub const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
 /// Polls `socket` every `interval` and publishes new configs on `tx` until `tx` is closed.
 pub async fn poll(client: HttpClient, socket: PathBuf, interval: Duration, tx: watch::Sender<Arc<ActiveConfig>>) {
     let ep = Endpoint::Unix(socket.clone());
     let mut healthy: Option<bool> = None;
+    let started = std::time::Instant::now();
+    let mut waiting_logged = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -104,6 +109,14 @@ pub async fn poll(client: HttpClient, socket: PathBuf, interval: Duration, tx: w
             Ok(f) => Some(format!("unexpected HTTP status {}", f.status)),
             Err(e) => Some(e.to_string()),
         };
+        // at start Envoy takes a moment to open the socket: waiting is not a fault
+        if problem.is_some() && healthy.is_none() && started.elapsed() < STARTUP_GRACE {
+            if !waiting_logged {
+                tracing::info!(socket = %socket.display(), "waiting for Envoy to serve the first metrics config");
+                waiting_logged = true;
+            }
+            continue;
+        }
         match (&problem, healthy) {
             (Some(p), Some(true) | None) => {
                 tracing::warn!(socket = %socket.display(), error = %p, "cannot fetch the metrics config; keeping the last good one and retrying")

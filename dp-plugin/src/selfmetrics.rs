@@ -92,6 +92,12 @@ pub const OTLP_QUEUE_BYTES: Metric = Metric {
     kind: MetricType::Gauge,
     help: "Bytes of encoded export batches waiting in an OTLP backend's queue.",
 };
+/// `meshmetric_dp_otlp_queue_capacity_batches{backend}`.
+pub const OTLP_QUEUE_CAPACITY: Metric = Metric {
+    name: "meshmetric_dp_otlp_queue_capacity_batches",
+    kind: MetricType::Gauge,
+    help: "Most export batches an OTLP backend's queue holds (queueSize); when full the oldest is dropped.",
+};
 /// `meshmetric_dp_otlp_retries_total{backend}`.
 pub const OTLP_RETRIES: Metric = Metric {
     name: "meshmetric_dp_otlp_retries_total",
@@ -112,6 +118,7 @@ pub const ALL: &[Metric] = &[
     OTLP_POINTS,
     OTLP_QUEUE_BATCHES,
     OTLP_QUEUE_BYTES,
+    OTLP_QUEUE_CAPACITY,
     OTLP_RETRIES,
 ];
 
@@ -130,6 +137,8 @@ pub struct ExporterStats {
     pub queued_batches: AtomicU64,
     /// Bytes waiting.
     pub queued_bytes: AtomicU64,
+    /// Most batches the queue holds.
+    pub capacity_batches: AtomicU64,
     /// Export attempts.
     pub exports: AtomicU64,
     /// Retried attempts.
@@ -314,6 +323,7 @@ impl Report {
                 (|s: &ExporterStats| s.queued_batches.load(Relaxed)) as fn(&ExporterStats) -> u64,
             ),
             (OTLP_QUEUE_BYTES, |s| s.queued_bytes.load(Relaxed)),
+            (OTLP_QUEUE_CAPACITY, |s| s.capacity_batches.load(Relaxed)),
             (OTLP_RETRIES, |s| s.retries.load(Relaxed)),
         ] {
             r.family(m);

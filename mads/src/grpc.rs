@@ -23,6 +23,7 @@ use meshmetric_proto::observability::v1::monitoring_assignment_discovery_service
 
 use crate::assign::Assignments;
 use crate::http::wait_for_change;
+use crate::stats::{Api, Outcome, stats};
 
 /// The gRPC MADS service over the current assignments.
 #[derive(Clone)]
@@ -81,6 +82,7 @@ impl MonitoringAssignmentDiscoveryService for MadsGrpc {
                 let Some(c) = &client else { continue };
                 let view = rx.borrow_and_update().for_client(c).clone();
                 if view.version != sent {
+                    stats().request(Api::Grpc, Outcome::Ok);
                     sent = view.version.clone();
                     if tx.send(Ok(view.discovery_response())).await.is_err() {
                         return;
@@ -99,8 +101,14 @@ impl MonitoringAssignmentDiscoveryService for MadsGrpc {
         let client = req.node.map(|n| n.id).unwrap_or_default();
         let mut rx = self.rx.clone();
         let view = match wait_for_change(&mut rx, &client, &req.version_info, Duration::from_secs(30)).await {
-            Some(v) => v,
-            None => rx.borrow().for_client(&client).clone(),
+            Some(v) => {
+                stats().request(Api::Grpc, Outcome::Ok);
+                v
+            }
+            None => {
+                stats().request(Api::Grpc, Outcome::NotModified);
+                rx.borrow().for_client(&client).clone()
+            }
         };
         Ok(Response::new(view.discovery_response()))
     }

@@ -28,6 +28,7 @@ use meshmetric_policies::values::Duration as GoDuration;
 use meshmetric_proto::MONITORING_ASSIGNMENT_TYPE_URL;
 
 use crate::assign::{Assignments, ClientView};
+use crate::stats::{Api, Outcome, stats};
 
 /// Default long-poll time when the request names none.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,11 +101,30 @@ pub async fn wait_for_change(
     timeout: Duration,
 ) -> Option<ClientView> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut waited = false;
+    // counted while waiting; the guard also uncounts a request dropped mid-wait
+    struct Waiting(bool);
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            if self.0 {
+                stats().waiting(-1);
+            }
+        }
+    }
+    let mut guard = Waiting(false);
     loop {
         let view = rx.borrow_and_update().for_client(client_id).clone();
         if known_version.is_empty() || view.version != known_version {
+            if waited {
+                stats().answered();
+            }
             return Some(view);
         }
+        if !guard.0 {
+            guard.0 = true;
+            stats().waiting(1);
+        }
+        waited = true;
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return None },
             _ = tokio::time::sleep_until(deadline) => return None,
@@ -121,6 +141,7 @@ pub fn router(rx: watch::Receiver<Arc<Assignments>>) -> Router {
 }
 
 fn bad_request(msg: String) -> Response {
+    stats().request(Api::Rest, Outcome::Error);
     tracing::debug!(error = %msg, "MADS request rejected");
     (StatusCode::BAD_REQUEST, msg).into_response()
 }
@@ -158,8 +179,12 @@ async fn discovery(
     }
     let mut rx = rx.clone();
     match wait_for_change(&mut rx, &req.client_id, &req.version_info, timeout).await {
-        None => StatusCode::NOT_MODIFIED.into_response(),
+        None => {
+            stats().request(Api::Rest, Outcome::NotModified);
+            StatusCode::NOT_MODIFIED.into_response()
+        }
         Some(view) => {
+            stats().request(Api::Rest, Outcome::Ok);
             tracing::debug!(client_id = %req.client_id, version = %view.version, assignments = view.assignments.len(), "MADS response");
             if protobuf {
                 ([(header::CONTENT_TYPE, PROTOBUF)], view.protobuf()).into_response()
@@ -175,6 +200,7 @@ async fn http_sd(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let client = q.get("client_id").map(String::as_str).unwrap_or_default();
+    stats().request(Api::HttpSd, Outcome::Ok);
     let view = rx.borrow().for_client(client).clone();
     ([(header::CONTENT_TYPE, "application/json")], view.http_sd).into_response()
 }

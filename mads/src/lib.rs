@@ -27,5 +27,6 @@
 pub mod assign;
 pub mod grpc;
 pub mod http;
+pub mod stats;
 
 pub use assign::{Assignments, ClientView, DEFAULT_CLIENT, ProxyInput};

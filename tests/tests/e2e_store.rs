@@ -104,8 +104,8 @@ fn e2e_postgres_instances_share_one_store_and_push_each_others_changes() {
     let dir_b = dir.join("b");
     std::fs::create_dir_all(&dir_a).unwrap();
     std::fs::create_dir_all(&dir_b).unwrap();
-    let a = ControlPlane::start(&dir_a, None, &["--store", &url]);
-    let b = ControlPlane::start(&dir_b, None, &["--store", &url]);
+    let a = ControlPlane::start(&dir_a, None, &["--store", &url, "--instance-id", "cp-a"]);
+    let b = ControlPlane::start(&dir_b, None, &["--store", &url, "--instance-id", "cp-b"]);
 
     // written on A, seen by B within 2 s
     let t = Instant::now();
@@ -135,6 +135,18 @@ fn e2e_postgres_instances_share_one_store_and_push_each_others_changes() {
         listener_profile(&prom).filter(|p| *p == "Basic")
     })
     .unwrap_or_else(|| panic!("never served:\n{}", dp.log_text()));
+    // A answers for the proxy connected to B: online there, its config in force
+    let insight = |cp: &ControlPlane| -> serde_json::Value {
+        let (_, body) = cp.call("GET", "/meshes/default/dataplanes+insights", None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["items"][0]["insight"].clone()
+    };
+    let seen = wait_for(Duration::from_secs(10), || {
+        Some(insight(&a)).filter(|i| i["online"] == true && i["config"] == "InForce")
+    })
+    .unwrap_or_else(|| panic!("A does not see the proxy of B: {}", insight(&a)));
+    assert_eq!(seen["instance"], "cp-b", "{seen}");
+    assert_eq!(insight(&b)["versionAcked"], seen["versionAcked"]);
 
     // a change on A is pushed to the proxy connected to B
     let t = Instant::now();

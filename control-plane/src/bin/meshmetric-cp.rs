@@ -11,6 +11,7 @@ use meshmetric_control_plane::{
     ads::{Ads, AdsServer},
     api, files,
     index::Index,
+    insight::Insights,
     persist::{self, Persistence},
     server,
     store::Store,
@@ -75,6 +76,9 @@ struct Args {
     /// PEM private key of --ads-tls-cert.
     #[arg(long, requires = "ads_tls_cert")]
     ads_tls_key: Option<PathBuf>,
+    /// This instance's id in proxy insights and metrics (default: host name and PID).
+    #[arg(long, env = "MESHMETRIC_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Allow ADS on a non-loopback address without TLS or without token authentication.
     #[arg(long)]
     ads_insecure: bool,
@@ -108,6 +112,11 @@ async fn main() -> anyhow::Result<()> {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
         tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
     }
+    let instance = args.instance_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "cp".into());
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    meshmetric_control_plane::telemetry::init(&instance)?;
     create_private_dir(&args.data_dir)?;
     let naming = if args.unified_naming {
         meshmetric_policies::Naming::Unified
@@ -245,12 +254,16 @@ async fn main() -> anyhow::Result<()> {
         token: Some(token.into()),
         anonymous_reads: args.anonymous_reads,
     };
+    let insights = Insights::new(instance.clone(), db.clone());
+    insights.spawn_writer();
+    tracing::info!(%instance, "instance");
     let api_router = api::router(
         api::Ctx {
             store: store.clone(),
             index: index.clone(),
             db,
             tokens: tokens.clone(),
+            insights: insights.clone(),
         },
         access,
     );
@@ -263,7 +276,7 @@ async fn main() -> anyhow::Result<()> {
         Default::default(),
         shutdown(),
     );
-    let mut ads = Ads::new(index, args.default_workdir_root);
+    let mut ads = Ads::new(index, args.default_workdir_root, insights);
     if ads_auth == AdsAuthMode::Token {
         ads = ads.with_tokens(tokens);
     }
@@ -280,6 +293,7 @@ async fn main() -> anyhow::Result<()> {
         shutdown(),
     );
     tokio::join!(api, ads, mads_srv);
+    meshmetric_control_plane::telemetry::shutdown();
     tracing::info!("control plane stopped");
     Ok(())
 }

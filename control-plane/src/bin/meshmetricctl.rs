@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use meshmetric_control_plane::inspect::render_inspect;
+use meshmetric_control_plane::inspect::{render_inspect, render_policy_status};
 use meshmetric_policies::{Resource, ResourceKind};
 
 /// Command-line client of the meshmetric control plane.
@@ -58,9 +58,11 @@ enum Cmd {
         kind: ResourceKind,
         name: String,
     },
-    /// Show a proxy's effective (merged) config and the policies that made it.
+    /// `dataplane NAME`: a proxy's status (online, config in force or rejected), its effective
+    /// (merged) config and the policies that made it. `meshmetric NAME`: the proxies a policy
+    /// selects and whether its config is in force on each.
     Inspect {
-        #[arg(value_parser = ["dataplane"])]
+        #[arg(value_parser = ["dataplane", "meshmetric"])]
         what: String,
         name: String,
         #[arg(short = 'o', long, default_value = "table")]
@@ -266,30 +268,63 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-/// A table of `items` (Universal JSON) of `kind`, with columns like kumactl's.
-fn table(kind: ResourceKind, items: &[Value]) -> String {
+/// `secs` (seconds since the epoch) as an age: `42s`, `5m`, `3h`, `2d`.
+fn ago(secs: &Value) -> String {
+    let Some(t) = secs.as_u64() else {
+        return "-".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let d = now.saturating_sub(t);
+    match d {
+        0..60 => format!("{d}s ago"),
+        60..3600 => format!("{}m ago", d / 60),
+        3600..86400 => format!("{}h ago", d / 3600),
+        _ => format!("{}d ago", d / 86400),
+    }
+}
+
+/// A table of `items` (Universal JSON) of `kind`, with columns like kumactl's; `status` holds,
+/// by name, a Dataplane's insight or a MeshMetric's status summary.
+fn table(kind: ResourceKind, items: &[Value], status: &std::collections::BTreeMap<String, Value>) -> String {
+    let none = Value::Null;
+    let status_of = |i: &Value| status.get(s(&i["name"])).unwrap_or(&none);
     let mut out = String::new();
     match kind {
         ResourceKind::MeshMetric => {
             out.push_str(&format!(
-                "{:<32} {:<12} {:<18} TARGETREF NAME\n",
-                "NAME", "MESH", "TARGETREF KIND"
+                "{:<32} {:<12} {:<18} {:<16} {:<9} {:<9} {:<9} PROGRAMMED\n",
+                "NAME", "MESH", "TARGETREF KIND", "TARGETREF NAME", "SELECTED", "IN FORCE", "REJECTED"
             ));
             for i in items {
                 let tr = &i["spec"]["targetRef"];
+                let st = status_of(i);
+                let programmed = st["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == "Programmed")
+                    .map_or("-".to_string(), |c| {
+                        format!("{} ({})", s(&c["status"]), s(&c["reason"]))
+                    });
                 out.push_str(&format!(
-                    "{:<32} {:<12} {:<18} {}\n",
+                    "{:<32} {:<12} {:<18} {:<16} {:<9} {:<9} {:<9} {}\n",
                     s(&i["name"]),
                     s(&i["mesh"]),
                     tr["kind"].as_str().unwrap_or("Mesh"),
-                    s(&tr["name"])
+                    tr["name"].as_str().unwrap_or("-"),
+                    st["selected"],
+                    st["inForce"],
+                    st["rejected"],
+                    programmed
                 ));
             }
         }
         ResourceKind::Dataplane => {
             out.push_str(&format!(
-                "{:<32} {:<12} {:<16} {:<10} INBOUNDS\n",
-                "NAME", "MESH", "ADDRESS", "ROLE"
+                "{:<32} {:<12} {:<16} {:<10} {:<12} {:<9} {:<10} {:<16} {:<20} INBOUNDS\n",
+                "NAME", "MESH", "ADDRESS", "ROLE", "STATUS", "CONFIG", "VERSION", "LAST CONNECTED", "INSTANCE"
             ));
             for i in items {
                 let n = &i["networking"];
@@ -300,12 +335,24 @@ fn table(kind: ResourceKind, items: &[Value]) -> String {
                     .map(|x| x["port"].to_string())
                     .collect();
                 let role = if n["gateway"].is_object() { "gateway" } else { "sidecar" };
+                let ins = status_of(i);
+                let online = match ins["online"].as_bool() {
+                    Some(true) => "Online",
+                    Some(false) => "Offline",
+                    None => "never seen",
+                };
+                let version: String = ins["versionAcked"].as_str().unwrap_or("-").chars().take(8).collect();
                 out.push_str(&format!(
-                    "{:<32} {:<12} {:<16} {:<10} {}\n",
+                    "{:<32} {:<12} {:<16} {:<10} {:<12} {:<9} {:<10} {:<16} {:<20} {}\n",
                     s(&i["name"]),
                     s(&i["mesh"]),
                     s(&n["address"]),
                     role,
+                    online,
+                    ins["config"].as_str().unwrap_or("-"),
+                    version,
+                    ago(&ins["connectedSince"]),
+                    ins["instance"].as_str().unwrap_or("-"),
                     inbounds.join(",")
                 ));
             }
@@ -424,7 +471,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 v["items"].as_array().cloned().unwrap_or_default()
             };
             match output {
-                Output::Table => print!("{}", table(kind, &items)),
+                Output::Table => {
+                    // the status columns: Dataplane insights, MeshMetric status summaries
+                    let extra = match kind {
+                        ResourceKind::Dataplane => Some((format!("/meshes/{mesh}/dataplanes+insights"), "insight")),
+                        ResourceKind::MeshMetric => Some((format!("/meshes/{mesh}/meshmetrics+status"), "")),
+                        _ => None,
+                    };
+                    let mut status = std::collections::BTreeMap::new();
+                    if let Some((path, field)) = extra
+                        && let Ok((200, body)) = api.call("GET", &path, None)
+                    {
+                        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                        for i in v["items"].as_array().into_iter().flatten() {
+                            let val = if field.is_empty() { i.clone() } else { i[field].clone() };
+                            status.insert(s(&i["name"]).to_string(), val);
+                        }
+                    }
+                    print!("{}", table(kind, &items, &status))
+                }
                 Output::Json => {
                     let out = if name.is_some() { v } else { Value::Array(items) };
                     println!("{}", serde_json::to_string_pretty(&out)?);
@@ -450,13 +515,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{coll}/{name} deleted");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Inspect { name, output, .. } => {
-            let (status, body) = api.call("GET", &format!("/meshes/{mesh}/dataplanes/{name}/meshmetric"), None)?;
+        Cmd::Inspect { what, name, output } => {
+            let path = if what == "meshmetric" {
+                format!("/meshes/{mesh}/meshmetrics/{name}/status")
+            } else {
+                format!("/meshes/{mesh}/dataplanes/{name}/meshmetric")
+            };
+            let (status, body) = api.call("GET", &path, None)?;
             if status != 200 {
                 return Ok(api_error(status, &body));
             }
             let v: Value = serde_json::from_str(&body)?;
             match output {
+                Output::Table if what == "meshmetric" => print!("{}", render_policy_status(&v)),
                 Output::Table => print!("{}", render_inspect(&v)),
                 o => print_value(&v, o)?,
             }

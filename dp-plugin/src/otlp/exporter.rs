@@ -129,6 +129,9 @@ impl Exporter {
     /// Starts the exporter. `extra_labels` become resource attributes.
     pub fn spawn(settings: ExporterSettings, pipeline: Arc<Pipeline>, extra_labels: BTreeMap<String, String>) -> Self {
         let stats = Arc::new(ExporterStats::default());
+        stats
+            .capacity_batches
+            .store(settings.queue_size as u64, std::sync::atomic::Ordering::Relaxed);
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
