@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}; SECS=${2:-20}
-ENVOY=$(scripts/install-peers.sh | tail -1)
+ENVOY=$(scripts/install-peers.sh envoy | tail -1)
 command -v vmagent >/dev/null || { apt-get install -y -qq victoria-metrics >/dev/null; }
 cargo build --release -q -p meshmetric-dp --bin meshmetric-dp
 cargo build -q -p meshmetric-tests --bin meshmetric-sample-app

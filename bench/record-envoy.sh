@@ -6,7 +6,7 @@
 # Usage: bench/record-envoy.sh N [N ...]     (default: 1 200 1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENVOY=$(scripts/install-peers.sh | tail -1)
+ENVOY=$(scripts/install-peers.sh envoy | tail -1)
 cargo build -q -p meshmetric-tests --bin meshmetric-sample-app
 OUT=.run/bench; mkdir -p "$OUT"
 APP_PORT=28080 ADMIN=29911 LISTEN=29912

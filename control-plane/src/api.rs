@@ -12,6 +12,7 @@
 //!   state of each one's config, with `Accepted`/`Programmed` conditions;
 //!   `GET /meshes/{mesh}/meshmetrics+status`: the summary of every policy
 //! - `GET /metrics`: the control plane's own metrics (Prometheus text; no token needed)
+//! - `GET /openapi.json`: this API as an OpenAPI 3.1 document ([`openapi_json`]; no token)
 //! - `POST /apply`: one or more documents (multi-document YAML), all or nothing
 //! - `POST /tokens/dataplane` `{mesh, name, validFor}` → `{token, id, expiresAt}`: a dataplane
 //!   token for ADS (`validFor` a Go duration, default `8760h`); `POST /tokens/dataplane/revoke`
@@ -122,7 +123,7 @@ async fn authorize(
     let token_route = req.uri().path().starts_with("/tokens");
     // readiness and the control plane's own metrics (no secret in them) are open, as
     // Prometheus scrapes them
-    let open = matches!(req.uri().path(), "/ready" | "/metrics");
+    let open = matches!(req.uri().path(), "/ready" | "/metrics" | "/openapi.json");
     if open || (read && access.anonymous_reads && !token_route) {
         return next.run(req).await;
     }
@@ -144,9 +145,83 @@ async fn authorize(
     )
 }
 
+#[utoipa::path(get, path = "/ready", tag = "operations", security(()),
+    responses((status = 200, description = "`ok` once the control plane serves (no token needed)", body = String, content_type = "text/plain")))]
+async fn ready() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "This document (no token needed)", body = Object)))]
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
+}
+
+/// An error answer: `{title, details, causes: [{field, message}]}`.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+pub struct ErrorBody {
+    /// What failed.
+    pub title: String,
+    /// Why, in a sentence.
+    pub details: String,
+    /// Every violation, with its field path (e.g. `spec.default.backends[0].prometheus.port`).
+    pub causes: Vec<Cause>,
+}
+
+/// One violation.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+pub struct Cause {
+    /// Field path.
+    pub field: String,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "meshmetric control plane", description = "REST API of meshmetric-cp: resources (MeshMetric, Dataplane, MeshOpenTelemetryBackend, MeshGateway), proxy and policy status, dataplane tokens. Every route but /ready, /metrics and /openapi.json needs `Authorization: Bearer <API token>`."),
+    paths(ready, own_metrics, openapi, apply, list, get_one, put, delete, effective, dataplane_insights, policy_status, policies_status, issue_token, revoke_token, list_keys, add_key, remove_key),
+    components(schemas(ErrorBody, Cause)),
+    modifiers(&BearerToken),
+    security(("apiToken" = [])),
+    tags(
+        (name = "resources", description = "Create, read, replace and delete resources"),
+        (name = "status", description = "What the proxies run and what the policies achieve"),
+        (name = "tokens", description = "Dataplane tokens and their signing keys"),
+        (name = "operations", description = "Readiness, metrics, this document")
+    )
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "apiToken",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The REST API's OpenAPI 3.1 document, as pretty JSON (also served at `/openapi.json`).
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Largest request body, in bytes (larger ones get `413`).
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
 /// Builds the API router over `ctx` with access control.
 pub fn router(ctx: Ctx, access: Access) -> Router {
     routes(ctx)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(axum::middleware::from_fn(count_request))
         .layer(axum::middleware::from_fn_with_state(access, authorize))
 }
@@ -179,7 +254,8 @@ async fn count_request(req: axum::extract::Request, next: axum::middleware::Next
 
 fn routes(store: Ctx) -> Router {
     Router::new()
-        .route("/ready", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route("/openapi.json", get(openapi))
         .route("/metrics", get(own_metrics))
         .route("/meshes/{mesh}/dataplanes+insights", get(dataplane_insights))
         .route("/meshes/{mesh}/meshmetrics+status", get(policies_status))
@@ -280,6 +356,14 @@ async fn parse_body(body: String) -> Parsed {
     }
 }
 
+#[utoipa::path(post, path = "/apply", tag = "resources",
+    request_body(content = String, content_type = "application/yaml", description = "One or more documents (YAML or JSON, Universal or Kubernetes form); all or nothing"),
+    responses(
+        (status = 200, description = "Applied: `{applied: [{kind, mesh, name}], warnings: [{index, kind, name, field, message}]}`", body = Object),
+        (status = 400, description = "Invalid: every violation with its field path; nothing applied", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 413, description = "Body over 2 MiB"),
+        (status = 503, description = "The store could not be written; nothing changed", body = ErrorBody)))]
 async fn apply(State(store): State<Ctx>, body: String) -> Response {
     let (rs, warnings) = match check(&store, parse_body(body).await) {
         Ok(x) => x,
@@ -305,6 +389,15 @@ async fn apply(State(store): State<Ctx>, body: String) -> Response {
     axum::Json(json!({"applied": applied, "warnings": warnings})).into_response()
 }
 
+#[utoipa::path(put, path = "/meshes/{mesh}/{kind}/{name}", tag = "resources",
+    params(("mesh" = String, Path, description = "Mesh name"), ("kind" = String, Path, description = "Resource type: meshmetrics, dataplanes, meshopentelemetrybackends, meshgateways"), ("name" = String, Path, description = "Resource name")),
+    request_body(content = String, content_type = "application/yaml", description = "Exactly one document whose type, mesh and name match the path"),
+    responses(
+        (status = 200, description = "Replaced: `{warnings}`", body = Object),
+        (status = 201, description = "Created: `{warnings}`", body = Object),
+        (status = 400, description = "Invalid", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 503, description = "The store could not be written", body = ErrorBody)))]
 async fn put(
     State(store): State<Ctx>,
     Path((mesh, plural, name)): Path<(String, String, String)>,
@@ -371,6 +464,12 @@ fn not_found(kind: &str, mesh: &str, name: &str) -> Response {
     )
 }
 
+#[utoipa::path(get, path = "/meshes/{mesh}/{kind}/{name}", tag = "resources",
+    params(("mesh" = String, Path, description = "Mesh name"), ("kind" = String, Path, description = "Resource type: meshmetrics, dataplanes, meshopentelemetrybackends, meshgateways"), ("name" = String, Path, description = "Resource name")),
+    responses(
+        (status = 200, description = "The resource in the Universal form (JSON)", body = Object),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody)))]
 async fn get_one(State(s): State<Ctx>, Path((mesh, plural, name)): Path<(String, String, String)>) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
@@ -382,6 +481,13 @@ async fn get_one(State(s): State<Ctx>, Path((mesh, plural, name)): Path<(String,
     }
 }
 
+#[utoipa::path(delete, path = "/meshes/{mesh}/{kind}/{name}", tag = "resources",
+    params(("mesh" = String, Path, description = "Mesh name"), ("kind" = String, Path, description = "Resource type: meshmetrics, dataplanes, meshopentelemetrybackends, meshgateways"), ("name" = String, Path, description = "Resource name")),
+    responses(
+        (status = 200, description = "Deleted"),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        (status = 503, description = "The store could not be written", body = ErrorBody)))]
 async fn delete(State(s): State<Ctx>, Path((mesh, plural, name)): Path<(String, String, String)>) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
@@ -394,6 +500,12 @@ async fn delete(State(s): State<Ctx>, Path((mesh, plural, name)): Path<(String, 
     }
 }
 
+#[utoipa::path(get, path = "/meshes/{mesh}/{kind}", tag = "resources",
+    params(("mesh" = String, Path, description = "Mesh name"), ("kind" = String, Path, description = "Resource type: meshmetrics, dataplanes, meshopentelemetrybackends, meshgateways")),
+    responses(
+        (status = 200, description = "`{total, items: [resource in the Universal form]}`", body = Object),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "Unknown resource type", body = ErrorBody)))]
 async fn list(State(s): State<Ctx>, Path((mesh, plural)): Path<(String, String)>) -> Response {
     let kind = match kind_of(&plural) {
         Ok(k) => k,
@@ -407,6 +519,12 @@ async fn list(State(s): State<Ctx>, Path((mesh, plural)): Path<(String, String)>
     axum::Json(json!({"total": items.len(), "items": items})).into_response()
 }
 
+#[utoipa::path(get, path = "/meshes/{mesh}/dataplanes/{name}/meshmetric", tag = "status",
+    params(("mesh" = String, Path, description = "Mesh name"), ("name" = String, Path, description = "Resource name")),
+    responses(
+        (status = 200, description = "The proxy's effective config: `{dataplane, policies, conf, dpConfig, etag, prometheusListeners, inactiveBackends, insight}`", body = Object),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such Dataplane", body = ErrorBody)))]
 async fn effective(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
     let key = (mesh.clone(), name.clone());
     match s.index.proxy(&key) {
@@ -419,6 +537,8 @@ async fn effective(State(s): State<Ctx>, Path((mesh, name)): Path<(String, Strin
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "The control plane's own metrics, Prometheus text 0.0.4 (no token needed)", body = String, content_type = "text/plain")))]
 async fn own_metrics() -> Response {
     (
         [(
@@ -430,6 +550,11 @@ async fn own_metrics() -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/meshes/{mesh}/dataplanes+insights", tag = "status",
+    params(("mesh" = String, Path, description = "Mesh name")),
+    responses(
+        (status = 200, description = "`{total, items: [{mesh, name, tags, insight}]}`: every Dataplane with what its ADS streams show", body = Object),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody)))]
 /// `GET /meshes/{mesh}/dataplanes+insights`: every Dataplane with what its streams show.
 async fn dataplane_insights(State(s): State<Ctx>, Path(mesh): Path<String>) -> Response {
     let insights = s.insights.in_mesh(&mesh).await;
@@ -518,6 +643,12 @@ async fn status_of(
     })
 }
 
+#[utoipa::path(get, path = "/meshes/{mesh}/meshmetrics/{name}/status", tag = "status",
+    params(("mesh" = String, Path, description = "Mesh name"), ("name" = String, Path, description = "Resource name")),
+    responses(
+        (status = 200, description = "`{name, selected, inForce, rejected, pending, offline, conditions, proxies}`", body = Object),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such MeshMetric", body = ErrorBody)))]
 /// `GET /meshes/{mesh}/meshmetrics/{name}/status`.
 async fn policy_status(State(s): State<Ctx>, Path((mesh, name)): Path<(String, String)>) -> Response {
     if s.get(ResourceKind::MeshMetric, &mesh, &name).is_none() {
@@ -527,6 +658,11 @@ async fn policy_status(State(s): State<Ctx>, Path((mesh, name)): Path<(String, S
     axum::Json(status_of(&s, &mesh, &name, &insights).await).into_response()
 }
 
+#[utoipa::path(get, path = "/meshes/{mesh}/meshmetrics+status", tag = "status",
+    params(("mesh" = String, Path, description = "Mesh name")),
+    responses(
+        (status = 200, description = "`{total, items: [status summary]}`", body = Object),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody)))]
 /// `GET /meshes/{mesh}/meshmetrics+status`: every policy's status summary.
 async fn policies_status(State(s): State<Ctx>, Path(mesh): Path<String>) -> Response {
     let insights = s.insights.in_mesh(&mesh).await;
@@ -558,6 +694,12 @@ struct TokenRequest {
     valid_for: Option<String>,
 }
 
+#[utoipa::path(post, path = "/tokens/dataplane", tag = "tokens",
+    request_body(content = Object, description = "`{mesh, name, validFor}` (validFor a Go duration, default 8760h)"),
+    responses(
+        (status = 200, description = "`{token, id, expiresAt}`", body = Object),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody)))]
 async fn issue_token(State(s): State<Ctx>, body: String) -> Response {
     let req: TokenRequest = match serde_json::from_str(&body) {
         Ok(r) => r,
@@ -613,6 +755,12 @@ struct RevokeRequest {
     id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/tokens/dataplane/revoke", tag = "tokens",
+    request_body(content = Object, description = "`{token}` or `{id}`"),
+    responses(
+        (status = 200, description = "Revoked", body = Object),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody)))]
 async fn revoke_token(State(s): State<Ctx>, body: String) -> Response {
     let id = match serde_json::from_str::<RevokeRequest>(&body) {
         Ok(RevokeRequest {
@@ -651,6 +799,8 @@ async fn revoke_token(State(s): State<Ctx>, body: String) -> Response {
     axum::Json(json!({"revoked": id})).into_response()
 }
 
+#[utoipa::path(get, path = "/tokens/signing-keys", tag = "tokens",
+    responses((status = 200, description = "`{keys: [{id, createdAt, signing}]}`", body = Object), (status = 401, description = "Missing or wrong API token", body = ErrorBody)))]
 async fn list_keys(State(s): State<Ctx>) -> Response {
     let keys: Vec<Value> = s
         .tokens
@@ -662,6 +812,8 @@ async fn list_keys(State(s): State<Ctx>) -> Response {
     axum::Json(json!({"keys": keys, "revokedTokens": s.tokens.state().revoked.len()})).into_response()
 }
 
+#[utoipa::path(post, path = "/tokens/signing-keys", tag = "tokens",
+    responses((status = 200, description = "The new key signs tokens from now on", body = Object), (status = 401, description = "Missing or wrong API token", body = ErrorBody)))]
 async fn add_key(State(s): State<Ctx>) -> Response {
     let state = TokenAuthority::with_new_key(&s.tokens.state(), crate::persist::now_secs());
     let id = state.keys.last().map(|k| k.id.clone()).unwrap_or_default();
@@ -672,6 +824,13 @@ async fn add_key(State(s): State<Ctx>) -> Response {
     axum::Json(json!({"id": id})).into_response()
 }
 
+#[utoipa::path(delete, path = "/tokens/signing-keys/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "Signing key id")),
+    responses(
+        (status = 200, description = "Removed: its tokens stop working", body = Object),
+        (status = 400, description = "The last key cannot be removed", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody)))]
 async fn remove_key(State(s): State<Ctx>, Path(id): Path<String>) -> Response {
     let mut state = s.tokens.state();
     let before = state.keys.len();

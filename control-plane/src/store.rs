@@ -15,6 +15,7 @@ use meshmetric_policies::matching::{effective_conf, matching, selects};
 use meshmetric_policies::meshgateway::select_gateway;
 use meshmetric_policies::meshmetric::BackendType;
 use meshmetric_policies::proxy::{Naming, ProxyContext, ProxyMetrics, resolve_backend_ref, taken_ports};
+use meshmetric_policies::values::Port;
 use meshmetric_policies::{
     Dataplane, MeshGateway, MeshMetric, MeshOpenTelemetryBackend, Resource, ResourceKind, Violations, Warning,
 };
@@ -49,7 +50,9 @@ pub struct Declared {
 #[derive(Default)]
 struct Inner {
     meshmetrics: BTreeMap<Key, MeshMetric>,
-    dataplanes: BTreeMap<Key, Dataplane>,
+    /// Shared copy-on-write: `check_apply` works on a copy of the store without copying the
+    /// (large) Dataplane map unless the batch writes Dataplanes.
+    dataplanes: std::sync::Arc<BTreeMap<Key, Dataplane>>,
     otel_backends: BTreeMap<Key, MeshOpenTelemetryBackend>,
     gateways: BTreeMap<Key, MeshGateway>,
 }
@@ -123,7 +126,7 @@ impl Inner {
                 self.selected_by(old.as_ref(), Some(&m), affected);
             }
             Resource::Dataplane(d) => {
-                self.dataplanes.insert(key.clone(), d);
+                std::sync::Arc::make_mut(&mut self.dataplanes).insert(key.clone(), d);
                 affected.push(key);
             }
             Resource::MeshOpenTelemetryBackend(b) => {
@@ -293,7 +296,7 @@ impl Store {
                 },
                 ResourceKind::Dataplane => {
                     affected.push(key.clone());
-                    g.dataplanes.remove(&key).is_some()
+                    std::sync::Arc::make_mut(&mut g.dataplanes).remove(&key).is_some()
                 }
                 ResourceKind::MeshOpenTelemetryBackend => {
                     g.all_in_mesh(mesh, false, &mut affected);
@@ -462,8 +465,22 @@ fn port_clashes(store: &Inner, policy: &MeshMetric) -> Violations {
     let Some(backends) = &policy.spec.default.backends else {
         return v;
     };
+    let ports: Vec<Port> = backends
+        .iter()
+        .filter(|b| b.kind == Some(BackendType::Prometheus))
+        .filter_map(|b| b.prometheus.as_ref().map(|p| p.port_or_default()))
+        .collect();
+    if ports.is_empty() {
+        return v;
+    }
     for dp in in_mesh(&store.dataplanes, &policy.meta.mesh) {
         let gw = store.gateway_of(dp);
+        // cheap first: most proxies use none of the policy's ports, and then nothing else
+        // needs computing
+        let taken = taken_ports(dp, gw);
+        if !taken.iter().any(|(t, _)| ports.contains(t)) {
+            continue;
+        }
         if !selects(&policy.meta, policy.spec.target_ref.as_ref(), dp, gw) {
             continue;
         }
@@ -475,7 +492,6 @@ fn port_clashes(store: &Inner, policy: &MeshMetric) -> Violations {
         if owner.is_none_or(|o| o.meta.name != policy.meta.name) {
             continue;
         }
-        let taken = taken_ports(dp, gw);
         for (i, b) in backends.iter().enumerate() {
             let (Some(BackendType::Prometheus), Some(p)) = (b.kind, &b.prometheus) else {
                 continue;

@@ -20,7 +20,7 @@ use meshmetric_policies::headers::SecretSources;
 /// meshmetric dataplane plugin: scrapes Envoy and applications, filters and merges them, and
 /// serves the result to Prometheus through Envoy.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "meshmetric-dp", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -32,6 +32,9 @@ enum Cmd {
     Run(Box<RunArgs>),
     /// Print the Envoy bootstrap for this proxy (JSON).
     Bootstrap(Box<ProxyArgs>),
+    /// Print this command's reference as Markdown (for docs/cli.md).
+    #[command(hide = true)]
+    HelpMarkdown,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -214,6 +217,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run(*args).await,
+        Cmd::HelpMarkdown => {
+            print!("{}", clap_markdown::help_markdown::<Cli>());
+            Ok(())
+        }
     }
 }
 

@@ -127,14 +127,15 @@ fn every_invalid_document_is_reported() {
 
 #[test]
 fn a_mesh_sized_file_parses() {
-    // serde-saphyr's default budget stops at 1,024 documents; a mesh file has one per proxy
+    // serde-saphyr's default budget stops at 1,024 documents (and 1,000,000 events, ~45,000
+    // small Dataplanes); a mesh file has one document per proxy
     let mut s = String::new();
-    for i in 0..3000 {
+    for i in 0..50_000 {
         s.push_str(&format!(
-            "---\ntype: Dataplane\nname: dp-{i}\nnetworking: {{address: 10.0.0.1, inbound: [{{port: 1, tags: {{kuma.io/service: s}}}}]}}\n"
+            "---\ntype: Dataplane\nname: dp-{i}\nlabels: {{kuma.io/workload: svc, team: a}}\nnetworking: {{address: 10.0.0.1, inbound: [{{port: 1, servicePort: 8080, tags: {{kuma.io/service: s}}}}]}}\n"
         ));
     }
-    assert_eq!(parse_documents(&s).unwrap().len(), 3000);
+    assert_eq!(parse_documents(&s).unwrap().len(), 50_000);
 }
 
 #[test]

@@ -149,6 +149,7 @@ fn e2e_dashboards_alerts_insights_and_status_on_the_real_pipeline() {
 rule_files: ["{}"]
 scrape_configs:
   - job_name: meshmetric-proxies
+    honor_labels: true
     http_sd_configs:
       - url: http://{}/v1/http-sd?client_id=main
         refresh_interval: 1s

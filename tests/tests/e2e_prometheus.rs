@@ -13,6 +13,7 @@ fn prometheus_config(mads: &str, client: &str) -> String {
         r#"global: {{scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1m}}
 scrape_configs:
   - job_name: meshmetric
+    honor_labels: true
     http_sd_configs:
       - url: http://{mads}/v1/http-sd?client_id={client}
         refresh_interval: 1s
@@ -140,6 +141,30 @@ fn e2e_two_prometheus_servers_discover_their_own_proxies_and_follow_a_policy_cha
     assert!(
         q2.is_some() && q.contains("sample_app_requests_total"),
         "query results: {q}"
+    );
+    // the documented scrape config (honor_labels) stores no doubled exported_* labels
+    let q = "count({__name__=~\".+\",exported_mesh!=\"\"}) or count({__name__=~\".+\",exported_dataplane!=\"\"}) or count({__name__=~\".+\",exported_zone!=\"\"})";
+    let doubled = get_ok(
+        &alpha_addr,
+        &format!(
+            "/api/v1/query?query={}",
+            q.replace('"', "%22")
+                .replace(' ', "%20")
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('=', "%3D")
+                .replace('~', "%7E")
+                .replace('+', "%2B")
+                .replace('!', "%21")
+                .replace(',', "%2C")
+        ),
+    )
+    .unwrap_or_default();
+    assert!(doubled.contains("\"result\":[]"), "exported_* labels stored: {doubled}");
+    let live = get_ok(&alpha_addr, "/api/v1/query?query=envoy_server_live").unwrap_or_default();
+    assert!(
+        live.contains("\"dataplane\":\"web-01\"") && !live.contains("exported_"),
+        "{live}"
     );
 
     // move api-01 to alpha: it appears there (and leaves beta) within a refresh

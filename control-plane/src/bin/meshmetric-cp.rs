@@ -22,7 +22,7 @@ use meshmetric_control_plane::{
 /// meshmetric control plane: validates MeshMetric policies, merges them per proxy and serves
 /// each Envoy its metrics config over ADS.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "meshmetric-cp", version)]
 struct Args {
     /// Files or directories of resources (YAML/JSON, Universal or Kubernetes form) to load at start.
     #[arg(short = 'f', long = "resources")]
@@ -38,11 +38,13 @@ struct Args {
     #[arg(long, env = "MESHMETRIC_DATA_DIR", default_value = "meshmetric-data")]
     data_dir: PathBuf,
     /// Where resources are kept: `sqlite:<file>` (default: `<data-dir>/store.db`),
-    /// `postgres://user:password@host:port/database` (several instances may share it; each
-    /// pushes the others' changes within ~1 s), or `memory` (lost on restart).
+    /// `postgres://user:password@host:port/database[?sslmode=...&sslrootcert=...]` (several
+    /// instances may share it; each pushes the others' changes within ~1 s; TLS with
+    /// verify-full by default off the host), or `memory` (lost on restart).
     #[arg(long, env = "MESHMETRIC_STORE")]
     store: Option<String>,
-    /// File holding the API token that writes need (`Authorization: Bearer <token>`). Default:
+    /// File holding the API token every request but `/ready` and `/metrics` needs
+    /// (`Authorization: Bearer <token>`; reads too, unless --anonymous-reads). Default:
     /// `<data-dir>/admin-token`, generated (32 random bytes, hex, mode 0600) when missing.
     #[arg(long, env = "MESHMETRIC_API_TOKEN_FILE")]
     api_token_file: Option<PathBuf>,
@@ -76,6 +78,12 @@ struct Args {
     /// PEM private key of --ads-tls-cert.
     #[arg(long, requires = "ads_tls_cert")]
     ads_tls_key: Option<PathBuf>,
+    /// Print this command's reference as Markdown (for docs/cli.md) and exit.
+    #[arg(long, hide = true)]
+    help_markdown: bool,
+    /// Print the REST API's OpenAPI document and exit.
+    #[arg(long)]
+    print_openapi: bool,
     /// This instance's id in proxy insights and metrics (default: host name and PID).
     #[arg(long, env = "MESHMETRIC_INSTANCE_ID")]
     instance_id: Option<String>,
@@ -104,6 +112,14 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.help_markdown {
+        print!("{}", clap_markdown::help_markdown::<Args>());
+        return Ok(());
+    }
+    if args.print_openapi {
+        println!("{}", api::openapi_json());
+        return Ok(());
+    }
     rustls::crypto::ring::default_provider().install_default().ok();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_format == LogFormat::Json {
@@ -249,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
         "the API token in {} is shorter than 16 characters",
         token_file.display()
     );
-    tracing::info!(token_file = %token_file.display(), anonymous_reads = args.anonymous_reads, "API writes require the token");
+    tracing::info!(token_file = %token_file.display(), anonymous_reads = args.anonymous_reads, "API requests require the token (reads too unless --anonymous-reads)");
     let access = api::Access {
         token: Some(token.into()),
         anonymous_reads: args.anonymous_reads,

@@ -14,7 +14,7 @@ use meshmetric_policies::{Resource, ResourceKind};
 
 /// Command-line client of the meshmetric control plane.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "meshmetricctl", version)]
 struct Cli {
     /// Control plane REST API.
     #[arg(long, global = true, env = "MESHMETRIC_CP", default_value = "http://127.0.0.1:5681")]
@@ -109,6 +109,15 @@ enum Cmd {
         #[arg(long, default_value = "docs")]
         out_dir: PathBuf,
     },
+    /// Print a shell completion script, e.g.
+    /// `meshmetricctl completion bash > ~/.local/share/bash-completion/completions/meshmetricctl`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print this command's reference as Markdown (for docs/cli.md).
+    #[command(hide = true)]
+    HelpMarkdown,
 }
 
 fn parse_kind(s: &str) -> Result<ResourceKind, String> {
@@ -429,6 +438,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             for ((label, text), rs) in inputs.iter().zip(&parsed) {
+                if text.len() > meshmetric_control_plane::api::MAX_BODY_BYTES {
+                    eprintln!(
+                        "{label}: {:.1} MiB is more than the control plane accepts in one request ({} MiB): split the file, or load it at start with `meshmetric-cp -f {label}`; nothing applied from it",
+                        text.len() as f64 / (1u64 << 20) as f64,
+                        meshmetric_control_plane::api::MAX_BODY_BYTES >> 20
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 let (status, body) = api.call("POST", "/apply", Some(text))?;
                 if status != 200 {
                     eprintln!("{label}:");
@@ -601,6 +618,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::write(&crd, crd_yaml(kind))?;
                 println!("wrote {} and {}", schema.display(), crd.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "meshmetricctl", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::HelpMarkdown => {
+            print!("{}", clap_markdown::help_markdown::<Cli>());
             Ok(ExitCode::SUCCESS)
         }
     }
