@@ -539,6 +539,9 @@ fn deserialize_all<T: DeserializeOwned>(mut body: Value, prefix: &str, violation
             Some((head, accepted)) => format!("{}; accepted: {}", head.replace('`', ""), accepted.replace('`', "")),
             None => msg,
         };
+        if msg.starts_with("invalid type: boolean") && msg.contains("expected a string") {
+            msg.push_str(" (YAML reads y, yes, on, n, no, off, true and false as booleans: quote the value)");
+        }
         if pass == MAX_PASSES {
             msg.push_str(&format!(
                 " (further violations of this document not reported: at most {MAX_PASSES})"

@@ -217,3 +217,11 @@ fn hundreds_of_unknown_fields_report_the_first_sixteen() {
     assert_eq!(v.len(), 16, "{v:?}");
     assert!(v[15].message.contains("not reported"), "{}", v[15].message);
 }
+
+#[test]
+fn yaml_booleans_where_strings_belong_get_a_hint() {
+    let e = parse_documents("type: MeshMetric\nname: m\nspec: {default: {applications: [{name: no, port: 8080}]}}\n").unwrap_err();
+    let v = e.violations();
+    assert_eq!(v[0].field, "spec.default.applications[0].name");
+    assert!(v[0].message.contains("quote the value"), "{}", v[0].message);
+}
