@@ -2,6 +2,7 @@
 //! `If-None-Match`), compiles each new config once, and publishes it on a `watch` channel.
 //! When the socket is unreachable or the body is invalid the last good config stays active.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 
 use meshmetric_policies::dpconfig::DpConfig;
 use meshmetric_policies::profiles::FamilyFilter;
+use meshmetric_policies::relabel::{RelabelError, Rules};
 
 use crate::client::{Endpoint, HttpClient};
 use crate::merge::ExtraLabels;
@@ -21,19 +23,44 @@ pub struct ActiveConfig {
     pub config: DpConfig,
     pub filter: FamilyFilter,
     pub extra: ExtraLabels,
+    /// Relabeling rules for every series.
+    pub rules: Rules,
+    /// Relabeling rules per application, by its label (name, else port).
+    pub app_rules: HashMap<String, Rules>,
+}
+
+/// Why a config could not be compiled (the control plane validated it, so this is a config
+/// from a newer or foreign control plane).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A profile selector's regex.
+    #[error("a profile selector: {0}")]
+    Selector(#[from] regex::Error),
+    /// A relabeling rule.
+    #[error(transparent)]
+    Relabel(#[from] RelabelError),
 }
 
 impl ActiveConfig {
-    /// Compiles `config`. Errors: a Regex selector that does not compile.
-    pub fn new(etag: String, config: DpConfig) -> Result<Self, regex::Error> {
+    /// Compiles `config`. Errors: a Regex selector or relabeling rule that does not compile.
+    pub fn new(etag: String, config: DpConfig) -> Result<Self, CompileError> {
         let m = config.metrics();
         let filter = FamilyFilter::new(m.sidecar.as_ref().and_then(|s| s.profiles.as_ref()))?;
         let extra = ExtraLabels::new(m.extra_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let rules = Rules::compile(&m.relabel)?;
+        let mut app_rules = HashMap::new();
+        for a in &m.applications {
+            if !a.relabel.is_empty() {
+                app_rules.insert(a.label(), Rules::compile(&a.relabel)?);
+            }
+        }
         Ok(Self {
             etag,
             config,
             filter,
             extra,
+            rules,
+            app_rules,
         })
     }
 

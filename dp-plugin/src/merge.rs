@@ -17,12 +17,16 @@ use std::collections::HashMap;
 
 use meshmetric_policies::profiles::{FamilyFilter, INTERNAL_LABELS, is_internal_name};
 
-use crate::parse::{Family, MetricType, Sample, labels};
+use meshmetric_policies::relabel::{LabelSet, Rules};
+
+use crate::parse::{Family, MetricType, Sample, labels, unescape};
 
 /// Extra labels, pre-rendered once per config.
 #[derive(Debug, Clone, Default)]
 pub struct ExtraLabels {
     names: Vec<String>,
+    /// The values, unescaped, in the order of `names` (for relabeling).
+    values: Vec<String>,
     /// `name="value",...` (escaped), no leading or trailing comma.
     rendered: String,
 }
@@ -75,6 +79,7 @@ impl ExtraLabels {
             escape_label_value(v, &mut e.rendered);
             e.rendered.push('"');
             e.names.push(k);
+            e.values.push(v.to_string());
         }
         e
     }
@@ -107,6 +112,14 @@ pub struct MergeStats {
     pub families_type_conflict: u64,
     /// Labels kept as `exported_<name>`.
     pub labels_renamed: u64,
+    /// Series scraped (every source, before anything is dropped).
+    pub series_in: u64,
+    /// Series left after the profiles, the internal-entity filter and type conflicts (what
+    /// relabeling sees).
+    pub series_after_profile: u64,
+    /// Series dropped by relabeling rules (`keep`, `drop`, `keepequal`, `dropequal`, or a rule
+    /// that removed `__name__`).
+    pub series_dropped_relabel: u64,
     /// Series written.
     pub series_out: u64,
 }
@@ -115,8 +128,29 @@ struct OutFamily<'a, 'f> {
     name: &'f str,
     kind: MetricType,
     help: Option<&'a str>,
-    parts: Vec<&'f [Sample<'a>]>,
+    /// Samples, with the index of the source they come from.
+    parts: Vec<(usize, &'f [Sample<'a>])>,
 }
+
+/// The relabeling rules of one merge: per source (in the order of the sources; `None` = no
+/// rules), applied to that source's series before the extra labels are added, and global ones,
+/// applied to every series with its extra labels (as Prometheus's `metric_relabel_configs` see
+/// the target's labels).
+#[derive(Debug, Clone, Copy)]
+pub struct Relabeling<'r> {
+    /// Per source.
+    pub per_source: &'r [Option<&'r Rules>],
+    /// For every series.
+    pub global: &'r Rules,
+}
+
+impl Relabeling<'_> {
+    fn is_empty(&self) -> bool {
+        self.global.is_empty() && self.per_source.iter().all(|r| r.is_none_or(|r| r.is_empty()))
+    }
+}
+
+static NO_RULES: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(Rules::default);
 
 fn is_internal_series(raw_labels: &str) -> bool {
     if raw_labels.is_empty() || !raw_labels.starts_with("envoy_") && !raw_labels.contains(",envoy_") {
@@ -160,6 +194,30 @@ pub fn merge_encode<'a>(
     out: &mut Vec<u8>,
     stats: &mut MergeStats,
 ) {
+    let none = Relabeling {
+        per_source: &[],
+        global: &NO_RULES,
+    };
+    merge_encode_relabeled(sources, filter, extra, none, out, stats);
+}
+
+/// [`merge_encode`] with relabeling rules ([`Relabeling`]). A series whose `__name__` a rule
+/// changes leaves its family: it is written under the family of its new name when there is
+/// one, else in a family of its own of type `untyped` (Prometheus keeps no metadata for it
+/// either).
+pub fn merge_encode_relabeled<'a>(
+    sources: &[(Origin, &[Family<'a>])],
+    filter: &FamilyFilter,
+    extra: &ExtraLabels,
+    relabel: Relabeling<'_>,
+    out: &mut Vec<u8>,
+    stats: &mut MergeStats,
+) {
+    stats.series_in += sources
+        .iter()
+        .flat_map(|(_, fams)| fams.iter())
+        .map(|f| f.samples.len() as u64)
+        .sum::<u64>();
     let mut order: Vec<OutFamily<'a, '_>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut filtered: Vec<Vec<Sample<'a>>> = Vec::new();
@@ -214,7 +272,7 @@ pub fn merge_encode<'a>(
                     stats.families_type_conflict += 1;
                     continue;
                 }
-                order[i].parts.push(samples);
+                order[i].parts.push((si, samples));
             }
             None => {
                 index.insert(f.name.as_ref(), order.len());
@@ -222,10 +280,19 @@ pub fn merge_encode<'a>(
                     name: f.name.as_ref(),
                     kind: f.kind,
                     help: f.help,
-                    parts: vec![samples],
+                    parts: vec![(si, samples)],
                 });
             }
         }
+    }
+    stats.series_after_profile += order
+        .iter()
+        .flat_map(|f| f.parts.iter())
+        .map(|(_, p)| p.len() as u64)
+        .sum::<u64>();
+    if !relabel.is_empty() {
+        encode_relabeled(&order, extra, relabel, out, stats);
+        return;
     }
     let mut buf = itoa::Buffer::new();
     for f in &order {
@@ -241,7 +308,7 @@ pub fn merge_encode<'a>(
         out.push(b' ');
         out.extend_from_slice(f.kind.as_str().as_bytes());
         out.push(b'\n');
-        for part in &f.parts {
+        for (_, part) in &f.parts {
             for s in part.iter() {
                 stats.series_out += 1;
                 out.extend_from_slice(s.name.as_bytes());
@@ -280,6 +347,152 @@ pub fn merge_encode<'a>(
                 out.push(b'\n');
             }
         }
+    }
+}
+
+/// Where the relabeled series of one family name go.
+enum Target {
+    Family(usize),
+    Renamed(usize),
+}
+
+/// The relabeling path of [`merge_encode_relabeled`]: each series' labels are decoded
+/// (`__name__` first), run through its source's rules, given the extra labels (an existing one
+/// kept as `exported_<name>`, as on the fast path), run through the global rules and written.
+fn encode_relabeled(
+    order: &[OutFamily<'_, '_>],
+    extra: &ExtraLabels,
+    relabel: Relabeling<'_>,
+    out: &mut Vec<u8>,
+    stats: &mut MergeStats,
+) {
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); order.len()];
+    let mut renamed: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut targets: HashMap<String, Target> = order
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.to_string(), Target::Family(i)))
+        .collect();
+    let mut ts = itoa::Buffer::new();
+    let mut line = String::new();
+    for (fi, f) in order.iter().enumerate() {
+        for (si, part) in &f.parts {
+            let rules = relabel.per_source.get(*si).copied().flatten();
+            for s in part.iter() {
+                let mut ls = LabelSet::with_capacity(8 + extra.names.len());
+                ls.push("__name__", s.name);
+                // an empty value is no label (as Prometheus reads the text)
+                for (n, v) in labels(s.labels).filter(|(_, v)| !v.is_empty()) {
+                    ls.push(n, unescape(v));
+                }
+                if let Some(r) = rules
+                    && !r.process(&mut ls)
+                {
+                    stats.series_dropped_relabel += 1;
+                    continue;
+                }
+                add_extra(&mut ls, extra, stats);
+                if !relabel.global.process(&mut ls) {
+                    stats.series_dropped_relabel += 1;
+                    continue;
+                }
+                let name = ls.get("__name__");
+                if name.is_empty() {
+                    stats.series_dropped_relabel += 1;
+                    continue;
+                }
+                line.clear();
+                line.push_str(name);
+                line.push('{');
+                let mut first = true;
+                for (n, v) in ls.iter().filter(|(n, _)| *n != "__name__") {
+                    if !first {
+                        line.push(',');
+                    }
+                    first = false;
+                    line.push_str(n);
+                    line.push_str("=\"");
+                    escape_label_value(v, &mut line);
+                    line.push('"');
+                }
+                line.push_str("} ");
+                line.push_str(s.raw_value);
+                if let Some(t) = s.timestamp_ms {
+                    line.push(' ');
+                    line.push_str(ts.format(t));
+                }
+                line.push('\n');
+                let buf = if name == s.name {
+                    &mut bufs[fi]
+                } else {
+                    let t = match targets.get(name) {
+                        Some(t) => t,
+                        None => {
+                            renamed.push((name.to_string(), Vec::new()));
+                            targets.insert(name.to_string(), Target::Renamed(renamed.len() - 1));
+                            &targets[name]
+                        }
+                    };
+                    match *t {
+                        Target::Family(i) => &mut bufs[i],
+                        Target::Renamed(j) => &mut renamed[j].1,
+                    }
+                };
+                buf.extend_from_slice(line.as_bytes());
+                stats.series_out += 1;
+            }
+        }
+    }
+    for (f, buf) in order.iter().zip(&bufs) {
+        if buf.is_empty() {
+            continue;
+        }
+        if let Some(h) = f.help {
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(f.name.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(h.as_bytes());
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"# TYPE ");
+        out.extend_from_slice(f.name.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(f.kind.as_str().as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(buf);
+    }
+    for (name, buf) in &renamed {
+        out.extend_from_slice(b"# TYPE ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b" untyped\n");
+        out.extend_from_slice(buf);
+    }
+}
+
+/// Adds the extra labels to `ls`; a label of the series with an extra label's name is kept as
+/// `exported_<name>` (see [`exported_names`]).
+fn add_extra(ls: &mut LabelSet<'_>, extra: &ExtraLabels, stats: &mut MergeStats) {
+    if extra.names.is_empty() {
+        return;
+    }
+    if ls.iter().any(|(n, _)| extra.names.iter().any(|e| e == n)) {
+        let pairs: Vec<(String, String)> = ls
+            .iter()
+            .filter(|(n, _)| *n != "__name__")
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let new_names = exported_names(&borrowed, &extra.names);
+        for ((old, value), new) in pairs.iter().zip(new_names) {
+            if let Some(new) = new {
+                stats.labels_renamed += 1;
+                ls.del(old);
+                ls.set(&new, value.clone());
+            }
+        }
+    }
+    for (n, v) in extra.names.iter().zip(&extra.values) {
+        ls.set(n, v.clone());
     }
 }
 
@@ -349,6 +562,91 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
                 None
             ]
         );
+    }
+
+    #[test]
+    fn relabeling_per_source_then_global_with_renamed_families() {
+        use meshmetric_policies::meshmetric::{RelabelAction, RelabelConfig};
+        let mut st = ParseStats::default();
+        let e = parse(ENVOY, Format::Text, &mut st);
+        let a = parse(APP, Format::Text, &mut st);
+        let all = Profiles {
+            append_profiles: Some(vec![Profile {
+                name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+            }]),
+            ..Default::default()
+        };
+        let filter = FamilyFilter::new(Some(&all)).unwrap();
+        let extra = ExtraLabels::new([("mesh", "default")]);
+        // the application's own rule renames its counter; the global ones drop a cluster and
+        // move envoy_cluster_version onto envoy_server_live's family
+        let app_rules = Rules::compile(&[RelabelConfig {
+            source_labels: Some(vec!["__name__".into()]),
+            regex: Some("app_requests_total".into()),
+            target_label: Some("__name__".into()),
+            replacement: Some("http_requests_total".into()),
+            ..Default::default()
+        }])
+        .unwrap();
+        let global = Rules::compile(&[
+            RelabelConfig {
+                source_labels: Some(vec!["envoy_cluster_name".into()]),
+                regex: Some("ads_cluster|_meshmetric_dp".into()),
+                action: Some(RelabelAction::Drop),
+                ..Default::default()
+            },
+            RelabelConfig {
+                source_labels: Some(vec!["__name__".into()]),
+                regex: Some("envoy_cluster_version".into()),
+                target_label: Some("__name__".into()),
+                replacement: Some("envoy_server_live".into()),
+                ..Default::default()
+            },
+        ])
+        .unwrap();
+        let per_source = [None, Some(&app_rules)];
+        let mut out = Vec::new();
+        let mut ms = MergeStats::default();
+        merge_encode_relabeled(
+            &[(Origin::Envoy, &e), (Origin::Application, &a)],
+            &filter,
+            &extra,
+            Relabeling {
+                per_source: &per_source,
+                global: &global,
+            },
+            &mut out,
+            &mut ms,
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("ads_cluster") && !out.contains("_meshmetric_dp"), "{out}");
+        // renamed onto an existing family: under its TYPE line, which appears once
+        assert_eq!(out.matches("# TYPE envoy_server_live").count(), 1, "{out}");
+        assert!(
+            out.contains("envoy_server_live{envoy_cluster_name=\"localhost_8080\",mesh=\"default\"} 0"),
+            "{out}"
+        );
+        // renamed to a new name: a family of its own, untyped; the app's `mesh` kept as exported_mesh
+        assert!(
+            out.contains("# TYPE http_requests_total untyped\nhttp_requests_total{"),
+            "{out}"
+        );
+        let line = out.lines().find(|l| l.starts_with("http_requests_total{")).unwrap();
+        for part in [
+            "exported_mesh=\"mine\"",
+            "code=\"200\"",
+            "mesh=\"default\"",
+            "} 5 1700000000000",
+        ] {
+            assert!(line.contains(part), "{line}");
+        }
+        assert_eq!(ms.series_dropped_relabel, 2);
+        assert_eq!(ms.series_out, ms.series_after_profile - 2);
+        // the output is valid exposition: it parses back without errors
+        let mut st = ParseStats::default();
+        let back = parse(&out, Format::Text, &mut st);
+        assert_eq!(st.bad_lines, 0, "{:?}", st.first_error);
+        assert_eq!(back.iter().map(|f| f.samples.len() as u64).sum::<u64>(), ms.series_out);
     }
 
     #[test]

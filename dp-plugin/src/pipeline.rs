@@ -15,9 +15,10 @@ use tokio::sync::watch;
 use crate::client::{BodyBudget, Endpoint, HttpClient};
 use crate::config::ActiveConfig;
 use crate::limits::{SeriesLimits, enforce_limits};
-use crate::merge::{MergeStats, Origin, merge_encode};
+use crate::merge::{MergeStats, Origin, Relabeling, merge_encode_relabeled};
 use crate::parse::{Format, ParseStats, parse};
 use crate::selfmetrics::{Registry, Report, Scrape, Source};
+use meshmetric_policies::relabel::Rules;
 
 /// Limits and endpoints of the pipeline.
 #[derive(Debug, Clone)]
@@ -256,7 +257,7 @@ impl Pipeline {
             collections: self.collections(),
             ..Default::default()
         };
-        let mut texts: Vec<(Origin, &str, Format)> = Vec::with_capacity(scraped.len());
+        let mut texts: Vec<(Origin, Option<&str>, &str, Format)> = Vec::with_capacity(scraped.len());
         for s in &scraped {
             let (origin, application) = match &s.source {
                 Source::Envoy => (Origin::Envoy, None),
@@ -265,7 +266,7 @@ impl Pipeline {
             let ok = match &s.body {
                 Ok(b) => match std::str::from_utf8(b) {
                     Ok(t) => {
-                        texts.push((origin, t, s.format));
+                        texts.push((origin, application, t, s.format));
                         true
                     }
                     Err(e) => {
@@ -285,9 +286,9 @@ impl Pipeline {
             });
         }
         let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len());
-        let parsed: Vec<(Origin, Vec<crate::parse::Family<'_>>)> = texts
+        let parsed: Vec<(Origin, Option<&str>, Vec<crate::parse::Family<'_>>)> = texts
             .iter()
-            .map(|(o, t, f)| {
+            .map(|(o, app, t, f)| {
                 let mut st = ParseStats::default();
                 // Envoy's families the profile drops are skipped while parsing
                 let fams = match o {
@@ -306,7 +307,7 @@ impl Pipeline {
                     tracing::debug!(bad_lines = st.bad_lines, first = %e, "skipped malformed lines");
                 }
                 parse_stats.push(st);
-                (*o, fams)
+                (*o, *app, fams)
             })
             .collect();
         report.malformed_lines = parse_stats.iter().map(|s| s.bad_lines).sum();
@@ -314,18 +315,31 @@ impl Pipeline {
         let mut out = Vec::with_capacity(if previous_out > 0 {
             previous_out + previous_out / 16 + 4096
         } else {
-            texts.iter().map(|t| t.1.len()).sum::<usize>() + 4096
+            texts.iter().map(|t| t.2.len()).sum::<usize>() + 4096
         });
         let sources: Vec<(Origin, &[crate::parse::Family<'_>])> =
-            parsed.iter().map(|(o, f)| (*o, f.as_slice())).collect();
-        merge_encode(&sources, &cfg.filter, &cfg.extra, &mut out, &mut report.merge);
+            parsed.iter().map(|(o, _, f)| (*o, f.as_slice())).collect();
+        let per_source: Vec<Option<&Rules>> = parsed
+            .iter()
+            .map(|(_, app, _)| app.and_then(|a| cfg.app_rules.get(a)))
+            .collect();
+        let relabel = Relabeling {
+            per_source: &per_source,
+            global: &cfg.rules,
+        };
+        merge_encode_relabeled(&sources, &cfg.filter, &cfg.extra, relabel, &mut out, &mut report.merge);
         report.merge.families_filtered += parse_stats.iter().map(|s| s.skipped_families).sum::<u64>();
-        // the plugin's own metrics, last, with the same extra labels
+        // the plugin's own metrics, last, with the same extra labels and global rules
         let own = report.render(&self.registry);
-        merge_encode(
+        let own_relabel = Relabeling {
+            per_source: &[],
+            global: &cfg.rules,
+        };
+        merge_encode_relabeled(
             &[(Origin::Own, &own.families())],
             &cfg.filter,
             &cfg.extra,
+            own_relabel,
             &mut out,
             &mut MergeStats::default(),
         );

@@ -54,7 +54,7 @@ pub const SERIES: Metric = Metric {
 pub const DROPPED: Metric = Metric {
     name: "meshmetric_dp_dropped",
     kind: MetricType::Gauge,
-    help: "What the last collection dropped, by reason (profile, internal, type_conflict, reserved_name, label_too_long, label_name_too_long, metric_name_too_long, too_many_labels, duplicate_label_name, series_limit) and unit (family, series).",
+    help: "What the last collection dropped, by reason (profile, internal, type_conflict, reserved_name, label_too_long, label_name_too_long, metric_name_too_long, too_many_labels, duplicate_label_name, series_limit, relabel) and unit (family, series).",
 };
 /// `meshmetric_dp_labels_renamed`.
 pub const LABELS_RENAMED: Metric = Metric {
@@ -73,6 +73,12 @@ pub const COLLECTIONS: Metric = Metric {
     name: "meshmetric_dp_collections_total",
     kind: MetricType::Counter,
     help: "Collections run (scrapes of Envoy), shared by every output.",
+};
+/// `meshmetric_dp_series_stage{stage}`.
+pub const SERIES_STAGE: Metric = Metric {
+    name: "meshmetric_dp_series_stage",
+    kind: MetricType::Gauge,
+    help: "Series of the last collection after each stage: parsed (scraped and parsed; Envoy families outside the profiles are skipped while parsing), profile (after the profiles, the internal-entity filter and conflicts), relabel (after the relabeling rules: what is exported).",
 };
 /// `meshmetric_dp_otlp_data_points_total{backend, result}`.
 pub const OTLP_POINTS: Metric = Metric {
@@ -115,6 +121,7 @@ pub const ALL: &[Metric] = &[
     LABELS_RENAMED,
     CONFIG_INFO,
     COLLECTIONS,
+    SERIES_STAGE,
     OTLP_POINTS,
     OTLP_QUEUE_BATCHES,
     OTLP_QUEUE_BYTES,
@@ -296,6 +303,7 @@ impl Report {
             ("too_many_labels", "series", self.limits.too_many_labels),
             ("duplicate_label_name", "series", self.limits.duplicate_label_name),
             ("series_limit", "series", self.limits.series_limit),
+            ("relabel", "series", self.merge.series_dropped_relabel),
         ] {
             r.sample(&[("reason", reason), ("unit", unit)], n);
         }
@@ -305,6 +313,14 @@ impl Report {
         r.sample(&[("etag", &self.config_etag)], 1);
         r.family(COLLECTIONS);
         r.sample(&[], self.collections);
+        r.family(SERIES_STAGE);
+        for (stage, n) in [
+            ("parsed", self.merge.series_in),
+            ("profile", self.merge.series_after_profile),
+            ("relabel", self.merge.series_out),
+        ] {
+            r.sample(&[("stage", stage)], n);
+        }
         let exporters = registry.exporters();
         r.family(OTLP_POINTS);
         for (b, st) in &exporters {

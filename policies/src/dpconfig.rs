@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::headers::{HeaderRefusal, SecretSources, check_transport};
-use crate::meshmetric::{BackendType, Compression, Header, OtlpProtocol, OtlpTls, Sidecar, Temporality};
+use crate::meshmetric::{BackendType, Compression, Header, OtlpProtocol, OtlpTls, RelabelConfig, Sidecar, Temporality};
 use crate::otelbackend::{EnvMode, EnvPrecedence, ResolvedEnvPolicy};
 use crate::values::{Duration, Port};
 
@@ -45,6 +45,9 @@ pub struct MetricsConfig {
     /// Labels added to every exported series (keys as Kuma names them, e.g. `kuma.workload`).
     #[serde(default)]
     pub extra_labels: BTreeMap<String, String>,
+    /// Relabeling rules for every exported series ([`crate::relabel`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relabel: Vec<RelabelConfig>,
 }
 
 /// An application endpoint to scrape: `http://<address or 127.0.0.1>:<port><path>`.
@@ -60,6 +63,9 @@ pub struct DpApplication {
     /// Empty means the proxy's local address (127.0.0.1).
     #[serde(default)]
     pub address: String,
+    /// Relabeling rules for this application's series, before the merge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relabel: Vec<RelabelConfig>,
 }
 
 impl DpApplication {

@@ -39,6 +39,7 @@ pub mod otelbackend;
 pub mod ownership;
 pub mod profiles;
 pub mod proxy;
+pub mod relabel;
 pub mod schema;
 pub mod targetref;
 pub mod validate;

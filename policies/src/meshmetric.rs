@@ -69,6 +69,11 @@ pub struct Conf {
     /// Where the merged metrics go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<Backend>>,
+    /// Rules applied to every series the proxy exports (Envoy's and the applications', with
+    /// the extra labels), after the profiles and before every output (extension; Prometheus's
+    /// `relabel_config` semantics, the shape of the Prometheus Operator's `metricRelabelings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<Vec<RelabelConfig>>,
 }
 
 impl Conf {
@@ -101,6 +106,9 @@ impl Conf {
         }
         if other.backends.is_some() {
             self.backends.clone_from(&other.backends);
+        }
+        if other.relabel.is_some() {
+            self.relabel.clone_from(&other.relabel);
         }
     }
 
@@ -204,6 +212,101 @@ pub struct Application {
     #[schemars(extend("x-required" = true))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<Port>,
+    /// Rules applied to this application's series before they are merged (extension; see
+    /// [`RelabelConfig`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<Vec<RelabelConfig>>,
+}
+
+/// One relabeling rule, with Prometheus's `relabel_config` semantics (values are taken from
+/// `sourceLabels` joined by `separator`, matched against the fully anchored RE2 `regex`, ...),
+/// written as the Prometheus Operator's `RelabelConfig` (`metricRelabelings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RelabelConfig {
+    /// Labels whose values are concatenated (`__name__` is the metric name); a missing label
+    /// counts as empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_labels: Option<Vec<String>>,
+    /// String between the concatenated values; default `;`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+    /// RE2 regular expression, fully anchored (`^(?:regex)$`); default `(.*)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Label written by `replace`, `lowercase`, `uppercase`, `hashmod`, compared by
+    /// `keepequal`/`dropequal`; `replace` may use `$1`/`${name}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_label: Option<String>,
+    /// Value written by `replace` (`$1` and `${1}` expand groups of `regex`; default `$1`), or
+    /// the new label name of `labelmap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+    /// Modulus of `hashmod` (greater than 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modulus: Option<u64>,
+    /// What to do; default `replace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<RelabelAction>,
+}
+
+/// `relabel[].action` (Prometheus's relabel actions; the Prometheus Operator's capitalised
+/// spellings are accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RelabelAction {
+    /// Writes `replacement` (with the regex's groups) to `targetLabel` when `regex` matches.
+    #[serde(alias = "Replace")]
+    Replace,
+    /// Drops the series unless `regex` matches.
+    #[serde(alias = "Keep")]
+    Keep,
+    /// Drops the series when `regex` matches.
+    #[serde(alias = "Drop")]
+    Drop,
+    /// Drops the series unless the source value equals `targetLabel`'s value.
+    #[serde(alias = "KeepEqual")]
+    Keepequal,
+    /// Drops the series when the source value equals `targetLabel`'s value.
+    #[serde(alias = "DropEqual")]
+    Dropequal,
+    /// Writes the MD5 of the source value modulo `modulus` to `targetLabel`.
+    #[serde(alias = "HashMod")]
+    Hashmod,
+    /// Copies every label whose name matches `regex` to the name `replacement` makes of it.
+    #[serde(alias = "LabelMap")]
+    Labelmap,
+    /// Removes every label whose name matches `regex`.
+    #[serde(alias = "LabelDrop")]
+    Labeldrop,
+    /// Removes every label whose name does not match `regex`.
+    #[serde(alias = "LabelKeep")]
+    Labelkeep,
+    /// Writes the source value in lower case to `targetLabel`.
+    #[serde(alias = "Lowercase")]
+    Lowercase,
+    /// Writes the source value in upper case to `targetLabel`.
+    #[serde(alias = "Uppercase")]
+    Uppercase,
+}
+
+impl RelabelAction {
+    /// The name as Prometheus writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replace => "replace",
+            Self::Keep => "keep",
+            Self::Drop => "drop",
+            Self::Keepequal => "keepequal",
+            Self::Dropequal => "dropequal",
+            Self::Hashmod => "hashmod",
+            Self::Labelmap => "labelmap",
+            Self::Labeldrop => "labeldrop",
+            Self::Labelkeep => "labelkeep",
+            Self::Lowercase => "lowercase",
+            Self::Uppercase => "uppercase",
+        }
+    }
 }
 
 impl Application {

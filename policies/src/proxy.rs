@@ -177,6 +177,7 @@ impl ProxyMetrics {
                         path: a.path_or_default().to_string(),
                         port: a.port?,
                         address: a.address.clone().unwrap_or_default(),
+                        relabel: a.relabel.clone().unwrap_or_default(),
                     })
                 })
                 .collect()
@@ -188,6 +189,7 @@ impl ProxyMetrics {
                     backends,
                     sidecar: c.sidecar.clone(),
                     extra_labels: extra_labels(dp, ctx.gateway, ctx.naming),
+                    relabel: c.relabel.clone().unwrap_or_default(),
                 },
             },
         };

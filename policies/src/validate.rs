@@ -39,6 +39,14 @@ pub fn validate_meshmetric(spec: &MeshMetricSpec, role: PolicyRole, v: &mut Viol
 }
 
 fn validate_conf(conf: &Conf, f: &str, v: &mut Violations, w: &mut Vec<Warning>) {
+    if let Some(rules) = &conf.relabel {
+        crate::relabel::validate(rules, &format!("{f}.relabel"), v);
+    }
+    for (i, a) in conf.applications.iter().flatten().enumerate() {
+        if let Some(rules) = &a.relabel {
+            crate::relabel::validate(rules, &format!("{f}.applications[{i}].relabel"), v);
+        }
+    }
     if let Some(profiles) = conf.sidecar.as_ref().and_then(|s| s.profiles.as_ref()) {
         let pf = format!("{f}.sidecar.profiles");
         let mut seen = BTreeSet::new();

@@ -220,7 +220,8 @@ fn hundreds_of_unknown_fields_report_the_first_sixteen() {
 
 #[test]
 fn yaml_booleans_where_strings_belong_get_a_hint() {
-    let e = parse_documents("type: MeshMetric\nname: m\nspec: {default: {applications: [{name: no, port: 8080}]}}\n").unwrap_err();
+    let e = parse_documents("type: MeshMetric\nname: m\nspec: {default: {applications: [{name: no, port: 8080}]}}\n")
+        .unwrap_err();
     let v = e.violations();
     assert_eq!(v[0].field, "spec.default.applications[0].name");
     assert!(v[0].message.contains("quote the value"), "{}", v[0].message);

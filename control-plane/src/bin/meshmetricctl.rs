@@ -109,6 +109,11 @@ enum Cmd {
         #[arg(long, default_value = "docs")]
         out_dir: PathBuf,
     },
+    /// Relabeling rules, offline.
+    Relabel {
+        #[command(subcommand)]
+        cmd: RelabelCmd,
+    },
     /// Print a shell completion script, e.g.
     /// `meshmetricctl completion bash > ~/.local/share/bash-completion/completions/meshmetricctl`.
     Completion {
@@ -118,6 +123,118 @@ enum Cmd {
     /// Print this command's reference as Markdown (for docs/cli.md).
     #[command(hide = true)]
     HelpMarkdown,
+}
+
+#[derive(Subcommand, Debug)]
+enum RelabelCmd {
+    /// Run a MeshMetric's `relabel` rules on a saved scrape (Prometheus text) and print the
+    /// series that come out, with the counts on stderr. The input is treated as one
+    /// application's scrape (no profile filtering); `--application` runs that application's
+    /// own rules first; `--extra-label` adds the labels the proxy would add before the policy's
+    /// rules run.
+    Test {
+        /// The file holding the MeshMetric (the first one in it is used).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// A saved scrape, e.g. `curl -s http://127.0.0.1:9901/stats/prometheus > scrape.txt`;
+        /// `-` for standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// Run this application's rules (`applications[].relabel`, by name or port) first.
+        #[arg(long)]
+        application: Option<String>,
+        /// An extra label `name=value` the proxy adds (repeatable), e.g. `mesh=default`.
+        #[arg(long = "extra-label", value_parser = parse_pair)]
+        extra_labels: Vec<(String, String)>,
+    },
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?}: expected name=value"))
+}
+
+/// `meshmetricctl relabel test`.
+fn relabel_test(
+    file: &Path,
+    input: &Path,
+    application: Option<&str>,
+    extra_labels: &[(String, String)],
+) -> anyhow::Result<ExitCode> {
+    use meshmetric_dp::merge::{ExtraLabels, MergeStats, Origin, Relabeling, merge_encode_relabeled};
+    use meshmetric_dp::parse::{Format, ParseStats, parse};
+    use meshmetric_policies::profiles::FamilyFilter;
+    use meshmetric_policies::relabel::Rules;
+    let text = read(file)?;
+    let (parsed, ok) = validate_all(&[(file.display().to_string(), text)], true);
+    if !ok {
+        return Ok(ExitCode::FAILURE);
+    }
+    let Some(Resource::MeshMetric(m)) = parsed
+        .into_iter()
+        .flatten()
+        .find(|r| matches!(r, Resource::MeshMetric(_)))
+    else {
+        anyhow::bail!("{} holds no MeshMetric", file.display());
+    };
+    let global = Rules::compile(m.spec.default.relabel.as_deref().unwrap_or_default())?;
+    let app_rules = match application {
+        None => None,
+        Some(a) => {
+            let app = m
+                .spec
+                .default
+                .applications
+                .iter()
+                .flatten()
+                .find(|x| x.name.as_deref() == Some(a) || x.port.is_some_and(|p| p.to_string() == a))
+                .ok_or_else(|| anyhow::anyhow!("the MeshMetric has no application named {a:?}"))?;
+            Some(Rules::compile(app.relabel.as_deref().unwrap_or_default())?)
+        }
+    };
+    let scrape = if input.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        read(input)?
+    };
+    let mut st = ParseStats::default();
+    let fams = parse(&scrape, Format::Text, &mut st);
+    let extra = ExtraLabels::new(extra_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let all = meshmetric_policies::meshmetric::Profiles {
+        append_profiles: Some(vec![meshmetric_policies::meshmetric::Profile {
+            name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+        }]),
+        ..Default::default()
+    };
+    let filter = FamilyFilter::new(Some(&all))?;
+    let per_source = [app_rules.as_ref()];
+    let mut out = Vec::new();
+    let mut stats = MergeStats::default();
+    merge_encode_relabeled(
+        &[(Origin::Application, &fams)],
+        &filter,
+        &extra,
+        Relabeling {
+            per_source: &per_source,
+            global: &global,
+        },
+        &mut out,
+        &mut stats,
+    );
+    std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+    eprintln!(
+        "series in: {}, out: {}, dropped by the rules: {} ({} rule(s){}); malformed lines skipped: {}",
+        stats.series_in,
+        stats.series_out,
+        stats.series_dropped_relabel,
+        global.len() + app_rules.as_ref().map_or(0, Rules::len),
+        application.map_or(String::new(), |a| format!(", application {a:?} first")),
+        st.bad_lines
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_kind(s: &str) -> Result<ResourceKind, String> {
@@ -620,6 +737,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Relabel {
+            cmd:
+                RelabelCmd::Test {
+                    file,
+                    input,
+                    application,
+                    extra_labels,
+                },
+        } => relabel_test(&file, &input, application.as_deref(), &extra_labels),
         Cmd::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "meshmetricctl", &mut std::io::stdout());

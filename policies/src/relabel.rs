@@ -1,0 +1,589 @@
+//! Relabeling with Prometheus's `relabel_config` semantics (`model/relabel` of Prometheus):
+//! validation of the rules with field paths, compilation once per config, and their
+//! application to one series' labels. Pure: used by the plugin's hot path and by
+//! `meshmetricctl relabel test`.
+//!
+//! Semantics, as Prometheus implements them:
+//! - the source value is the values of `sourceLabels` (missing = empty) joined by `separator`
+//!   (default `;`); `__name__` is the metric name;
+//! - `regex` is RE2, fully anchored (`^(?:regex)$`), default `(.*)`; Go's `\d`, `\w`, `\s` and
+//!   `\b` are ASCII-only, and so they are here;
+//! - `replacement` (default `$1`) and a `targetLabel` with `$` expand the regex's groups (`$1`,
+//!   `${1}`, `$name`; `$1x` names the group `1x`);
+//! - writing an empty value removes the label; `replace` does nothing when the regex does not
+//!   match or the expanded target is not a valid label name;
+//! - rules run in order, each on the result of the previous; a dropped series stops there.
+
+use std::borrow::Cow;
+
+use regex::Regex;
+
+use crate::meshmetric::{RelabelAction, RelabelConfig};
+use crate::violation::Violations;
+
+/// The default regex.
+pub const DEFAULT_REGEX: &str = "(.*)";
+/// The default replacement.
+pub const DEFAULT_REPLACEMENT: &str = "$1";
+/// The default separator.
+pub const DEFAULT_SEPARATOR: &str = ";";
+
+/// Whether `s` is a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn is_label_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Prometheus's `relabelTarget`: a label name that may contain `$1`, `${1}`, `$name`.
+fn is_relabel_target(s: &str) -> bool {
+    // ^(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+$
+    static RE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"^(?:(?:[a-zA-Z_]|\$(?:\{[0-9A-Za-z_]+\}|[0-9A-Za-z_]+))+[0-9A-Za-z_]*)+$").expect("static regex")
+    });
+    RE.is_match(s)
+}
+
+/// Translates Go's ASCII-only Perl classes (`\d`, `\w`, `\s`, `\b` and their negations) so the
+/// Rust engine matches what Go's RE2 matches; everything else is the same RE2 syntax.
+fn go_classes(re: &str) -> String {
+    let mut out = String::with_capacity(re.len() + 16);
+    let mut in_class = false;
+    let mut chars = re.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(n) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let (outside, inside): (&str, &str) = match n {
+                    'd' => ("[0-9]", "0-9"),
+                    'D' => ("[^0-9]", ""),
+                    'w' => ("[0-9A-Za-z_]", "0-9A-Za-z_"),
+                    'W' => ("[^0-9A-Za-z_]", ""),
+                    's' => (r"[\t\n\x0C\r ]", r"\t\n\x0C\r "),
+                    'S' => (r"[^\t\n\x0C\r ]", ""),
+                    'b' if !in_class => ("(?-u:\\b)", ""),
+                    'B' if !in_class => ("(?-u:\\B)", ""),
+                    _ => ("", ""),
+                };
+                if in_class && !inside.is_empty() {
+                    out.push_str(inside);
+                } else if !in_class && !outside.is_empty() {
+                    out.push_str(outside);
+                } else {
+                    out.push('\\');
+                    out.push(n);
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                // a leading `]` or `^]` is a literal, not the end
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push_str("\\]");
+                    chars.next();
+                }
+            }
+            '[' if in_class && chars.peek() == Some(&':') => {
+                // [:alpha:] inside a class
+                out.push('[');
+                for c in chars.by_ref() {
+                    out.push(c);
+                    if c == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Compiles `regex` as Prometheus does: fully anchored RE2.
+pub fn compile(regex: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{})$", go_classes(regex)))
+}
+
+/// The last line of a regex error (the caret and the reason).
+fn regex_error(e: &regex::Error) -> String {
+    e.to_string().lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// Checks `rules` (`of` is the field path of the list, e.g. `spec.default.relabel`) with
+/// Prometheus's rules and messages.
+pub fn validate(rules: &[RelabelConfig], of: &str, v: &mut Violations) {
+    for (i, r) in rules.iter().enumerate() {
+        let f = format!("{of}[{i}]");
+        let action = r.action.unwrap_or(RelabelAction::Replace);
+        let a = action.as_str();
+        use RelabelAction::*;
+        if let Some(re) = &r.regex
+            && let Err(e) = compile(re)
+        {
+            v.push(
+                format!("{f}.regex"),
+                format!("invalid regex {re:?}: {}", regex_error(&e)),
+            );
+        }
+        let target = r.target_label.as_deref().unwrap_or("");
+        for (j, l) in r.source_labels.iter().flatten().enumerate() {
+            if !is_label_name(l) {
+                v.push(
+                    format!("{f}.sourceLabels[{j}]"),
+                    format!("{l:?} is not a valid label name; accepted: [a-zA-Z_][a-zA-Z0-9_]*"),
+                );
+            }
+        }
+        if action == Hashmod && r.modulus.unwrap_or(0) == 0 {
+            v.push(
+                format!("{f}.modulus"),
+                "relabel configuration for hashmod requires non-zero modulus",
+            );
+        }
+        if matches!(
+            action,
+            Replace | Hashmod | Lowercase | Uppercase | Keepequal | Dropequal
+        ) && target.is_empty()
+        {
+            v.push(
+                format!("{f}.targetLabel"),
+                format!("relabel configuration for {a} action requires 'targetLabel' value"),
+            );
+            continue;
+        }
+        let target_ok = match action {
+            Replace if target.contains('$') => is_relabel_target(target),
+            Replace | Hashmod | Lowercase | Uppercase | Keepequal | Dropequal => is_label_name(target),
+            _ => true,
+        };
+        if !target_ok {
+            v.push(
+                format!("{f}.targetLabel"),
+                format!("{target:?} is invalid 'targetLabel' for {a} action; accepted: [a-zA-Z_][a-zA-Z0-9_]*"),
+            );
+        }
+        let replacement_set = r.replacement.as_deref().is_some_and(|x| x != DEFAULT_REPLACEMENT);
+        if matches!(action, Lowercase | Uppercase | Keepequal | Dropequal) && replacement_set {
+            v.push(
+                format!("{f}.replacement"),
+                format!("'replacement' can not be set for {a} action"),
+            );
+        }
+        if action == Labelmap && !is_relabel_target(r.replacement.as_deref().unwrap_or(DEFAULT_REPLACEMENT)) {
+            v.push(
+                format!("{f}.replacement"),
+                format!(
+                    "{:?} is invalid 'replacement' for labelmap action",
+                    r.replacement.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+        let regex_set = r.regex.as_deref().is_some_and(|x| x != DEFAULT_REGEX);
+        let separator_set = r.separator.as_deref().is_some_and(|x| x != DEFAULT_SEPARATOR);
+        let modulus_set = r.modulus.is_some_and(|m| m != 0);
+        if matches!(action, Keepequal | Dropequal) && (regex_set || modulus_set || separator_set || replacement_set) {
+            v.push(
+                f.clone(),
+                format!("{a} action requires only 'sourceLabels' and 'targetLabel', and no other fields"),
+            );
+        }
+        if matches!(action, Labeldrop | Labelkeep)
+            && (r.source_labels.is_some() || !target.is_empty() || modulus_set || separator_set || replacement_set)
+        {
+            v.push(
+                f.clone(),
+                format!("{a} action requires only 'regex', and no other fields"),
+            );
+        }
+    }
+}
+
+/// Why rules could not be compiled (validation refuses these first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("relabel[{index}]: {message}")]
+pub struct RelabelError {
+    /// The rule.
+    pub index: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    action: RelabelAction,
+    source: Vec<String>,
+    separator: String,
+    regex: Regex,
+    regex_is_default: bool,
+    target: String,
+    target_has_var: bool,
+    replacement: String,
+    replacement_has_var: bool,
+    modulus: u64,
+}
+
+/// Compiled rules, ready to run on many series.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    rules: Vec<Rule>,
+}
+
+/// One series' labels while rules run: `(name, value)` pairs, `__name__` among them, values
+/// unescaped; borrowed from the scraped text where they are not rewritten.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSet<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'a> LabelSet<'a> {
+    /// An empty set with room for `n` labels.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            pairs: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds a label (no check for an existing one: the caller adds distinct names).
+    pub fn push(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) {
+        self.pairs.push((name.into(), value.into()));
+    }
+
+    /// The value of `name`, empty when missing (as Prometheus's `labels.Builder.Get`).
+    pub fn get(&self, name: &str) -> &str {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_ref())
+    }
+
+    /// Sets `name` to `value`; an empty value removes the label.
+    pub fn set(&mut self, name: &str, value: String) {
+        if value.is_empty() {
+            self.del(name);
+            return;
+        }
+        match self.pairs.iter_mut().find(|(n, _)| n == name) {
+            Some(p) => p.1 = Cow::Owned(value),
+            None => self.pairs.push((Cow::Owned(name.to_string()), Cow::Owned(value))),
+        }
+    }
+
+    /// Removes `name`.
+    pub fn del(&mut self, name: &str) {
+        self.pairs.retain(|(n, _)| n != name);
+    }
+
+    /// The labels, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+
+    /// How many labels.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+impl Rules {
+    /// Compiles validated rules. Errors: a regex that does not compile.
+    pub fn compile(cfgs: &[RelabelConfig]) -> Result<Self, RelabelError> {
+        let mut rules = Vec::with_capacity(cfgs.len());
+        for (index, c) in cfgs.iter().enumerate() {
+            let re = c.regex.as_deref().unwrap_or(DEFAULT_REGEX);
+            let regex = compile(re).map_err(|e| RelabelError {
+                index,
+                message: format!("invalid regex {re:?}: {}", regex_error(&e)),
+            })?;
+            let target = c.target_label.clone().unwrap_or_default();
+            let replacement = c.replacement.clone().unwrap_or_else(|| DEFAULT_REPLACEMENT.into());
+            rules.push(Rule {
+                action: c.action.unwrap_or(RelabelAction::Replace),
+                source: c.source_labels.clone().unwrap_or_default(),
+                separator: c.separator.clone().unwrap_or_else(|| DEFAULT_SEPARATOR.into()),
+                regex,
+                regex_is_default: re == DEFAULT_REGEX,
+                target_has_var: target.contains('$'),
+                target,
+                replacement_has_var: replacement.contains('$'),
+                replacement,
+                modulus: c.modulus.unwrap_or(0),
+            });
+        }
+        Ok(Self { rules })
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// How many rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Runs the rules on `labels`; false when the series is dropped.
+    pub fn process(&self, labels: &mut LabelSet<'_>) -> bool {
+        self.rules.iter().all(|r| r.apply(labels))
+    }
+}
+
+impl Rule {
+    fn source_value<'s>(&self, labels: &'s LabelSet<'_>) -> Cow<'s, str> {
+        match self.source.as_slice() {
+            [] => Cow::Borrowed(""),
+            [one] => Cow::Borrowed(labels.get(one)),
+            many => {
+                let mut s = String::new();
+                for (i, l) in many.iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(&self.separator);
+                    }
+                    s.push_str(labels.get(l));
+                }
+                Cow::Owned(s)
+            }
+        }
+    }
+
+    fn apply(&self, labels: &mut LabelSet<'_>) -> bool {
+        use RelabelAction::*;
+        match self.action {
+            Drop => !self.regex.is_match(&self.source_value(labels)),
+            Keep => self.regex.is_match(&self.source_value(labels)),
+            Dropequal => labels.get(&self.target) != self.source_value(labels),
+            Keepequal => labels.get(&self.target) == self.source_value(labels),
+            Replace => {
+                let val = self.source_value(labels).into_owned();
+                if val.is_empty() && self.regex_is_default && !self.target_has_var && !self.replacement_has_var {
+                    labels.set(&self.target, self.replacement.clone());
+                    return true;
+                }
+                let Some(caps) = self.regex.captures(&val) else {
+                    return true;
+                };
+                let mut target = String::new();
+                caps.expand(&self.target, &mut target);
+                if !is_label_name(&target) {
+                    return true;
+                }
+                let mut res = String::new();
+                caps.expand(&self.replacement, &mut res);
+                labels.set(&target, res);
+                true
+            }
+            Lowercase => {
+                let v = self.source_value(labels).to_lowercase();
+                labels.set(&self.target, v);
+                true
+            }
+            Uppercase => {
+                let v = self.source_value(labels).to_uppercase();
+                labels.set(&self.target, v);
+                true
+            }
+            Hashmod => {
+                use md5::Digest;
+                let digest = md5::Md5::digest(self.source_value(labels).as_bytes());
+                let mut last = [0u8; 8];
+                last.copy_from_slice(&digest[8..16]);
+                let m = u64::from_be_bytes(last) % self.modulus.max(1);
+                labels.set(&self.target, m.to_string());
+                true
+            }
+            Labelmap => {
+                let matches: Vec<(String, String)> = labels
+                    .iter()
+                    .filter(|(n, _)| self.regex.is_match(n))
+                    .map(|(n, v)| {
+                        (
+                            self.regex.replace_all(n, self.replacement.as_str()).into_owned(),
+                            v.to_string(),
+                        )
+                    })
+                    .collect();
+                for (n, v) in matches {
+                    if is_label_name(&n) {
+                        labels.set(&n, v);
+                    }
+                }
+                true
+            }
+            Labeldrop => {
+                labels.pairs.retain(|(n, _)| !self.regex.is_match(n));
+                true
+            }
+            Labelkeep => {
+                labels.pairs.retain(|(n, _)| self.regex.is_match(n));
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(action: RelabelAction) -> RelabelConfig {
+        RelabelConfig {
+            action: Some(action),
+            ..Default::default()
+        }
+    }
+
+    fn set(pairs: &[(&'static str, &'static str)]) -> LabelSet<'static> {
+        let mut s = LabelSet::default();
+        for (n, v) in pairs {
+            s.push(*n, *v);
+        }
+        s
+    }
+
+    #[test]
+    fn go_ascii_classes() {
+        let r = compile(r"\d+").unwrap();
+        assert!(r.is_match("123") && !r.is_match("١٢٣"));
+        let r = compile(r"[\w.]+").unwrap();
+        assert!(r.is_match("a_b.c") && !r.is_match("é"));
+        assert!(compile(r"\\d").unwrap().is_match(r"\d"));
+        assert!(compile("[]a]").unwrap().is_match("]"));
+        assert!(compile("[[:alpha:]]+").unwrap().is_match("abc"));
+        // anchored
+        assert!(!compile("b").unwrap().is_match("abc"));
+    }
+
+    #[test]
+    fn replace_expands_and_removes_on_empty() {
+        let mut cfg = rule(RelabelAction::Replace);
+        cfg.source_labels = Some(vec!["envoy_cluster_name".into()]);
+        cfg.regex = Some("outbound_(.*)_(\\d+)".into());
+        cfg.target_label = Some("upstream".into());
+        cfg.replacement = Some("${1}:$2".into());
+        let r = Rules::compile(&[cfg]).unwrap();
+        let mut l = set(&[("__name__", "x"), ("envoy_cluster_name", "outbound_web_8080")]);
+        assert!(r.process(&mut l));
+        assert_eq!(l.get("upstream"), "web:8080");
+        // no match: nothing happens
+        let mut l = set(&[("__name__", "x"), ("envoy_cluster_name", "inbound")]);
+        r.process(&mut l);
+        assert_eq!(l.get("upstream"), "");
+        // an empty replacement removes the target
+        let mut cfg = rule(RelabelAction::Replace);
+        cfg.source_labels = Some(vec!["a".into()]);
+        cfg.target_label = Some("b".into());
+        let r = Rules::compile(&[cfg]).unwrap();
+        let mut l = set(&[("a", ""), ("b", "x")]);
+        r.process(&mut l);
+        assert_eq!(l.get("b"), "");
+    }
+
+    #[test]
+    fn keep_drop_equal_hashmod_case_and_label_actions() {
+        let mk = |action, src: &[&str], regex: Option<&str>, target: Option<&str>| RelabelConfig {
+            action: Some(action),
+            source_labels: (!src.is_empty()).then(|| src.iter().map(|s| s.to_string()).collect()),
+            regex: regex.map(Into::into),
+            target_label: target.map(Into::into),
+            ..Default::default()
+        };
+        let base = || {
+            set(&[
+                ("__name__", "envoy_rq"),
+                ("code", "200"),
+                ("code2", "200"),
+                ("svc", "Web"),
+            ])
+        };
+        let run = |cfgs: Vec<RelabelConfig>| {
+            let r = Rules::compile(&cfgs).unwrap();
+            let mut l = base();
+            r.process(&mut l).then_some(l)
+        };
+        use RelabelAction::*;
+        assert!(run(vec![mk(Keep, &["code"], Some("2.."), None)]).is_some());
+        assert!(run(vec![mk(Drop, &["code"], Some("2.."), None)]).is_none());
+        assert!(run(vec![mk(Keepequal, &["code"], None, Some("code2"))]).is_some());
+        assert!(run(vec![mk(Dropequal, &["code"], None, Some("code2"))]).is_none());
+        let l = run(vec![mk(Lowercase, &["svc"], None, Some("svc_lower"))]).unwrap();
+        assert_eq!(l.get("svc_lower"), "web");
+        let l = run(vec![mk(Uppercase, &["svc"], None, Some("svc"))]).unwrap();
+        assert_eq!(l.get("svc"), "WEB");
+        let mut h = mk(Hashmod, &["svc"], None, Some("shard"));
+        h.modulus = Some(8);
+        let l = run(vec![h]).unwrap();
+        assert!(l.get("shard").parse::<u64>().unwrap() < 8);
+        let mut m = mk(Labelmap, &[], Some("code(.*)"), None);
+        m.replacement = Some("status$1".into());
+        let l = run(vec![m]).unwrap();
+        assert_eq!((l.get("status"), l.get("status2")), ("200", "200"));
+        let l = run(vec![mk(Labeldrop, &[], Some("code.*"), None)]).unwrap();
+        assert_eq!(l.len(), 2);
+        let l = run(vec![mk(Labelkeep, &[], Some("__name__|svc"), None)]).unwrap();
+        assert_eq!(l.len(), 2);
+        // a missing source label is empty; a keep on it drops the series
+        assert!(run(vec![mk(Keep, &["nope"], Some(".+"), None)]).is_none());
+    }
+
+    #[test]
+    fn validation_follows_prometheus() {
+        let mut v = Violations::default();
+        let bad = vec![
+            RelabelConfig {
+                regex: Some("(".into()),
+                target_label: Some("x".into()),
+                ..Default::default()
+            },
+            rule(RelabelAction::Replace),
+            RelabelConfig {
+                action: Some(RelabelAction::Hashmod),
+                target_label: Some("s".into()),
+                ..Default::default()
+            },
+            RelabelConfig {
+                action: Some(RelabelAction::Labeldrop),
+                source_labels: Some(vec!["a".into()]),
+                ..Default::default()
+            },
+            RelabelConfig {
+                action: Some(RelabelAction::Lowercase),
+                target_label: Some("1bad".into()),
+                ..Default::default()
+            },
+            RelabelConfig {
+                action: Some(RelabelAction::Keepequal),
+                target_label: Some("a".into()),
+                regex: Some("x".into()),
+                ..Default::default()
+            },
+        ];
+        validate(&bad, "spec.default.relabel", &mut v);
+        let fields: Vec<&str> = v.0.iter().map(|x| x.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.default.relabel[0].regex",
+                "spec.default.relabel[1].targetLabel",
+                "spec.default.relabel[2].modulus",
+                "spec.default.relabel[3]",
+                "spec.default.relabel[4].targetLabel",
+                "spec.default.relabel[5]",
+            ]
+        );
+    }
+}
