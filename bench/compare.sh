@@ -60,8 +60,14 @@ measure() { # label pid
   while kill -0 "$2" 2>/dev/null; do sleep 0.1; done   # not our child when started via $(start ...)
 }
 
-for profile in All Basic; do
-  printf '{"observability":{"metrics":{"applications":[],"backends":[],"sidecar":{"includeUnused":true,"profiles":{"appendProfiles":[{"name":"%s"}]}},"extraLabels":{"mesh":"default","dataplane":"bench"}}}}' "$profile" > "$OUT/dp-$profile.json"
+# ten typical relabeling rules (bench/relabel-rules.json): as MeshMetric relabel for the plugin
+# (profile All), as metric_relabel_configs for the agents
+RULES=$(tr -d '\n' < bench/relabel-rules.json)
+PROM_RULES=$(python3 -c 'import json,sys; r=json.load(open("bench/relabel-rules.json")); m={"sourceLabels":"source_labels","targetLabel":"target_label"}; print(json.dumps([{m.get(k,k):v for k,v in x.items()} for x in r]))')
+for profile in All Basic Rules; do
+  relabel='[]'; p=$profile
+  if [ "$profile" = Rules ]; then relabel=$RULES; p=All; fi
+  printf '{"observability":{"metrics":{"applications":[],"backends":[],"sidecar":{"includeUnused":true,"profiles":{"appendProfiles":[{"name":"%s"}]}},"extraLabels":{"mesh":"default","dataplane":"bench"},"relabel":%s}}}' "$p" "$relabel" > "$OUT/dp-$profile.json"
   pid=$(start "dp-$profile" target/release/meshmetric-dp run --name bench --workdir "$OUT/dp-$profile" --admin-address 127.0.0.1:$ADMIN \
         --config-file "$OUT/dp-$profile.json" --metrics-address 127.0.0.1:29931 --reuse-within 0s)
   until curl -fs -o /dev/null http://127.0.0.1:29931/metrics; do
@@ -69,13 +75,15 @@ for profile in All Basic; do
     sleep 0.2
   done
   ( while kill -0 "$pid" 2>/dev/null; do curl -s -o /dev/null http://127.0.0.1:29931/metrics; sleep 1; done ) &
-  measure "meshmetric-dp, profile $profile" "$pid" "dp-$profile"
+  label="profile $profile"; [ "$profile" = Rules ] && label="profile All + 10 relabel rules"
+  measure "meshmetric-dp, $label" "$pid" "dp-$profile"
 done
 
-for filter in none Basic; do
+for filter in none Basic rules; do
   [ "${AGENTS:-all}" = dp ] && break
   relabel=""
   if [ "$filter" = Basic ]; then relabel="    metric_relabel_configs: [{source_labels: [__name__], regex: '$BASIC', action: keep}]"; fi
+  if [ "$filter" = rules ]; then relabel="    metric_relabel_configs: $PROM_RULES"; fi
   cat > "$OUT/scrape-$filter.yml" <<YML
 global: {scrape_interval: 1s, scrape_timeout: 1s}
 scrape_configs:
@@ -96,13 +104,14 @@ done
 
 VM_ALL=$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '/^vmagent 1.79, filter none/ {print $2}')
 VM_BASIC=$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '/^vmagent 1.79, filter Basic/ {print $2}')
+VM_RULES=$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '/^vmagent 1.79, filter rules/ {print $2}')
 echo "Envoy $("$ENVOY" --version | grep -o 'version: [^ ]*' | head -1), $N clusters: $BYTES bytes, $SAMPLES samples per scrape; 1 scrape/s, $SECS s per agent; $(nproc) cores"
 echo
 echo "| agent | CPU per scrape | vs vmagent (same filter) | peak RSS |"
 echo "|---|---|---|---|"
 for r in "${ROWS[@]}"; do
   IFS='|' read -r name ms rss <<< "$r"
-  base=$VM_ALL; case "$name" in *Basic*) base=$VM_BASIC;; esac
+  base=$VM_ALL; case "$name" in *Basic*) base=$VM_BASIC;; *rules*) base=$VM_RULES;; esac
   ratio="—"; [ -n "$base" ] && ratio=$(awk -v a="$ms" -v b="$base" 'BEGIN {printf "%.2f×", a/b}')
   echo "| $name | $ms ms | $ratio | $rss MiB |"
 done

@@ -8,11 +8,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 
-use meshmetric_dp::merge::{ExtraLabels, MergeStats, Origin, merge_encode};
+use meshmetric_dp::merge::{ExtraLabels, MergeStats, Origin, Relabeling, merge_encode, merge_encode_relabeled};
 use meshmetric_dp::otlp::producer::{Producer, Temporality};
 use meshmetric_dp::parse::{Format, ParseStats, parse};
 use meshmetric_policies::meshmetric::{Profile, ProfileName, Profiles, Selector, SelectorType};
 use meshmetric_policies::profiles::FamilyFilter;
+use meshmetric_policies::relabel::Rules;
+
+/// The ten typical rules of `bench/relabel-rules.json` (also run by bench/compare.sh).
+fn rules() -> Rules {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/relabel-rules.json");
+    let cfgs: Vec<meshmetric_policies::meshmetric::RelabelConfig> =
+        serde_json::from_str(&std::fs::read_to_string(p).expect("bench/relabel-rules.json")).expect("rules");
+    Rules::compile(&cfgs).expect("rules compile")
+}
 
 fn recorded(clusters: usize) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../.run/bench/envoy-{clusters}.prom"));
@@ -74,6 +83,25 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+        let all = FamilyFilter::new(Some(&profiles(ProfileName::All, 0))).unwrap();
+        let ten = rules();
+        g.bench_function("merge_encode_all_10_relabel_rules", |b| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(text.len());
+                merge_encode_relabeled(
+                    &[(Origin::Envoy, &fams)],
+                    &all,
+                    &extra,
+                    Relabeling {
+                        per_source: &[],
+                        global: &ten,
+                    },
+                    &mut out,
+                    &mut MergeStats::default(),
+                );
+                out.len()
+            })
+        });
         let filter = FamilyFilter::new(Some(&profiles(ProfileName::Basic, 0))).unwrap();
         g.bench_function("full_cycle_basic", |b| {
             b.iter(|| {
