@@ -2,6 +2,8 @@
 # The whole test suite: installs its peers, builds (debug), runs every test, checks format
 # and lints. Used by .ci/run.
 set -euo pipefail
+# No incremental caches: CI builds once from a clean clone, and disk is not unlimited.
+export CARGO_INCREMENTAL=0
 cd "$(dirname "$0")/.."
 export MESHMETRIC_ENVOY="$(scripts/install-peers.sh | tail -1)"
 cargo build --workspace --bins --locked

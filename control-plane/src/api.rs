@@ -11,6 +11,8 @@
 //! - `GET /meshes/{mesh}/meshmetrics/{name}/status`: the proxies the policy selects and the
 //!   state of each one's config, with `Accepted`/`Programmed` conditions;
 //!   `GET /meshes/{mesh}/meshmetrics+status`: the summary of every policy
+//! - `GET /meshes/{mesh}/render/prometheus`: Prometheus configuration (scrape configs,
+//!   Prometheus Operator resources, annotations) for the mesh's Prometheus backends
 //! - `GET /metrics`: the control plane's own metrics (Prometheus text; no token needed)
 //! - `GET /openapi.json`: this API as an OpenAPI 3.1 document ([`openapi_json`]; no token)
 //! - `POST /apply`: one or more documents (multi-document YAML), all or nothing
@@ -56,6 +58,9 @@ pub struct Ctx {
     pub tokens: Arc<TokenAuthority>,
     /// What the ADS streams show of each proxy.
     pub insights: Arc<Insights>,
+    /// URL Prometheus reaches this control plane's MADS/HTTP SD on (default of rendered
+    /// configs), e.g. `http://127.0.0.1:5676`.
+    pub discovery_url: String,
 }
 
 impl std::ops::Deref for Ctx {
@@ -180,7 +185,7 @@ pub struct Cause {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "meshmetric control plane", description = "REST API of meshmetric-cp: resources (MeshMetric, Dataplane, MeshOpenTelemetryBackend, MeshGateway), proxy and policy status, dataplane tokens. Every route but /ready, /metrics and /openapi.json needs `Authorization: Bearer <API token>`."),
-    paths(ready, own_metrics, openapi, apply, list, get_one, put, delete, effective, dataplane_insights, policy_status, policies_status, issue_token, revoke_token, list_keys, add_key, remove_key),
+    paths(ready, own_metrics, openapi, apply, list, get_one, put, delete, effective, dataplane_insights, policy_status, policies_status, render_prometheus, issue_token, revoke_token, list_keys, add_key, remove_key),
     components(schemas(ErrorBody, Cause)),
     modifiers(&BearerToken),
     security(("apiToken" = [])),
@@ -260,6 +265,7 @@ fn routes(store: Ctx) -> Router {
         .route("/meshes/{mesh}/dataplanes+insights", get(dataplane_insights))
         .route("/meshes/{mesh}/meshmetrics+status", get(policies_status))
         .route("/meshes/{mesh}/meshmetrics/{name}/status", get(policy_status))
+        .route("/meshes/{mesh}/render/prometheus", get(render_prometheus))
         .route("/apply", post(apply))
         .route("/meshes/{mesh}/{kind}", get(list))
         .route("/meshes/{mesh}/{kind}/{name}", get(get_one).put(put).delete(delete))
@@ -675,6 +681,97 @@ async fn policies_status(State(s): State<Ctx>, Path(mesh): Path<String>) -> Resp
         items.push(st);
     }
     axum::Json(json!({"total": items.len(), "items": items})).into_response()
+}
+
+/// Query of `GET /meshes/{mesh}/render/prometheus`.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct RenderQuery {
+    /// `scrape-config` (default), `operator` or `annotations`.
+    format: Option<String>,
+    /// URL Prometheus reaches the control plane's MADS/HTTP SD on; default this control
+    /// plane's `--mads-address`.
+    discovery_url: Option<String>,
+    /// Use `kuma_sd_configs` instead of `http_sd_configs`.
+    kuma_sd: Option<bool>,
+    /// Scrape interval.
+    interval: Option<String>,
+    /// Scrape timeout.
+    timeout: Option<String>,
+    /// Namespace of Operator resources.
+    namespace: Option<String>,
+    /// Labels of Operator resources, `k=v,k2=v2`.
+    labels: Option<String>,
+    /// CA file Prometheus verifies ProvidedTLS targets with.
+    ca_file: Option<String>,
+    /// `pod` (default) or `service`.
+    monitor_type: Option<String>,
+}
+
+#[utoipa::path(get, path = "/meshes/{mesh}/render/prometheus", tag = "status",
+    params(("mesh" = String, Path, description = "Mesh name"), RenderQuery),
+    responses(
+        (status = 200, description = "`{documents: [...], notes: [...]}`: Prometheus configuration for every Prometheus backend of the mesh's policies", body = Object),
+        (status = 400, description = "Unknown format or monitor type", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody)))]
+async fn render_prometheus(
+    State(s): State<Ctx>,
+    Path(mesh): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RenderQuery>,
+) -> Response {
+    use meshmetric_policies::render::{MonitorType, RenderFormat, RenderOptions, render};
+    let Some(format) = RenderFormat::parse(q.format.as_deref().unwrap_or("scrape-config")) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Could not render",
+            "format must be scrape-config, operator or annotations".into(),
+            vec![Violation::new(
+                "format",
+                "accepted: scrape-config, operator, annotations",
+            )],
+        );
+    };
+    let monitor_type = match q.monitor_type.as_deref().unwrap_or("pod") {
+        "pod" => MonitorType::Pod,
+        "service" => MonitorType::Service,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Could not render",
+                "monitorType must be pod or service".into(),
+                vec![Violation::new("monitorType", "accepted: pod, service")],
+            );
+        }
+    };
+    let labels = q
+        .labels
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let opts = RenderOptions {
+        discovery_url: q.discovery_url.unwrap_or_else(|| s.discovery_url.clone()),
+        kuma_sd: q.kuma_sd.unwrap_or(false),
+        interval: q.interval,
+        timeout: q.timeout,
+        namespace: q.namespace,
+        labels,
+        ca_file: q.ca_file,
+        monitor_type,
+    };
+    let policies: Vec<meshmetric_policies::MeshMetric> = s
+        .list(ResourceKind::MeshMetric, Some(&mesh))
+        .into_iter()
+        .filter_map(|r| match r {
+            Resource::MeshMetric(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let r = render(&policies, format, &opts);
+    axum::Json(json!({"documents": r.documents, "notes": r.notes})).into_response()
 }
 
 /// Stores a new token state (in the database first), then uses it.

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use meshmetric_policies::profiles::{FamilyFilter, INTERNAL_LABELS, is_internal_name};
 
-use meshmetric_policies::relabel::{LabelSet, Rules};
+use meshmetric_policies::relabel::{LabelSet, Rules, Runner};
 
 use crate::parse::{Family, MetricType, Sample, labels, unescape};
 
@@ -45,6 +45,11 @@ pub fn sanitize_label_name(name: &str) -> String {
 
 /// Escapes a label value for the text format (`\`, `"`, newline).
 pub fn escape_label_value(v: &str, out: &mut String) {
+    // most values need no escaping: copy them whole
+    if memchr::memchr3(b'\\', b'"', b'\n', v.as_bytes()).is_none() {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -375,24 +380,31 @@ fn encode_relabeled(
         .collect();
     let mut ts = itoa::Buffer::new();
     let mut line = String::new();
+    // one runner per rule list for the whole collection: each remembers its results per value
+    let mut ls = LabelSet::with_capacity(16 + extra.names.len());
+    let mut global = relabel.global.runner();
+    let mut per_source: Vec<Option<Runner<'_>>> = relabel
+        .per_source
+        .iter()
+        .map(|r| r.filter(|r| !r.is_empty()).map(Rules::runner))
+        .collect();
     for (fi, f) in order.iter().enumerate() {
         for (si, part) in &f.parts {
-            let rules = relabel.per_source.get(*si).copied().flatten();
             for s in part.iter() {
-                let mut ls = LabelSet::with_capacity(8 + extra.names.len());
+                ls.clear();
                 ls.push("__name__", s.name);
                 // an empty value is no label (as Prometheus reads the text)
                 for (n, v) in labels(s.labels).filter(|(_, v)| !v.is_empty()) {
                     ls.push(n, unescape(v));
                 }
-                if let Some(r) = rules
+                if let Some(Some(r)) = per_source.get_mut(*si)
                     && !r.process(&mut ls)
                 {
                     stats.series_dropped_relabel += 1;
                     continue;
                 }
                 add_extra(&mut ls, extra, stats);
-                if !relabel.global.process(&mut ls) {
+                if !global.process(&mut ls) {
                     stats.series_dropped_relabel += 1;
                     continue;
                 }
@@ -471,7 +483,7 @@ fn encode_relabeled(
 
 /// Adds the extra labels to `ls`; a label of the series with an extra label's name is kept as
 /// `exported_<name>` (see [`exported_names`]).
-fn add_extra(ls: &mut LabelSet<'_>, extra: &ExtraLabels, stats: &mut MergeStats) {
+fn add_extra<'a>(ls: &mut LabelSet<'a>, extra: &'a ExtraLabels, stats: &mut MergeStats) {
     if extra.names.is_empty() {
         return;
     }
@@ -487,12 +499,12 @@ fn add_extra(ls: &mut LabelSet<'_>, extra: &ExtraLabels, stats: &mut MergeStats)
             if let Some(new) = new {
                 stats.labels_renamed += 1;
                 ls.del(old);
-                ls.set(&new, value.clone());
+                ls.set(new, value.clone());
             }
         }
     }
     for (n, v) in extra.names.iter().zip(&extra.values) {
-        ls.set(n, v.clone());
+        ls.set(n.as_str(), v.as_str());
     }
 }
 

@@ -40,6 +40,7 @@ pub mod ownership;
 pub mod profiles;
 pub mod proxy;
 pub mod relabel;
+pub mod render;
 pub mod schema;
 pub mod targetref;
 pub mod validate;

@@ -15,6 +15,7 @@
 //! - rules run in order, each on the result of the previous; a dropped series stops there.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -226,8 +227,10 @@ struct Rule {
     regex: Regex,
     regex_is_default: bool,
     target: String,
+    target_shared: Arc<str>,
     target_has_var: bool,
     replacement: String,
+    replacement_shared: Arc<str>,
     replacement_has_var: bool,
     modulus: u64,
 }
@@ -238,11 +241,61 @@ pub struct Rules {
     rules: Vec<Rule>,
 }
 
+/// A label name or value while rules run: borrowed from the scraped text, shared with a
+/// rule's remembered result, or owned. Cloning never copies the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Str<'a> {
+    /// Borrowed.
+    Borrowed(&'a str),
+    /// Shared (a rule's result, computed once per distinct value).
+    Shared(Arc<str>),
+    /// Owned.
+    Owned(String),
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Str::Borrowed(s) => s,
+            Str::Shared(s) => s,
+            Str::Owned(s) => s,
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Str<'a> {
+    fn from(s: &'a str) -> Self {
+        Str::Borrowed(s)
+    }
+}
+
+impl From<String> for Str<'_> {
+    fn from(s: String) -> Self {
+        Str::Owned(s)
+    }
+}
+
+impl From<Arc<str>> for Str<'_> {
+    fn from(s: Arc<str>) -> Self {
+        Str::Shared(s)
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for Str<'a> {
+    fn from(s: Cow<'a, str>) -> Self {
+        match s {
+            Cow::Borrowed(b) => Str::Borrowed(b),
+            Cow::Owned(o) => Str::Owned(o),
+        }
+    }
+}
+
 /// One series' labels while rules run: `(name, value)` pairs, `__name__` among them, values
 /// unescaped; borrowed from the scraped text where they are not rewritten.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSet<'a> {
-    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    pairs: Vec<(Str<'a>, Str<'a>)>,
 }
 
 impl<'a> LabelSet<'a> {
@@ -253,39 +306,41 @@ impl<'a> LabelSet<'a> {
         }
     }
 
+    /// Removes every label, keeping the room (to reuse the set for the next series).
+    pub fn clear(&mut self) {
+        self.pairs.clear();
+    }
+
     /// Adds a label (no check for an existing one: the caller adds distinct names).
-    pub fn push(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) {
+    pub fn push(&mut self, name: impl Into<Str<'a>>, value: impl Into<Str<'a>>) {
         self.pairs.push((name.into(), value.into()));
     }
 
     /// The value of `name`, empty when missing (as Prometheus's `labels.Builder.Get`).
     pub fn get(&self, name: &str) -> &str {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_ref())
+        self.pairs.iter().find(|(n, _)| &**n == name).map_or("", |(_, v)| &**v)
     }
 
     /// Sets `name` to `value`; an empty value removes the label.
-    pub fn set(&mut self, name: &str, value: String) {
-        if value.is_empty() {
-            self.del(name);
+    pub fn set(&mut self, name: impl Into<Str<'a>> + AsRef<str>, value: impl Into<Str<'a>> + AsRef<str>) {
+        if value.as_ref().is_empty() {
+            self.del(name.as_ref());
             return;
         }
-        match self.pairs.iter_mut().find(|(n, _)| n == name) {
-            Some(p) => p.1 = Cow::Owned(value),
-            None => self.pairs.push((Cow::Owned(name.to_string()), Cow::Owned(value))),
+        match self.pairs.iter_mut().find(|(n, _)| &**n == name.as_ref()) {
+            Some(p) => p.1 = value.into(),
+            None => self.pairs.push((name.into(), value.into())),
         }
     }
 
     /// Removes `name`.
     pub fn del(&mut self, name: &str) {
-        self.pairs.retain(|(n, _)| n != name);
+        self.pairs.retain(|(n, _)| &**n != name);
     }
 
     /// The labels, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.pairs.iter().map(|(n, v)| (&**n, &**v))
     }
 
     /// How many labels.
@@ -296,6 +351,12 @@ impl<'a> LabelSet<'a> {
     /// Whether there is none.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
+    }
+}
+
+impl AsRef<str> for Str<'_> {
+    fn as_ref(&self) -> &str {
+        self
     }
 }
 
@@ -318,8 +379,10 @@ impl Rules {
                 regex,
                 regex_is_default: re == DEFAULT_REGEX,
                 target_has_var: target.contains('$'),
+                target_shared: Arc::from(target.as_str()),
                 target,
                 replacement_has_var: replacement.contains('$'),
+                replacement_shared: Arc::from(replacement.as_str()),
                 replacement,
                 modulus: c.modulus.unwrap_or(0),
             });
@@ -337,99 +400,187 @@ impl Rules {
         self.rules.len()
     }
 
-    /// Runs the rules on `labels`; false when the series is dropped.
+    /// Runs the rules on `labels`; false when the series is dropped. For many series, use a
+    /// [`Runner`] (it remembers what each rule computed for a value).
     pub fn process(&self, labels: &mut LabelSet<'_>) -> bool {
-        self.rules.iter().all(|r| r.apply(labels))
+        self.runner().process(labels)
+    }
+
+    /// A runner for one batch of series (e.g. one collection).
+    pub fn runner(&self) -> Runner<'_> {
+        Runner {
+            rules: self,
+            memo: (0..self.rules.len()).map(|_| Memo::default()).collect(),
+            scratch: String::new(),
+        }
     }
 }
 
+/// Most values one rule remembers per runner.
+const MEMO_CAPACITY: usize = 16_384;
+
+/// What a rule computed for one source value (or label name).
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// A match (keep/drop, labeldrop/labelkeep).
+    Matched(bool),
+    /// `replace`: the target and the value to write (empty = remove), or nothing to do.
+    Replace(Option<(Arc<str>, Arc<str>)>),
+    /// `lowercase`/`uppercase`/`hashmod`: the value to write.
+    Value(Arc<str>),
+    /// `labelmap`: the new name, when the name matched.
+    Map(Option<Arc<str>>),
+}
+
+/// One rule's remembered results, by value.
+#[derive(Debug, Default)]
+struct Memo {
+    map: std::collections::HashMap<Box<str>, Outcome, foldhash::fast::RandomState>,
+}
+
+/// Runs [`Rules`] on many series, remembering each rule's result per distinct value (series of
+/// one scrape repeat metric names and label values many times, so most regex evaluations are
+/// lookups).
+pub struct Runner<'r> {
+    rules: &'r Rules,
+    memo: Vec<Memo>,
+    scratch: String,
+}
+
+impl Runner<'_> {
+    /// Runs the rules on `labels`; false when the series is dropped.
+    pub fn process(&mut self, labels: &mut LabelSet<'_>) -> bool {
+        for (i, rule) in self.rules.rules.iter().enumerate() {
+            if !rule.apply(labels, &mut self.memo[i], &mut self.scratch) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `memo[value]`, computing and remembering it with `f` on a miss (while there is room).
+fn remembered(memo: &mut Memo, value: &str, f: impl FnOnce() -> Outcome) -> Outcome {
+    if let Some(o) = memo.map.get(value) {
+        return o.clone();
+    }
+    let o = f();
+    if memo.map.len() < MEMO_CAPACITY {
+        memo.map.insert(value.into(), o.clone());
+    }
+    o
+}
+
 impl Rule {
-    fn source_value<'s>(&self, labels: &'s LabelSet<'_>) -> Cow<'s, str> {
+    /// The source value, joined into `scratch` when there are several labels.
+    fn source_value<'s>(&self, labels: &'s LabelSet<'_>, scratch: &'s mut String) -> &'s str {
         match self.source.as_slice() {
-            [] => Cow::Borrowed(""),
-            [one] => Cow::Borrowed(labels.get(one)),
+            [] => "",
+            [one] => labels.get(one),
             many => {
-                let mut s = String::new();
+                scratch.clear();
                 for (i, l) in many.iter().enumerate() {
                     if i > 0 {
-                        s.push_str(&self.separator);
+                        scratch.push_str(&self.separator);
                     }
-                    s.push_str(labels.get(l));
+                    scratch.push_str(labels.get(l));
                 }
-                Cow::Owned(s)
+                scratch.as_str()
             }
         }
     }
 
-    fn apply(&self, labels: &mut LabelSet<'_>) -> bool {
+    fn apply(&self, labels: &mut LabelSet<'_>, memo: &mut Memo, scratch: &mut String) -> bool {
         use RelabelAction::*;
         match self.action {
-            Drop => !self.regex.is_match(&self.source_value(labels)),
-            Keep => self.regex.is_match(&self.source_value(labels)),
-            Dropequal => labels.get(&self.target) != self.source_value(labels),
-            Keepequal => labels.get(&self.target) == self.source_value(labels),
-            Replace => {
-                let val = self.source_value(labels).into_owned();
-                if val.is_empty() && self.regex_is_default && !self.target_has_var && !self.replacement_has_var {
-                    labels.set(&self.target, self.replacement.clone());
-                    return true;
-                }
-                let Some(caps) = self.regex.captures(&val) else {
-                    return true;
+            Drop | Keep => {
+                let val = self.source_value(labels, scratch);
+                let Outcome::Matched(m) = remembered(memo, val, || Outcome::Matched(self.regex.is_match(val))) else {
+                    unreachable!()
                 };
-                let mut target = String::new();
-                caps.expand(&self.target, &mut target);
-                if !is_label_name(&target) {
+                if self.action == Drop { !m } else { m }
+            }
+            Dropequal | Keepequal => {
+                let equal = labels.get(&self.target) == self.source_value(labels, scratch);
+                equal == (self.action == Keepequal)
+            }
+            Replace => {
+                let val = self.source_value(labels, scratch);
+                if val.is_empty() && self.regex_is_default && !self.target_has_var && !self.replacement_has_var {
+                    labels.set(
+                        Str::Shared(self.target_shared.clone()),
+                        Str::Shared(self.replacement_shared.clone()),
+                    );
                     return true;
                 }
-                let mut res = String::new();
-                caps.expand(&self.replacement, &mut res);
-                labels.set(&target, res);
+                let Outcome::Replace(r) = remembered(memo, val, || {
+                    Outcome::Replace(self.regex.captures(val).and_then(|caps| {
+                        let mut target = String::new();
+                        caps.expand(&self.target, &mut target);
+                        if !is_label_name(&target) {
+                            return None;
+                        }
+                        let mut res = String::new();
+                        caps.expand(&self.replacement, &mut res);
+                        Some((Arc::from(target), Arc::from(res)))
+                    }))
+                }) else {
+                    unreachable!()
+                };
+                if let Some((target, res)) = r {
+                    labels.set(Str::Shared(target), Str::Shared(res));
+                }
                 true
             }
-            Lowercase => {
-                let v = self.source_value(labels).to_lowercase();
-                labels.set(&self.target, v);
-                true
-            }
-            Uppercase => {
-                let v = self.source_value(labels).to_uppercase();
-                labels.set(&self.target, v);
-                true
-            }
-            Hashmod => {
-                use md5::Digest;
-                let digest = md5::Md5::digest(self.source_value(labels).as_bytes());
-                let mut last = [0u8; 8];
-                last.copy_from_slice(&digest[8..16]);
-                let m = u64::from_be_bytes(last) % self.modulus.max(1);
-                labels.set(&self.target, m.to_string());
+            Lowercase | Uppercase | Hashmod => {
+                let val = self.source_value(labels, scratch);
+                let Outcome::Value(v) = remembered(memo, val, || {
+                    Outcome::Value(Arc::from(match self.action {
+                        Lowercase => val.to_lowercase(),
+                        Uppercase => val.to_uppercase(),
+                        _ => {
+                            use md5::Digest;
+                            let digest = md5::Md5::digest(val.as_bytes());
+                            let mut last = [0u8; 8];
+                            last.copy_from_slice(&digest[8..16]);
+                            (u64::from_be_bytes(last) % self.modulus.max(1)).to_string()
+                        }
+                    }))
+                }) else {
+                    unreachable!()
+                };
+                labels.set(Str::Shared(self.target_shared.clone()), Str::Shared(v));
                 true
             }
             Labelmap => {
-                let matches: Vec<(String, String)> = labels
-                    .iter()
-                    .filter(|(n, _)| self.regex.is_match(n))
-                    .map(|(n, v)| {
-                        (
-                            self.regex.replace_all(n, self.replacement.as_str()).into_owned(),
-                            v.to_string(),
+                let mut mapped: Vec<(Arc<str>, String)> = Vec::new();
+                for (n, v) in labels.iter() {
+                    let Outcome::Map(new) = remembered(memo, n, || {
+                        Outcome::Map(
+                            self.regex
+                                .is_match(n)
+                                .then(|| Arc::from(self.regex.replace_all(n, self.replacement.as_str()).as_ref())),
                         )
-                    })
-                    .collect();
-                for (n, v) in matches {
-                    if is_label_name(&n) {
-                        labels.set(&n, v);
+                    }) else {
+                        unreachable!()
+                    };
+                    if let Some(new) = new.filter(|x| is_label_name(x)) {
+                        mapped.push((new, v.to_string()));
                     }
+                }
+                for (n, v) in mapped {
+                    labels.set(Str::Shared(n), Str::Owned(v));
                 }
                 true
             }
-            Labeldrop => {
-                labels.pairs.retain(|(n, _)| !self.regex.is_match(n));
-                true
-            }
-            Labelkeep => {
-                labels.pairs.retain(|(n, _)| self.regex.is_match(n));
+            Labeldrop | Labelkeep => {
+                let keep_matching = self.action == Labelkeep;
+                labels.pairs.retain(|(n, _)| {
+                    let Outcome::Matched(m) = remembered(memo, n, || Outcome::Matched(self.regex.is_match(n))) else {
+                        unreachable!()
+                    };
+                    m == keep_matching
+                });
                 true
             }
         }

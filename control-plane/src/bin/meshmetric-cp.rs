@@ -280,6 +280,11 @@ async fn main() -> anyhow::Result<()> {
             db,
             tokens: tokens.clone(),
             insights: insights.clone(),
+            discovery_url: format!(
+                "{}://{}",
+                if args.mads_tls_cert.is_some() { "https" } else { "http" },
+                args.mads_address
+            ),
         },
         access,
     );

@@ -109,6 +109,50 @@ enum Cmd {
         #[arg(long, default_value = "docs")]
         out_dir: PathBuf,
     },
+    /// Prometheus configuration for the policies' Prometheus backends (per clientId):
+    /// `--format scrape-config` (scrape_configs with HTTP SD or kuma_sd on this control
+    /// plane), `operator` (Prometheus Operator ScrapeConfig and PodMonitor/ServiceMonitor
+    /// resources), `annotations` (prometheus.io/* pod annotations). From files with `-f`
+    /// (offline), else from the control plane's policies of --mesh. What each output needs on
+    /// the Prometheus side is printed on stderr.
+    Render {
+        #[arg(value_parser = ["prometheus"])]
+        what: String,
+        /// scrape-config, operator or annotations.
+        #[arg(long, default_value = "scrape-config")]
+        format: String,
+        /// Policy files or directories (offline); without: the control plane's policies.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        /// URL Prometheus reaches the control plane's MADS/HTTP SD on, e.g.
+        /// `http://meshmetric-cp:5676`; required offline, default the control plane's own.
+        #[arg(long)]
+        discovery_url: Option<String>,
+        /// Use kuma_sd_configs (Prometheus 2.50+) instead of http_sd_configs.
+        #[arg(long)]
+        kuma_sd: bool,
+        /// Scrape interval (Prometheus duration).
+        #[arg(long)]
+        interval: Option<String>,
+        /// Scrape timeout (Prometheus duration).
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Namespace of the Operator resources.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Label `name=value` of the Operator resources (repeatable).
+        #[arg(long = "label", value_parser = parse_pair)]
+        labels: Vec<(String, String)>,
+        /// PEM CA file Prometheus verifies ProvidedTLS proxies with (scrape-config).
+        #[arg(long)]
+        ca_file: Option<String>,
+        /// pod (PodMonitor) or service (ServiceMonitor).
+        #[arg(long, default_value = "pod")]
+        monitor_type: String,
+        /// yaml (documents separated by ---) or json.
+        #[arg(short = 'o', long, default_value = "yaml")]
+        output: Output,
+    },
     /// Relabeling rules, offline.
     Relabel {
         #[command(subcommand)]
@@ -147,6 +191,16 @@ enum RelabelCmd {
         #[arg(long = "extra-label", value_parser = parse_pair)]
         extra_labels: Vec<(String, String)>,
     },
+}
+
+/// Percent-encodes a query value.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -746,6 +800,114 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     extra_labels,
                 },
         } => relabel_test(&file, &input, application.as_deref(), &extra_labels),
+        Cmd::Render {
+            format,
+            files,
+            discovery_url,
+            kuma_sd,
+            interval,
+            timeout,
+            namespace,
+            labels,
+            ca_file,
+            monitor_type,
+            output,
+            ..
+        } => {
+            use meshmetric_policies::render::{MonitorType, RenderFormat, RenderOptions, render};
+            let (documents, notes): (Vec<Value>, Vec<String>) = if files.is_empty() {
+                let mut q = vec![format!("format={format}"), format!("monitorType={monitor_type}")];
+                let mut add = |k: &str, v: &Option<String>| {
+                    if let Some(v) = v {
+                        q.push(format!("{k}={}", url_encode(v)));
+                    }
+                };
+                add("discoveryUrl", &discovery_url);
+                add("interval", &interval);
+                add("timeout", &timeout);
+                add("namespace", &namespace);
+                add("caFile", &ca_file);
+                if kuma_sd {
+                    q.push("kumaSd=true".into());
+                }
+                if !labels.is_empty() {
+                    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    q.push(format!("labels={}", url_encode(&l.join(","))));
+                }
+                let (status, body) = api.call(
+                    "GET",
+                    &format!("/meshes/{mesh}/render/prometheus?{}", q.join("&")),
+                    None,
+                )?;
+                if status != 200 {
+                    return Ok(api_error(status, &body));
+                }
+                let v: Value = serde_json::from_str(&body)?;
+                (
+                    v["documents"].as_array().cloned().unwrap_or_default(),
+                    v["notes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| n.as_str().map(String::from))
+                        .collect(),
+                )
+            } else {
+                let Some(fmt) = RenderFormat::parse(&format) else {
+                    anyhow::bail!("--format {format:?}: accepted: scrape-config, operator, annotations");
+                };
+                let monitor_type = match monitor_type.as_str() {
+                    "pod" => MonitorType::Pod,
+                    "service" => MonitorType::Service,
+                    other => anyhow::bail!("--monitor-type {other:?}: accepted: pod, service"),
+                };
+                let Some(discovery_url) = discovery_url else {
+                    anyhow::bail!(
+                        "--discovery-url is required with -f: the URL Prometheus reaches the control plane's MADS/HTTP SD on, e.g. http://meshmetric-cp:5676"
+                    );
+                };
+                let inputs = read_inputs(&files)?;
+                let (parsed, ok) = validate_all(&inputs, true);
+                if !ok {
+                    return Ok(ExitCode::FAILURE);
+                }
+                let policies: Vec<_> = parsed
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| match r {
+                        Resource::MeshMetric(m) => Some(m),
+                        _ => None,
+                    })
+                    .collect();
+                let opts = RenderOptions {
+                    discovery_url,
+                    kuma_sd,
+                    interval,
+                    timeout,
+                    namespace,
+                    labels: labels.into_iter().collect(),
+                    ca_file,
+                    monitor_type,
+                };
+                let r = render(&policies, fmt, &opts);
+                (r.documents, r.notes)
+            };
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&documents)?),
+                _ => {
+                    for (i, d) in documents.iter().enumerate() {
+                        if i > 0 {
+                            println!("---");
+                        }
+                        print!("{}", serde_saphyr::to_string(d)?);
+                    }
+                }
+            }
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "meshmetricctl", &mut std::io::stdout());
