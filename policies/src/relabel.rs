@@ -233,6 +233,10 @@ struct Rule {
     replacement_shared: Arc<str>,
     replacement_has_var: bool,
     modulus: u64,
+    /// The regex when it is a plain string (matching is then a comparison).
+    literal: Option<String>,
+    /// The only source label is `__name__`.
+    name_only: bool,
 }
 
 /// Compiled rules, ready to run on many series.
@@ -385,6 +389,8 @@ impl Rules {
                 replacement_shared: Arc::from(replacement.as_str()),
                 replacement,
                 modulus: c.modulus.unwrap_or(0),
+                literal: (regex::escape(re) == re).then(|| re.to_string()),
+                name_only: c.source_labels.as_deref().is_some_and(|s| s == ["__name__"]),
             });
         }
         Ok(Self { rules })
@@ -436,6 +442,56 @@ enum Outcome {
 #[derive(Debug, Default)]
 struct Memo {
     map: std::collections::HashMap<Box<str>, Outcome, foldhash::fast::RandomState>,
+    /// Results per label name (label-name rules): few distinct names, searched linearly.
+    names: Vec<(Box<str>, Outcome)>,
+    /// The last value looked up and its result: series of one family come one after the
+    /// other, so a rule on `__name__` mostly sees the value it saw last.
+    last_key: String,
+    last: Option<Outcome>,
+}
+
+/// Most label names searched linearly before the hash map takes over.
+const NAMES_LINEAR: usize = 32;
+
+impl Memo {
+    /// `self[value]`, computing and remembering it with `f` on a miss (while there is room).
+    fn get(&mut self, value: &str, f: impl FnOnce() -> Outcome) -> Outcome {
+        if let Some(o) = self.map.get(value) {
+            return o.clone();
+        }
+        let o = f();
+        if self.map.len() < MEMO_CAPACITY {
+            self.map.insert(value.into(), o.clone());
+        }
+        o
+    }
+
+    /// [`Memo::get`] behind a one-entry cache of the last value.
+    fn get_last(&mut self, value: &str, f: impl FnOnce() -> Outcome) -> Outcome {
+        if let Some(o) = &self.last
+            && self.last_key == value
+        {
+            return o.clone();
+        }
+        let o = self.get(value, f);
+        self.last_key.clear();
+        self.last_key.push_str(value);
+        self.last = Some(o.clone());
+        o
+    }
+
+    /// [`Memo::get`] for label names: a linear search over the first few names.
+    fn get_name(&mut self, name: &str, f: impl FnOnce() -> Outcome) -> Outcome {
+        if let Some((_, o)) = self.names.iter().find(|(n, _)| &**n == name) {
+            return o.clone();
+        }
+        if self.names.len() < NAMES_LINEAR {
+            let o = f();
+            self.names.push((name.into(), o.clone()));
+            return o;
+        }
+        self.get(name, f)
+    }
 }
 
 /// Runs [`Rules`] on many series, remembering each rule's result per distinct value (series of
@@ -457,18 +513,6 @@ impl Runner<'_> {
         }
         true
     }
-}
-
-/// `memo[value]`, computing and remembering it with `f` on a miss (while there is room).
-fn remembered(memo: &mut Memo, value: &str, f: impl FnOnce() -> Outcome) -> Outcome {
-    if let Some(o) = memo.map.get(value) {
-        return o.clone();
-    }
-    let o = f();
-    if memo.map.len() < MEMO_CAPACITY {
-        memo.map.insert(value.into(), o.clone());
-    }
-    o
 }
 
 impl Rule {
@@ -495,8 +539,17 @@ impl Rule {
         match self.action {
             Drop | Keep => {
                 let val = self.source_value(labels, scratch);
-                let Outcome::Matched(m) = remembered(memo, val, || Outcome::Matched(self.regex.is_match(val))) else {
-                    unreachable!()
+                let m = if let Some(lit) = &self.literal {
+                    lit == val
+                } else {
+                    let f = || Outcome::Matched(self.regex.is_match(val));
+                    let o = if self.name_only {
+                        memo.get_last(val, f)
+                    } else {
+                        memo.get(val, f)
+                    };
+                    let Outcome::Matched(m) = o else { unreachable!() };
+                    m
                 };
                 if self.action == Drop { !m } else { m }
             }
@@ -513,7 +566,7 @@ impl Rule {
                     );
                     return true;
                 }
-                let Outcome::Replace(r) = remembered(memo, val, || {
+                let Outcome::Replace(r) = memo.get(val, || {
                     Outcome::Replace(self.regex.captures(val).and_then(|caps| {
                         let mut target = String::new();
                         caps.expand(&self.target, &mut target);
@@ -534,7 +587,7 @@ impl Rule {
             }
             Lowercase | Uppercase | Hashmod => {
                 let val = self.source_value(labels, scratch);
-                let Outcome::Value(v) = remembered(memo, val, || {
+                let Outcome::Value(v) = memo.get(val, || {
                     Outcome::Value(Arc::from(match self.action {
                         Lowercase => val.to_lowercase(),
                         Uppercase => val.to_uppercase(),
@@ -555,7 +608,7 @@ impl Rule {
             Labelmap => {
                 let mut mapped: Vec<(Arc<str>, String)> = Vec::new();
                 for (n, v) in labels.iter() {
-                    let Outcome::Map(new) = remembered(memo, n, || {
+                    let Outcome::Map(new) = memo.get_name(n, || {
                         Outcome::Map(
                             self.regex
                                 .is_match(n)
@@ -576,7 +629,7 @@ impl Rule {
             Labeldrop | Labelkeep => {
                 let keep_matching = self.action == Labelkeep;
                 labels.pairs.retain(|(n, _)| {
-                    let Outcome::Matched(m) = remembered(memo, n, || Outcome::Matched(self.regex.is_match(n))) else {
+                    let Outcome::Matched(m) = memo.get_name(n, || Outcome::Matched(self.regex.is_match(n))) else {
                         unreachable!()
                     };
                     m == keep_matching
