@@ -11,7 +11,9 @@ ROOT=$(pwd)
 RUN="$ROOT/.run/quickstart"
 WORK=/tmp/meshmetric-quickstart      # short: unix socket paths must fit in 104 bytes
 API=127.0.0.1:5681 XDS=127.0.0.1:5678 MADS=127.0.0.1:5676 ADMIN=127.0.0.1:19901 APP=127.0.0.1:18080
-OTLP_GRPC=127.0.0.1:4317 OTLP_HTTP=127.0.0.1:4318 PROMETHEUS=127.0.0.1:9090
+OTLP_GRPC=127.0.0.1:14317 OTLP_HTTP=127.0.0.1:14318 PROMETHEUS=127.0.0.1:9090
+# the plugin's OTLP receiver (otlpReceiver in examples/meshmetric.yaml), where the sample app pushes
+PUSH_GRPC=127.0.0.1:4317 PUSH_HTTP=127.0.0.1:4318
 PROM="127.0.0.2:5670" INBOUND="127.0.0.2:10001"
 NAMES=(dp app otlp prometheus cp)
 
@@ -47,7 +49,7 @@ fi
 start_ts=$(date +%s)
 stop
 mkdir -p "$RUN"; rm -rf "$WORK"; mkdir -p "$WORK"
-for hp in $API $XDS $MADS $ADMIN $APP $OTLP_GRPC $OTLP_HTTP $PROMETHEUS $PROM $INBOUND; do
+for hp in $API $XDS $MADS $ADMIN $APP $OTLP_GRPC $OTLP_HTTP $PUSH_GRPC $PUSH_HTTP $PROMETHEUS $PROM $INBOUND; do
   if (exec 3<>"/dev/tcp/${hp%:*}/${hp#*:}") 2>/dev/null; then
     echo "error: $hp is already in use; stop what listens there and run again" >&2; exit 1
   fi
@@ -69,7 +71,8 @@ launch() { # name, command...
 }
 step "starting the control plane, the sample app and the OTLP receiver"
 launch cp   "$BIN/meshmetric-cp" -f examples --data-dir "$RUN/cp-data" --api-address $API --xds-address $XDS --mads-address $MADS
-launch app  "$BIN/meshmetric-sample-app" --address $APP
+# the sample app is scraped (/metrics) and also pushes OTLP with the OpenTelemetry SDK (--push)
+launch app  "$BIN/meshmetric-sample-app" --address $APP --push
 launch otlp .venv/otlp/bin/python tests/py/otlp_receiver.py --grpc-port ${OTLP_GRPC#*:} --http-port ${OTLP_HTTP#*:} --out "$RUN/otlp.jsonl"
 for _ in $(seq 100); do curl -fsS "http://$API/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 step "starting the proxy: meshmetric-dp with Envoy as its child"
@@ -98,7 +101,7 @@ step "waiting for Envoy to get its config and serve merged metrics on $PROM"
 ok=""
 for _ in $(seq 150); do
   curl -fsS "http://$INBOUND/" >/dev/null 2>&1 || true
-  if curl -fsS "http://$PROM/metrics" 2>/dev/null | grep -q '^sample_app_requests_total'; then ok=1; break; fi
+  if curl -fsS "http://$PROM/metrics" 2>/dev/null | grep -c '^sample_app_\(requests\|pushed_orders\)_total' | grep -qx 2; then ok=1; break; fi
   sleep 0.2
 done
 if [[ -z "$ok" ]]; then
@@ -117,7 +120,7 @@ done
 
 echo
 echo "=== 1. Prometheus text on Envoy's listener http://$PROM/metrics (excerpt) ==="
-grep -E '^(sample_app_requests_total|sample_app_request_duration_seconds_count|envoy_cluster_upstream_rq_total|envoy_http_downstream_rq_total|envoy_server_live|meshmetric_dp_scrape_up)' "$RUN/metrics.txt" | head -n 10
+grep -E '^(sample_app_requests_total|sample_app_pushed_orders_total|sample_app_request_duration_seconds_count|envoy_cluster_upstream_rq_total|envoy_http_downstream_rq_total|envoy_server_live|meshmetric_dp_scrape_up)' "$RUN/metrics.txt" | head -n 11
 echo "... $(grep -vc '^#' "$RUN/metrics.txt") series in all (full output: $RUN/metrics.txt)"
 echo
 echo "=== 2. what the OTLP receiver on $OTLP_GRPC got (every 10 s) ==="

@@ -37,5 +37,6 @@ pub mod merge;
 pub mod otlp;
 pub mod parse;
 pub mod pipeline;
+pub mod push;
 pub mod selfmetrics;
 pub mod serve;

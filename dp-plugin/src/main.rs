@@ -169,6 +169,29 @@ struct RunArgs {
     /// Most labels on one application series (`reason="too_many_labels"`). 0: no limit.
     #[arg(long, default_value_t = 128)]
     max_labels_per_series: usize,
+    /// Address the OTLP receiver listens on when a policy enables it (`otlpReceiver`);
+    /// loopback, so only the pod's own applications can push.
+    #[arg(long, default_value = "127.0.0.1", env = "MESHMETRIC_OTLP_RECEIVER_ADDRESS")]
+    otlp_receiver_address: std::net::IpAddr,
+    /// OTLP/gRPC receiver port instead of the policy's (hosts running several proxies).
+    #[arg(long, env = "MESHMETRIC_OTLP_RECEIVER_GRPC_PORT")]
+    otlp_receiver_grpc_port: Option<u16>,
+    /// OTLP/HTTP receiver port instead of the policy's.
+    #[arg(long, env = "MESHMETRIC_OTLP_RECEIVER_HTTP_PORT")]
+    otlp_receiver_http_port: Option<u16>,
+    /// Most applications pushing OTLP at once; a new one beyond it gets RESOURCE_EXHAUSTED / 429.
+    #[arg(long, default_value_t = 64)]
+    otlp_receiver_max_senders: usize,
+    /// Most series one pushing application may hold; points of new series beyond it are
+    /// rejected (partial success) and counted.
+    #[arg(long, default_value_t = 10_000)]
+    otlp_receiver_max_series: usize,
+    /// Largest OTLP request, in bytes (after decompression).
+    #[arg(long, default_value_t = 4 << 20)]
+    otlp_receiver_max_request_bytes: usize,
+    /// A pushed series not updated for this long is forgotten.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    otlp_receiver_stale_after: std::time::Duration,
     /// Run this Envoy binary as a child with the generated bootstrap.
     #[arg(long)]
     envoy_binary: Option<PathBuf>,
@@ -299,6 +322,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let admin = Endpoint::parse(args.envoy_admin.as_deref().unwrap_or(&p.admin_address));
     let registry = Arc::new(meshmetric_dp::selfmetrics::Registry::default());
+    let push = Arc::new(meshmetric_dp::push::Store::new(meshmetric_dp::push::PushLimits {
+        max_senders: args.otlp_receiver_max_senders,
+        max_series_per_sender: args.otlp_receiver_max_series,
+        max_request_bytes: args.otlp_receiver_max_request_bytes,
+        stale_after: args.otlp_receiver_stale_after,
+    }));
     let pipeline = Pipeline::new(
         http,
         PipelineSettings {
@@ -315,10 +344,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 max_labels: args.max_labels_per_series,
             },
             reuse_within: args.reuse_within,
+            push: Some(push.clone()),
         },
         rx.clone(),
         registry.clone(),
     );
+    tokio::spawn(meshmetric_dp::push::manage(
+        rx.clone(),
+        push,
+        meshmetric_dp::push::server::Overrides {
+            ip: args.otlp_receiver_address,
+            grpc_port: args.otlp_receiver_grpc_port,
+            http_port: args.otlp_receiver_http_port,
+        },
+    ));
     tokio::spawn(meshmetric_dp::otlp::manage(
         rx,
         pipeline.clone(),

@@ -40,6 +40,9 @@ pub struct PipelineSettings {
     /// A collection younger than this is reused instead of scraping again, so Prometheus
     /// scrapes and OTLP exporters arriving close together share one scrape of Envoy.
     pub reuse_within: Duration,
+    /// Metrics pushed over OTLP ([`crate::push`]): every sender joins each collection as an
+    /// application named `otlp/<service.name>[/<service.instance.id>]`.
+    pub push: Option<Arc<crate::push::Store>>,
 }
 
 /// Result of one scrape of one source.
@@ -284,6 +287,24 @@ impl Pipeline {
                 up: ok,
                 duration: s.duration,
             });
+        }
+        // pushed metrics join as applications (rendered from the receiver's state)
+        let pushed: Vec<(String, String)> = self
+            .settings
+            .push
+            .as_ref()
+            .map(|p| p.render().into_iter().map(|(k, t)| (format!("otlp/{k}"), t)).collect())
+            .unwrap_or_default();
+        for (name, text) in &pushed {
+            texts.push((Origin::Application, Some(name.as_str()), text.as_str(), Format::Text));
+            report.scrapes.push(Scrape {
+                source: Source::Application(name.clone()),
+                up: true,
+                duration: Duration::ZERO,
+            });
+        }
+        if let Some(p) = &self.settings.push {
+            report.push = Some(p.clone());
         }
         let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len());
         let parsed: Vec<(Origin, Option<&str>, Vec<crate::parse::Family<'_>>)> = texts

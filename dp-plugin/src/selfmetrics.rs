@@ -111,6 +111,25 @@ pub const OTLP_RETRIES: Metric = Metric {
     help: "Retried export attempts of an OTLP backend.",
 };
 
+/// `meshmetric_dp_otlp_receiver_requests_total{result}`.
+pub const PUSH_REQUESTS: Metric = Metric {
+    name: "meshmetric_dp_otlp_receiver_requests_total",
+    kind: MetricType::Counter,
+    help: "OTLP export requests received from applications, by result (ok, partial, exhausted, malformed, too_large).",
+};
+/// `meshmetric_dp_otlp_receiver_data_points_total{result}`.
+pub const PUSH_POINTS: Metric = Metric {
+    name: "meshmetric_dp_otlp_receiver_data_points_total",
+    kind: MetricType::Counter,
+    help: "Data points pushed by applications, by result (accepted, rejected).",
+};
+/// `meshmetric_dp_otlp_receiver_series`.
+pub const PUSH_SERIES: Metric = Metric {
+    name: "meshmetric_dp_otlp_receiver_series",
+    kind: MetricType::Gauge,
+    help: "Series held from pushing applications (a series not pushed for 5 minutes is forgotten).",
+};
+
 /// Every self-metric, in output order.
 pub const ALL: &[Metric] = &[
     SCRAPE_UP,
@@ -127,6 +146,9 @@ pub const ALL: &[Metric] = &[
     OTLP_QUEUE_BYTES,
     OTLP_QUEUE_CAPACITY,
     OTLP_RETRIES,
+    PUSH_REQUESTS,
+    PUSH_POINTS,
+    PUSH_SERIES,
 ];
 
 /// Counters of one OTLP exporter (data points unless named otherwise).
@@ -207,6 +229,8 @@ pub struct Report {
     pub config_etag: String,
     /// Collections run so far.
     pub collections: u64,
+    /// The OTLP receiver's state, when the plugin has one.
+    pub push: Option<Arc<crate::push::Store>>,
 }
 
 /// A sample of [`Rendered`]: where its labels and value are in the text.
@@ -346,6 +370,24 @@ impl Report {
             for (b, st) in &exporters {
                 r.sample(&[("backend", b)], get(st));
             }
+        }
+        if let Some(p) = &self.push {
+            let c = &p.counters;
+            r.family(PUSH_REQUESTS);
+            for (result, v) in [
+                ("ok", &c.requests_ok),
+                ("partial", &c.requests_partial),
+                ("exhausted", &c.requests_exhausted),
+                ("malformed", &c.requests_malformed),
+                ("too_large", &c.requests_too_large),
+            ] {
+                r.sample(&[("result", result)], v.load(Relaxed));
+            }
+            r.family(PUSH_POINTS);
+            r.sample(&[("result", "accepted")], c.points_accepted.load(Relaxed));
+            r.sample(&[("result", "rejected")], c.points_rejected.load(Relaxed));
+            r.family(PUSH_SERIES);
+            r.sample(&[], p.series() as u64);
         }
         r
     }

@@ -48,6 +48,19 @@ pub struct MetricsConfig {
     /// Relabeling rules for every exported series ([`crate::relabel`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relabel: Vec<RelabelConfig>,
+    /// The OTLP receiver, when the policy enables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_receiver: Option<DpOtlpReceiver>,
+}
+
+/// Where the plugin listens for pushed OTLP metrics (on loopback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DpOtlpReceiver {
+    /// OTLP/gRPC port.
+    pub grpc_port: Port,
+    /// OTLP/HTTP port.
+    pub http_port: Port,
 }
 
 /// An application endpoint to scrape: `http://<address or 127.0.0.1>:<port><path>`.

@@ -74,6 +74,43 @@ pub struct Conf {
     /// `relabel_config` semantics, the shape of the Prometheus Operator's `metricRelabelings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relabel: Option<Vec<RelabelConfig>>,
+    /// An OTLP receiver in the plugin: applications in the pod push OTLP metrics to it and
+    /// they join the proxy's metrics as one more application (extension; default off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_receiver: Option<OtlpReceiver>,
+}
+
+/// `spec.default.otlpReceiver`: the plugin listens for OTLP metrics on loopback, on the ports
+/// the OpenTelemetry SDKs send to when nothing is configured (gRPC 4317, HTTP 4318).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OtlpReceiver {
+    /// Listen (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Port of OTLP/gRPC (`MetricsService/Export`); default 4317.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_port: Option<Port>,
+    /// Port of OTLP/HTTP (`POST /v1/metrics`, protobuf or JSON); default 4318.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_port: Option<Port>,
+}
+
+impl OtlpReceiver {
+    /// Default gRPC port (the OTel SDKs' default endpoint `localhost:4317`).
+    pub const DEFAULT_GRPC_PORT: u16 = 4317;
+    /// Default HTTP port (`http://localhost:4318/v1/metrics`).
+    pub const DEFAULT_HTTP_PORT: u16 = 4318;
+
+    /// The ports to listen on, when enabled: `(grpc, http)`.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        self.enabled.unwrap_or(false).then(|| {
+            (
+                self.grpc_port.map_or(Self::DEFAULT_GRPC_PORT, |p| p.get()),
+                self.http_port.map_or(Self::DEFAULT_HTTP_PORT, |p| p.get()),
+            )
+        })
+    }
 }
 
 impl Conf {
@@ -109,6 +146,18 @@ impl Conf {
         }
         if other.relabel.is_some() {
             self.relabel.clone_from(&other.relabel);
+        }
+        if let Some(o) = &other.otlp_receiver {
+            let r = self.otlp_receiver.get_or_insert_with(Default::default);
+            if o.enabled.is_some() {
+                r.enabled = o.enabled;
+            }
+            if o.grpc_port.is_some() {
+                r.grpc_port = o.grpc_port;
+            }
+            if o.http_port.is_some() {
+                r.http_port = o.http_port;
+            }
         }
     }
 

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::dataplane::Dataplane;
-use crate::dpconfig::{DpApplication, DpBackend, DpConfig, DpOpenTelemetry, MetricsConfig, Observability};
+use crate::dpconfig::{
+    DpApplication, DpBackend, DpConfig, DpOpenTelemetry, DpOtlpReceiver, MetricsConfig, Observability,
+};
 use crate::headers::SecretSources;
 use crate::matching::Contribution;
 use crate::meshgateway::MeshGateway;
@@ -190,6 +192,16 @@ impl ProxyMetrics {
                     sidecar: c.sidecar.clone(),
                     extra_labels: extra_labels(dp, ctx.gateway, ctx.naming),
                     relabel: c.relabel.clone().unwrap_or_default(),
+                    otlp_receiver: if dp.is_zone_proxy_only() {
+                        None
+                    } else {
+                        c.otlp_receiver.as_ref().and_then(|r| r.ports()).and_then(|(g, h)| {
+                            Some(DpOtlpReceiver {
+                                grpc_port: Port::new(g)?,
+                                http_port: Port::new(h)?,
+                            })
+                        })
+                    },
                 },
             },
         };

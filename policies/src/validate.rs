@@ -39,6 +39,20 @@ pub fn validate_meshmetric(spec: &MeshMetricSpec, role: PolicyRole, v: &mut Viol
 }
 
 fn validate_conf(conf: &Conf, f: &str, v: &mut Violations, w: &mut Vec<Warning>) {
+    if let Some(r) = &conf.otlp_receiver {
+        let grpc = r
+            .grpc_port
+            .map_or(crate::meshmetric::OtlpReceiver::DEFAULT_GRPC_PORT, |p| p.get());
+        let http = r
+            .http_port
+            .map_or(crate::meshmetric::OtlpReceiver::DEFAULT_HTTP_PORT, |p| p.get());
+        if grpc == http {
+            v.push(
+                format!("{f}.otlpReceiver.httpPort"),
+                format!("must differ from grpcPort ({grpc}): gRPC and HTTP listen on separate ports"),
+            );
+        }
+    }
     if let Some(rules) = &conf.relabel {
         crate::relabel::validate(rules, &format!("{f}.relabel"), v);
     }

@@ -42,6 +42,11 @@ fn validation_table() {
         ("full backends", mm("{default: {backends: [{type: Prometheus, prometheus: {clientId: a, port: 5670, path: /m, tls: {mode: ProvidedTLS}}}, {type: Prometheus, prometheus: {clientId: b, port: 5671}}, {type: OpenTelemetry, openTelemetry: {endpoint: 'otel:4317', protocol: http, refreshInterval: 30s, timeout: 5s, compression: gzip, temporality: Delta, queueSize: 10, headers: [{name: x-tenant, value: t1}, {name: authorization, valueFrom: {env: OTLP_TOKEN}}], tls: {caFile: /ca.pem, certFile: /c.pem, keyFile: /k.pem}}}]}}"), vec![]),
         ("otel secret to a loopback collector", mm("{default: {backends: [{type: OpenTelemetry, openTelemetry: {endpoint: '127.0.0.1:4317', refreshInterval: 1ns, headers: [{name: authorization, valueFrom: {file: /var/run/secrets/otlp/token}}]}}]}}"), vec![]),
         ("applications", mm("{default: {applications: [{name: a, port: 8080}, {name: b, port: 8081, path: /stats, address: 10.0.0.1}]}}"), vec![]),
+        ("otlp receiver", mm("{default: {otlpReceiver: {enabled: true}}}"), vec![]),
+        ("otlp receiver ports", mm("{default: {otlpReceiver: {enabled: true, grpcPort: 14317, httpPort: 14318}}}"), vec![]),
+        ("otlp receiver same ports", mm("{default: {otlpReceiver: {enabled: true, grpcPort: 4318}}}"), vec!["spec.default.otlpReceiver.httpPort"]),
+        ("otlp receiver port 0", mm("{default: {otlpReceiver: {enabled: true, grpcPort: 0}}}"), vec!["spec.default.otlpReceiver.grpcPort"]),
+        ("otlp receiver unknown field", mm("{default: {otlpReceiver: {enabled: true, address: 0.0.0.0}}}"), vec!["spec.default.otlpReceiver.address"]),
         ("kubernetes form", "apiVersion: kuma.io/v1alpha1\nkind: MeshMetric\nmetadata: {name: t, namespace: kuma-system}\nspec: {default: {}}\n".into(), vec![]),
         // ---- targetRef
         ("unknown kind", mm("{targetRef: {kind: Pod}, default: {}}"), vec!["spec.targetRef.kind"]),

@@ -1,0 +1,999 @@
+//! The pushed data's state and its conversion to Prometheus text.
+//!
+//! State is kept per sender (one OTLP resource: `service.name` + `service.instance.id`) and per
+//! series (normalised name + labels). Cumulative points replace the value; delta points are
+//! added to it (the start time is the first point's), so Prometheus always sees cumulative
+//! counters and histograms. A series not pushed for [`PushLimits::stale_after`] is forgotten,
+//! and a sender with no series left with it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, metric,
+    number_data_point,
+};
+
+/// Limits of the receiver.
+#[derive(Debug, Clone)]
+pub struct PushLimits {
+    /// Most senders tracked at once; a new sender beyond it is refused (`RESOURCE_EXHAUSTED` /
+    /// HTTP 429) until one goes stale.
+    pub max_senders: usize,
+    /// Most series per sender; points of new series beyond it are rejected (partial success)
+    /// and counted, the sender's other series and the other senders are unaffected.
+    pub max_series_per_sender: usize,
+    /// Largest request body, in bytes (after gzip decompression for HTTP).
+    pub max_request_bytes: usize,
+    /// A series not pushed for this long is forgotten.
+    pub stale_after: Duration,
+}
+
+impl Default for PushLimits {
+    fn default() -> Self {
+        Self {
+            max_senders: 64,
+            max_series_per_sender: 10_000,
+            max_request_bytes: 4 << 20,
+            stale_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What one request did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Data points accepted.
+    pub accepted: u64,
+    /// Data points rejected (series limit, sender limit, a type conflict, an invalid value).
+    pub rejected: u64,
+    /// Every point was refused because the receiver tracks [`PushLimits::max_senders`] senders:
+    /// the sender should retry later.
+    pub exhausted: bool,
+}
+
+/// Counters of the receiver since the plugin started (self-metrics).
+#[derive(Debug, Default)]
+pub struct PushCounters {
+    /// Requests, by outcome: ok, partial, exhausted, malformed, too large.
+    pub requests_ok: AtomicU64,
+    /// Requests with some points rejected.
+    pub requests_partial: AtomicU64,
+    /// Requests refused for the sender limit.
+    pub requests_exhausted: AtomicU64,
+    /// Requests that could not be decoded.
+    pub requests_malformed: AtomicU64,
+    /// Requests over the size limit.
+    pub requests_too_large: AtomicU64,
+    /// Data points accepted.
+    pub points_accepted: AtomicU64,
+    /// Data points rejected.
+    pub points_rejected: AtomicU64,
+}
+
+/// Prometheus type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Number(f64),
+    /// `bounds` ascending; `counts` per bucket, not cumulative, `bounds.len() + 1` long.
+    Histogram {
+        bounds: Vec<f64>,
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+    Summary {
+        quantiles: Vec<(f64, f64)>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Series {
+    value: Value,
+    start_ns: u64,
+    updated: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Family {
+    kind: Kind,
+    help: String,
+    series: BTreeMap<Vec<(String, String)>, Series>,
+}
+
+#[derive(Debug, Default)]
+struct Sender {
+    /// `target_info`'s labels.
+    info: Vec<(String, String)>,
+    families: BTreeMap<String, Family>,
+    series: usize,
+    last_push: Option<Instant>,
+}
+
+/// The pushed metrics of every sender, shared by the receivers and the pipeline.
+#[derive(Debug, Default)]
+pub struct Store {
+    senders: Mutex<HashMap<String, Sender>>,
+    limits: PushLimits,
+    /// Counters (self-metrics).
+    pub counters: PushCounters,
+}
+
+impl Store {
+    /// An empty store with `limits`.
+    pub fn new(limits: PushLimits) -> Self {
+        Self {
+            senders: Mutex::default(),
+            limits,
+            counters: PushCounters::default(),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &PushLimits {
+        &self.limits
+    }
+
+    /// Counts a request refused before it was decoded.
+    pub fn count_refused(&self, malformed: bool) {
+        let c = if malformed {
+            &self.counters.requests_malformed
+        } else {
+            &self.counters.requests_too_large
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes in one export request.
+    pub fn ingest(&self, req: &ExportMetricsServiceRequest) -> Ingested {
+        let now = Instant::now();
+        let mut out = Ingested::default();
+        let mut senders = self.senders.lock().expect("push store lock");
+        for rm in &req.resource_metrics {
+            let attrs = rm
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or_default();
+            let get = |k: &str| {
+                attrs
+                    .iter()
+                    .find(|a| a.key == k)
+                    .map(|a| any_to_string(a.value.as_ref()))
+            };
+            let service = get("service.name").unwrap_or_else(|| "unknown_service".into());
+            let instance = get("service.instance.id").unwrap_or_default();
+            let job = match get("service.namespace") {
+                Some(ns) if !ns.is_empty() => format!("{ns}/{service}"),
+                _ => service.clone(),
+            };
+            let key = if instance.is_empty() {
+                service.clone()
+            } else {
+                format!("{service}/{instance}")
+            };
+            let points: u64 = rm
+                .scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+                .map(|m| point_count(m.data.as_ref()))
+                .sum();
+            if !senders.contains_key(&key) && senders.len() >= self.limits.max_senders {
+                out.rejected += points;
+                out.exhausted = true;
+                continue;
+            }
+            let sender = senders.entry(key).or_default();
+            sender.last_push = Some(now);
+            let mut target: Vec<(String, String)> = vec![("job".into(), job.clone())];
+            if !instance.is_empty() {
+                target.push(("instance".into(), instance.clone()));
+            }
+            let mut info = target.clone();
+            for a in attrs {
+                if !matches!(
+                    a.key.as_str(),
+                    "service.name" | "service.instance.id" | "service.namespace"
+                ) {
+                    info.push((label_name(&a.key), any_to_string(a.value.as_ref())));
+                }
+            }
+            info.sort();
+            info.dedup_by(|a, b| a.0 == b.0);
+            sender.info = info;
+            for sm in &rm.scope_metrics {
+                let mut scope: Vec<(String, String)> = Vec::new();
+                if let Some(s) = &sm.scope {
+                    if !s.name.is_empty() {
+                        scope.push(("otel_scope_name".into(), s.name.clone()));
+                    }
+                    if !s.version.is_empty() {
+                        scope.push(("otel_scope_version".into(), s.version.clone()));
+                    }
+                }
+                for m in &sm.metrics {
+                    let Some(data) = &m.data else { continue };
+                    let ctx = Ctx {
+                        limits: &self.limits,
+                        now,
+                        scope: &scope,
+                        target: &target,
+                        help: &m.description,
+                    };
+                    let (a, r) = ingest_metric(sender, &ctx, &m.name, &m.unit, data);
+                    out.accepted += a;
+                    out.rejected += r;
+                }
+            }
+        }
+        let c = &self.counters;
+        c.points_accepted.fetch_add(out.accepted, Ordering::Relaxed);
+        c.points_rejected.fetch_add(out.rejected, Ordering::Relaxed);
+        let r = if out.exhausted && out.accepted == 0 {
+            &c.requests_exhausted
+        } else if out.rejected > 0 {
+            &c.requests_partial
+        } else {
+            &c.requests_ok
+        };
+        r.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+
+    /// Forgets stale series and senders, then renders every sender as Prometheus text:
+    /// `(sender, text)` with the sender as `service.name[/service.instance.id]`.
+    pub fn render(&self) -> Vec<(String, String)> {
+        let now = Instant::now();
+        let stale = self.limits.stale_after;
+        let mut senders = self.senders.lock().expect("push store lock");
+        senders.retain(|_, s| {
+            for f in s.families.values_mut() {
+                f.series.retain(|_, x| now.duration_since(x.updated) < stale);
+            }
+            s.families.retain(|_, f| !f.series.is_empty());
+            s.series = s.families.values().map(|f| f.series.len()).sum();
+            s.series > 0
+        });
+        let mut out: Vec<(String, String)> = senders.iter().map(|(k, s)| (k.clone(), render_sender(s))).collect();
+        out.sort();
+        out
+    }
+
+    /// How many series are held, over every sender.
+    pub fn series(&self) -> usize {
+        self.senders
+            .lock()
+            .expect("push store lock")
+            .values()
+            .map(|s| s.series)
+            .sum()
+    }
+}
+
+struct Ctx<'a> {
+    limits: &'a PushLimits,
+    now: Instant,
+    scope: &'a [(String, String)],
+    target: &'a [(String, String)],
+    help: &'a str,
+}
+
+fn point_count(d: Option<&metric::Data>) -> u64 {
+    (match d {
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(metric::Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }) as u64
+}
+
+/// Ingests one metric's points into `sender`: `(accepted, rejected)`.
+fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, data: &metric::Data) -> (u64, u64) {
+    let delta = |t: i32| t == AggregationTemporality::Delta as i32;
+    let (kind, is_delta) = match data {
+        metric::Data::Gauge(_) => (Kind::Gauge, false),
+        metric::Data::Sum(s) if s.is_monotonic => (Kind::Counter, delta(s.aggregation_temporality)),
+        metric::Data::Sum(s) => (Kind::Gauge, delta(s.aggregation_temporality)),
+        metric::Data::Histogram(h) => (Kind::Histogram, delta(h.aggregation_temporality)),
+        metric::Data::ExponentialHistogram(h) => (Kind::Histogram, delta(h.aggregation_temporality)),
+        metric::Data::Summary(_) => (Kind::Summary, false),
+    };
+    let family_name = metric_name(name, unit, kind);
+    let n = point_count(Some(data));
+    if family_name.is_empty() {
+        return (0, n);
+    }
+    let family = sender.families.entry(family_name).or_insert_with(|| Family {
+        kind,
+        help: ctx.help.to_string(),
+        series: BTreeMap::new(),
+    });
+    if family.kind != kind {
+        return (0, n); // another metric of this sender already owns the name with another type
+    }
+    let (mut accepted, mut rejected) = (0, 0);
+    let mut put = |attrs: &[KeyValue], start_ns: u64, v: Value, series_count: &mut usize| {
+        let labels = labels_of(attrs, ctx);
+        match family.series.get_mut(&labels) {
+            Some(s) => {
+                s.value = if is_delta { add(&s.value, v) } else { v };
+                if !is_delta {
+                    s.start_ns = start_ns;
+                }
+                s.updated = ctx.now;
+                accepted += 1;
+            }
+            None if *series_count >= ctx.limits.max_series_per_sender => rejected += 1,
+            None => {
+                family.series.insert(
+                    labels,
+                    Series {
+                        value: v,
+                        start_ns,
+                        updated: ctx.now,
+                    },
+                );
+                *series_count += 1;
+                accepted += 1;
+            }
+        }
+    };
+    let count = &mut sender.series;
+    let mut invalid = 0;
+    match data {
+        metric::Data::Gauge(g) => {
+            for p in &g.data_points {
+                put(&p.attributes, p.start_time_unix_nano, Value::Number(number(p)), count);
+            }
+        }
+        metric::Data::Sum(s) => {
+            for p in &s.data_points {
+                put(&p.attributes, p.start_time_unix_nano, Value::Number(number(p)), count);
+            }
+        }
+        metric::Data::Histogram(h) => {
+            for p in &h.data_points {
+                match explicit(p) {
+                    Some(v) => put(&p.attributes, p.start_time_unix_nano, v, count),
+                    None => invalid += 1,
+                }
+            }
+        }
+        metric::Data::ExponentialHistogram(h) => {
+            for p in &h.data_points {
+                match exponential(p) {
+                    Some(v) => put(&p.attributes, p.start_time_unix_nano, v, count),
+                    None => invalid += 1,
+                }
+            }
+        }
+        metric::Data::Summary(s) => {
+            for p in &s.data_points {
+                let v = Value::Summary {
+                    quantiles: p.quantile_values.iter().map(|q| (q.quantile, q.value)).collect(),
+                    sum: p.sum,
+                    count: p.count,
+                };
+                put(&p.attributes, p.start_time_unix_nano, v, count);
+            }
+        }
+    }
+    (accepted, rejected + invalid)
+}
+
+fn number(p: &NumberDataPoint) -> f64 {
+    match p.value {
+        Some(number_data_point::Value::AsDouble(d)) => d,
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        None => 0.0,
+    }
+}
+
+/// An explicit-bucket histogram point; `None` when its buckets do not fit its bounds.
+fn explicit(p: &HistogramDataPoint) -> Option<Value> {
+    let counts = if p.bucket_counts.is_empty() {
+        vec![0; p.explicit_bounds.len() + 1]
+    } else if p.bucket_counts.len() == p.explicit_bounds.len() + 1 {
+        p.bucket_counts.clone()
+    } else {
+        return None;
+    };
+    if p.explicit_bounds
+        .windows(2)
+        .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+    {
+        return None;
+    }
+    Some(Value::Histogram {
+        bounds: p.explicit_bounds.clone(),
+        counts,
+        sum: p.sum.unwrap_or(0.0),
+        count: p.count,
+    })
+}
+
+/// Most buckets an exponential histogram may span after conversion.
+const MAX_EXP_BUCKETS: usize = 4096;
+
+/// An exponential histogram point as a classic histogram on its own boundaries: bucket `i` of
+/// the positive range has the upper bound `base^(i+1)` with `base = 2^(2^-scale)`; every
+/// negative bucket and the zero bucket count under `le="0"` (the negative range's own bounds
+/// are not kept).
+fn exponential(p: &ExponentialHistogramDataPoint) -> Option<Value> {
+    if !(-10..=20).contains(&p.scale) {
+        return None;
+    }
+    let base = 2f64.powf(2f64.powi(-p.scale));
+    let at_or_below_zero = p.zero_count + p.negative.as_ref().map_or(0, |n| n.bucket_counts.iter().sum::<u64>());
+    let mut bounds = vec![0.0];
+    let mut counts = vec![at_or_below_zero];
+    if let Some(pos) = &p.positive {
+        if pos.bucket_counts.len() > MAX_EXP_BUCKETS {
+            return None;
+        }
+        for (i, c) in pos.bucket_counts.iter().enumerate() {
+            let bound = base.powi(pos.offset.checked_add(i as i32)?.checked_add(1)?);
+            if !bound.is_finite() {
+                return None;
+            }
+            bounds.push(bound);
+            counts.push(*c);
+        }
+    }
+    let seen: u64 = counts.iter().sum();
+    counts.push(p.count.saturating_sub(seen));
+    Some(Value::Histogram {
+        bounds,
+        counts,
+        sum: p.sum.unwrap_or(0.0),
+        count: p.count,
+    })
+}
+
+/// `old + delta` for delta temporality; a histogram whose bounds changed starts over.
+fn add(old: &Value, delta: Value) -> Value {
+    match (old, delta) {
+        (Value::Number(a), Value::Number(b)) => Value::Number(a + b),
+        (
+            Value::Histogram {
+                bounds: ob,
+                counts: oc,
+                sum: os,
+                count: on,
+            },
+            Value::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+            },
+        ) if *ob == bounds => Value::Histogram {
+            counts: oc.iter().zip(&counts).map(|(a, b)| a.saturating_add(*b)).collect(),
+            bounds,
+            sum: os + sum,
+            count: on.saturating_add(count),
+        },
+        (_, d) => d,
+    }
+}
+
+/// The series' labels: its attributes (names sanitised), then the scope and target labels.
+fn labels_of(attrs: &[KeyValue], ctx: &Ctx<'_>) -> Vec<(String, String)> {
+    let mut l: Vec<(String, String)> = attrs
+        .iter()
+        .map(|a| (label_name(&a.key), any_to_string(a.value.as_ref())))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    for (k, v) in ctx.scope.iter().chain(ctx.target) {
+        if !l.iter().any(|(n, _)| n == k) {
+            l.push((k.clone(), v.clone()));
+        }
+    }
+    l.sort();
+    l.dedup_by(|a, b| a.0 == b.0);
+    l
+}
+
+/// An attribute value as a label value (arrays and maps as JSON, bytes as base64-less hex).
+fn any_to_string(v: Option<&AnyValue>) -> String {
+    use any_value::Value as V;
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(V::StringValue(s)) => s.clone(),
+        Some(V::BoolValue(b)) => b.to_string(),
+        Some(V::IntValue(i)) => i.to_string(),
+        Some(V::DoubleValue(d)) => fmt_f64(*d),
+        Some(V::BytesValue(b)) => b.iter().fold(String::new(), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        }),
+        Some(V::ArrayValue(a)) => {
+            let items: Vec<String> = a
+                .values
+                .iter()
+                .map(|x| format!("{:?}", any_to_string(Some(x))))
+                .collect();
+            format!("[{}]", items.join(","))
+        }
+        Some(V::KvlistValue(kv)) => {
+            let items: Vec<String> = kv
+                .values
+                .iter()
+                .map(|x| format!("{:?}:{:?}", x.key, any_to_string(x.value.as_ref())))
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        _ => String::new(),
+    }
+}
+
+/// A label name from an attribute key: every character outside `[a-zA-Z0-9_]` becomes `_`; a
+/// leading digit gets the prefix `key_` (the specification's rule).
+pub fn label_name(key: &str) -> String {
+    let mut s: String = key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert_str(0, "key_");
+    }
+    if s.is_empty() {
+        s.push('_');
+    }
+    s
+}
+
+/// The unit's Prometheus word(s), per the specification's table; `{…}` annotations dropped,
+/// `a/b` as `a_per_b`.
+fn unit_words(unit: &str, kind: Kind) -> String {
+    fn word(u: &str) -> &str {
+        match u {
+            "d" => "days",
+            "h" => "hours",
+            "min" => "minutes",
+            "s" => "seconds",
+            "ms" => "milliseconds",
+            "us" => "microseconds",
+            "ns" => "nanoseconds",
+            "By" => "bytes",
+            "KiBy" => "kibibytes",
+            "MiBy" => "mebibytes",
+            "GiBy" => "gibibytes",
+            "TiBy" => "tibibytes",
+            "KBy" => "kilobytes",
+            "MBy" => "megabytes",
+            "GBy" => "gigabytes",
+            "TBy" => "terabytes",
+            "m" => "meters",
+            "V" => "volts",
+            "A" => "amperes",
+            "J" => "joules",
+            "W" => "watts",
+            "g" => "grams",
+            "Cel" => "celsius",
+            "Hz" => "hertz",
+            "%" => "percent",
+            other => other,
+        }
+    }
+    let mut cleaned = String::new();
+    let mut depth = 0usize;
+    for c in unit.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            c if depth == 0 => cleaned.push(c),
+            _ => {}
+        }
+    }
+    let cleaned = cleaned.trim();
+    if cleaned == "1" {
+        return if kind == Kind::Gauge {
+            "ratio".into()
+        } else {
+            String::new()
+        };
+    }
+    match cleaned.split_once('/') {
+        Some((a, b)) if !b.is_empty() => {
+            let per = match b {
+                "s" => "second",
+                "m" => "minute",
+                "h" => "hour",
+                "d" => "day",
+                "w" => "week",
+                "mo" => "month",
+                "y" => "year",
+                o => word(o),
+            };
+            if a.is_empty() {
+                format!("per_{per}")
+            } else {
+                format!("{}_per_{per}", word(a))
+            }
+        }
+        _ => word(cleaned).to_string(),
+    }
+}
+
+/// The Prometheus metric name of an OTLP metric: invalid characters become `_` (runs of `_`
+/// collapse), the unit is appended unless the name already ends with it, `_total` for counters.
+fn metric_name(name: &str, unit: &str, kind: Kind) -> String {
+    fn sanitise(out: &mut String, s: &str) {
+        for c in s.chars() {
+            let c = if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            };
+            if c == '_' && out.ends_with('_') {
+                continue;
+            }
+            out.push(c);
+        }
+    }
+    let mut out = String::with_capacity(name.len() + 16);
+    sanitise(&mut out, name);
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    if kind == Kind::Counter
+        && let Some(base) = out.strip_suffix("_total")
+    {
+        out = base.to_string();
+    }
+    let mut unit_s = String::new();
+    sanitise(&mut unit_s, &unit_words(unit, kind));
+    let unit = unit_s.trim_matches('_');
+    if !unit.is_empty() && !out.ends_with(&format!("_{unit}")) && out != unit {
+        if !out.ends_with('_') {
+            out.push('_');
+        }
+        out.push_str(unit);
+    }
+    if kind == Kind::Counter {
+        out.push_str("_total");
+    }
+    if out.trim_matches('_').is_empty() {
+        String::new()
+    } else {
+        out
+    }
+}
+
+/// A value as Prometheus text writes it (`+Inf`, `-Inf`, `NaN`; integers without `.0`).
+fn fmt_f64(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn write_labels(out: &mut String, labels: &[(String, String)], extra: Option<(&str, &str)>) {
+    if labels.is_empty() && extra.is_none() {
+        return;
+    }
+    out.push('{');
+    let mut first = true;
+    for (k, v) in labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(extra) {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push('}');
+}
+
+fn render_sender(s: &Sender) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
+    write_labels(&mut out, &s.info, None);
+    out.push_str(" 1\n");
+    for (name, f) in &s.families {
+        if !f.help.is_empty() {
+            let help = f.help.replace('\\', "\\\\").replace('\n', "\\n");
+            let _ = writeln!(out, "# HELP {name} {help}");
+        }
+        let _ = writeln!(out, "# TYPE {name} {}", f.kind.as_str());
+        for (labels, series) in &f.series {
+            match &series.value {
+                Value::Number(v) => {
+                    out.push_str(name);
+                    write_labels(&mut out, labels, None);
+                    let _ = writeln!(out, " {}", fmt_f64(*v));
+                }
+                Value::Histogram {
+                    bounds,
+                    counts,
+                    sum,
+                    count,
+                } => {
+                    let mut cum = 0u64;
+                    for (b, c) in bounds.iter().zip(counts) {
+                        cum = cum.saturating_add(*c);
+                        let _ = write!(out, "{name}_bucket");
+                        write_labels(&mut out, labels, Some(("le", &fmt_f64(*b))));
+                        let _ = writeln!(out, " {cum}");
+                    }
+                    let _ = write!(out, "{name}_bucket");
+                    write_labels(&mut out, labels, Some(("le", "+Inf")));
+                    let _ = writeln!(out, " {count}");
+                    let _ = write!(out, "{name}_sum");
+                    write_labels(&mut out, labels, None);
+                    let _ = writeln!(out, " {}", fmt_f64(*sum));
+                    let _ = write!(out, "{name}_count");
+                    write_labels(&mut out, labels, None);
+                    let _ = writeln!(out, " {count}");
+                }
+                Value::Summary { quantiles, sum, count } => {
+                    for (q, v) in quantiles {
+                        out.push_str(name);
+                        write_labels(&mut out, labels, Some(("quantile", &fmt_f64(*q))));
+                        let _ = writeln!(out, " {}", fmt_f64(*v));
+                    }
+                    let _ = write!(out, "{name}_sum");
+                    write_labels(&mut out, labels, None);
+                    let _ = writeln!(out, " {}", fmt_f64(*sum));
+                    let _ = write!(out, "{name}_count");
+                    write_labels(&mut out, labels, None);
+                    let _ = writeln!(out, " {count}");
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum,
+        exponential_histogram_data_point::Buckets,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn point(v: f64, attrs: Vec<KeyValue>) -> NumberDataPoint {
+        NumberDataPoint {
+            attributes: attrs,
+            start_time_unix_nano: 1,
+            time_unix_nano: 2,
+            value: Some(number_data_point::Value::AsDouble(v)),
+            ..Default::default()
+        }
+    }
+
+    fn request(service: &str, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", service),
+                        kv("service.instance.id", "i-1"),
+                        kv("host.name", "web-01"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "shop".into(),
+                        version: "1.2".into(),
+                        ..Default::default()
+                    }),
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn sum(name: &str, unit: &str, v: f64, delta: bool, monotonic: bool) -> Metric {
+        Metric {
+            name: name.into(),
+            unit: unit.into(),
+            description: "help".into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: vec![point(v, vec![kv("http.route", "/a")])],
+                aggregation_temporality: if delta {
+                    AggregationTemporality::Delta
+                } else {
+                    AggregationTemporality::Cumulative
+                } as i32,
+                is_monotonic: monotonic,
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_follow_the_specification() {
+        assert_eq!(
+            metric_name("http.server.requests", "1", Kind::Counter),
+            "http_server_requests_total"
+        );
+        assert_eq!(
+            metric_name("http.server.duration", "ms", Kind::Histogram),
+            "http_server_duration_milliseconds"
+        );
+        assert_eq!(
+            metric_name("cpu.utilization", "1", Kind::Gauge),
+            "cpu_utilization_ratio"
+        );
+        assert_eq!(metric_name("queue.size", "{items}", Kind::Gauge), "queue_size");
+        assert_eq!(
+            metric_name("throughput", "By/s", Kind::Gauge),
+            "throughput_bytes_per_second"
+        );
+        assert_eq!(metric_name("sent_bytes_total", "By", Kind::Counter), "sent_bytes_total");
+        assert_eq!(metric_name("a..b", "", Kind::Gauge), "a_b");
+        assert_eq!(metric_name("2xx", "", Kind::Gauge), "_2xx");
+        assert_eq!(label_name("http.route"), "http_route");
+        assert_eq!(label_name("9lives"), "key_9lives");
+    }
+
+    #[test]
+    fn cumulative_replaces_delta_accumulates_and_labels_carry_scope_and_target() {
+        let s = Store::new(PushLimits::default());
+        let r = s.ingest(&request(
+            "shop",
+            vec![sum("orders", "", 5.0, false, true), sum("hits", "", 2.0, true, true)],
+        ));
+        assert_eq!((r.accepted, r.rejected), (2, 0));
+        s.ingest(&request(
+            "shop",
+            vec![sum("orders", "", 7.0, false, true), sum("hits", "", 3.0, true, true)],
+        ));
+        let out = s.render();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "shop/i-1");
+        let t = &out[0].1;
+        assert!(t.contains("# TYPE orders_total counter\n"), "{t}");
+        assert!(
+            t.contains(r#"orders_total{http_route="/a",instance="i-1",job="shop",otel_scope_name="shop",otel_scope_version="1.2"} 7"#),
+            "{t}"
+        );
+        assert!(t.contains(r#"hits_total{http_route="/a",instance="i-1",job="shop",otel_scope_name="shop",otel_scope_version="1.2"} 5"#), "{t}");
+        assert!(
+            t.contains(r#"target_info{host_name="web-01",instance="i-1",job="shop"} 1"#),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn histograms_explicit_and_exponential_become_classic() {
+        let s = Store::new(PushLimits::default());
+        let h = Metric {
+            name: "latency".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    count: 6,
+                    sum: Some(1.5),
+                    bucket_counts: vec![1, 2, 3],
+                    explicit_bounds: vec![0.1, 1.0],
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        };
+        let e = Metric {
+            name: "size".into(),
+            unit: "By".into(),
+            data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    count: 5,
+                    sum: Some(12.0),
+                    scale: 0,
+                    zero_count: 1,
+                    positive: Some(Buckets {
+                        offset: 0,
+                        bucket_counts: vec![1, 3],
+                    }),
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        };
+        s.ingest(&request("svc", vec![h, e]));
+        let t = &s.render()[0].1;
+        for line in [
+            "# TYPE latency_seconds histogram",
+            r#"latency_seconds_bucket{instance="i-1",job="svc",otel_scope_name="shop",otel_scope_version="1.2",le="0.1"} 1"#,
+            r#"latency_seconds_bucket{instance="i-1",job="svc",otel_scope_name="shop",otel_scope_version="1.2",le="1"} 3"#,
+            r#"latency_seconds_bucket{instance="i-1",job="svc",otel_scope_name="shop",otel_scope_version="1.2",le="+Inf"} 6"#,
+            r#"latency_seconds_sum{instance="i-1",job="svc",otel_scope_name="shop",otel_scope_version="1.2"} 1.5"#,
+            r#"size_bytes_bucket{instance="i-1",job="svc",otel_scope_name="shop",otel_scope_version="1.2",le="0"} 1"#,
+            r#"size_bytes_bucket{instance="i-1",job="svc",otel_scope_name="shop",otel_scope_version="1.2",le="2"} 2"#,
+            r#"size_bytes_bucket{instance="i-1",job="svc",otel_scope_name="shop",otel_scope_version="1.2",le="4"} 5"#,
+            r#"size_bytes_count{instance="i-1",job="svc",otel_scope_name="shop",otel_scope_version="1.2"} 5"#,
+        ] {
+            assert!(t.lines().any(|l| l == line), "missing {line}\n{t}");
+        }
+    }
+
+    #[test]
+    fn limits_isolate_senders_and_stale_series_go() {
+        let s = Store::new(PushLimits {
+            max_senders: 1,
+            max_series_per_sender: 2,
+            stale_after: Duration::from_millis(50),
+            ..Default::default()
+        });
+        let many = Metric {
+            name: "g".into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: (0..5).map(|i| point(1.0, vec![kv("i", &i.to_string())])).collect(),
+            })),
+            ..Default::default()
+        };
+        let r = s.ingest(&request("flood", vec![many]));
+        assert_eq!((r.accepted, r.rejected, r.exhausted), (2, 3, false));
+        let r = s.ingest(&request("other", vec![sum("x", "", 1.0, false, true)]));
+        assert_eq!((r.accepted, r.rejected, r.exhausted), (0, 1, true));
+        assert_eq!(s.series(), 2);
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(s.render().is_empty());
+        let r = s.ingest(&request("other", vec![sum("x", "", 1.0, false, true)]));
+        assert_eq!((r.accepted, r.exhausted), (1, false));
+        // a name owned by another type refuses the points
+        let r = s.ingest(&request("other", vec![sum("x", "", 1.0, false, false)]));
+        assert_eq!(r.rejected, 0, "x (gauge) and x_total (counter) are different names");
+    }
+}

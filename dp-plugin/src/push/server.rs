@@ -1,0 +1,269 @@
+//! The OTLP receivers: gRPC `opentelemetry.proto.collector.metrics.v1.MetricsService/Export`
+//! and HTTP `POST /v1/metrics` (`application/x-protobuf` or `application/json`, optionally
+//! gzip), answering as the OTLP specification says: success, partial success with the rejected
+//! point count, `RESOURCE_EXHAUSTED` (gRPC, with `RetryInfo`) / 429 with `Retry-After` (HTTP)
+//! when the sender limit is reached, `INVALID_ARGUMENT` / 400 for data that cannot be decoded,
+//! 413 for a body over the limit, 415 for another content type.
+
+use std::io::Read as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use prost::Message as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use super::convert::{Ingested, Store};
+use crate::config::ActiveConfig;
+
+/// How long a sender refused for the sender limit is asked to wait.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How often a receiver that could not listen tries again.
+const REBIND_EVERY: Duration = Duration::from_secs(30);
+
+/// Where the receivers listen, beyond what the policy says: the address (loopback unless the
+/// plugin is told otherwise) and per-proxy port overrides for hosts that run several proxies.
+#[derive(Debug, Clone, Copy)]
+pub struct Overrides {
+    /// Address to listen on.
+    pub ip: IpAddr,
+    /// gRPC port instead of the policy's.
+    pub grpc_port: Option<u16>,
+    /// HTTP port instead of the policy's.
+    pub http_port: Option<u16>,
+}
+
+struct Running {
+    grpc: SocketAddr,
+    http: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+    complete: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Keeps the receivers in line with the config: starts them when the policy enables the
+/// receiver, moves them when the ports change, stops them when it is disabled. An address that
+/// is taken is logged (error, with the address) and retried every 30 s; the rest of the plugin
+/// is unaffected.
+pub async fn manage(mut config: watch::Receiver<Arc<ActiveConfig>>, store: Arc<Store>, ov: Overrides) {
+    let mut running: Option<Running> = None;
+    loop {
+        let want = config.borrow_and_update().config.metrics().otlp_receiver.map(|r| {
+            (
+                SocketAddr::new(ov.ip, ov.grpc_port.unwrap_or(r.grpc_port.get())),
+                SocketAddr::new(ov.ip, ov.http_port.unwrap_or(r.http_port.get())),
+            )
+        });
+        let current = running.as_ref().map(|r| (r.grpc, r.http));
+        let incomplete = running.as_ref().is_some_and(|r| !r.complete);
+        if want != current || incomplete {
+            running = None; // stops the old receivers (and frees their ports) first
+            if current.is_some() && want.is_none() {
+                tracing::info!("OTLP receiver stopped");
+            }
+            if let Some((g, h)) = want {
+                running = Some(start(g, h, store.clone()).await);
+            }
+        }
+        let retry = running.as_ref().is_some_and(|r| !r.complete);
+        tokio::select! {
+            changed = config.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(REBIND_EVERY), if retry => {}
+        }
+    }
+}
+
+async fn start(grpc: SocketAddr, http: SocketAddr, store: Arc<Store>) -> Running {
+    let mut tasks = Vec::new();
+    let mut complete = true;
+    match tokio::net::TcpListener::bind(grpc).await {
+        Ok(l) => {
+            let limit = store.limits().max_request_bytes;
+            let svc = MetricsServiceServer::new(Grpc(store.clone()))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(limit);
+            tasks.push(tokio::spawn(async move {
+                let incoming = tonic::transport::server::TcpIncoming::from(l);
+                if let Err(e) = tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming(incoming)
+                    .await
+                {
+                    tracing::error!(address = %grpc, error = %e, "OTLP/gRPC receiver failed");
+                }
+            }));
+            tracing::info!(address = %grpc, "OTLP/gRPC receiver listening");
+        }
+        Err(e) => {
+            complete = false;
+            tracing::error!(address = %grpc, error = %e, "OTLP/gRPC receiver cannot listen; retrying every 30 s, the rest of the plugin keeps working");
+        }
+    }
+    match tokio::net::TcpListener::bind(http).await {
+        Ok(l) => {
+            let app = router(store);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!(address = %http, error = %e, "OTLP/HTTP receiver failed");
+                }
+            }));
+            tracing::info!(address = %http, "OTLP/HTTP receiver listening");
+        }
+        Err(e) => {
+            complete = false;
+            tracing::error!(address = %http, error = %e, "OTLP/HTTP receiver cannot listen; retrying every 30 s, the rest of the plugin keeps working");
+        }
+    }
+    Running {
+        grpc,
+        http,
+        tasks,
+        complete,
+    }
+}
+
+fn response(r: Ingested) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: (r.rejected > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: i64::try_from(r.rejected).unwrap_or(i64::MAX),
+            error_message: if r.exhausted {
+                "too many senders: points of new senders were refused".into()
+            } else {
+                "points over the series limit of their sender, of a conflicting type or invalid were refused".into()
+            },
+        }),
+    }
+}
+
+struct Grpc(Arc<Store>);
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let r = self.0.ingest(request.get_ref());
+        if r.exhausted && r.accepted == 0 {
+            return Err(tonic::Status::with_error_details(
+                tonic::Code::ResourceExhausted,
+                "too many senders; retry later",
+                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+            ));
+        }
+        Ok(tonic::Response::new(response(r)))
+    }
+}
+
+/// The OTLP/HTTP router (`POST /v1/metrics`).
+pub fn router(store: Arc<Store>) -> Router {
+    let limit = store.limits().max_request_bytes;
+    Router::new()
+        .route("/v1/metrics", post(http_export))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(store)
+}
+
+fn plain(status: StatusCode, msg: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], msg.to_string()).into_response()
+}
+
+async fn http_export(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
+    let limit = store.limits().max_request_bytes;
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let body: Vec<u8> = if gzip {
+        let mut out = Vec::new();
+        let mut dec = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
+        if dec.read_to_end(&mut out).is_err() {
+            store.count_refused(true);
+            return plain(StatusCode::BAD_REQUEST, "body is not valid gzip");
+        }
+        if out.len() > limit {
+            store.count_refused(false);
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("decompressed body over {limit} bytes"),
+            );
+        }
+        out
+    } else {
+        body.to_vec()
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = match ct.as_str() {
+        "application/x-protobuf" | "application/protobuf" => false,
+        "application/json" => true,
+        _ => {
+            return plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content type must be application/x-protobuf or application/json",
+            );
+        }
+    };
+    let req: ExportMetricsServiceRequest = if json {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                store.count_refused(true);
+                return plain(StatusCode::BAD_REQUEST, &format!("invalid OTLP/JSON: {e}"));
+            }
+        }
+    } else {
+        match ExportMetricsServiceRequest::decode(&body[..]) {
+            Ok(r) => r,
+            Err(e) => {
+                store.count_refused(true);
+                return plain(StatusCode::BAD_REQUEST, &format!("invalid OTLP protobuf: {e}"));
+            }
+        }
+    };
+    let r = store.ingest(&req);
+    if r.exhausted && r.accepted == 0 {
+        let mut resp = plain(StatusCode::TOO_MANY_REQUESTS, "too many senders; retry later");
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
+        return resp;
+    }
+    let out = response(r);
+    if json {
+        match serde_json::to_vec(&out) {
+            Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
+            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the response"),
+        }
+    } else {
+        ([(header::CONTENT_TYPE, "application/x-protobuf")], out.encode_to_vec()).into_response()
+    }
+}
