@@ -420,6 +420,7 @@ mod tests {
             ],
             config_etag: "abc".into(),
             collections: 3,
+            push: Some(Arc::new(crate::push::Store::new(Default::default()))),
             ..Default::default()
         };
         let rendered = report.render(&registry);

@@ -115,6 +115,8 @@ enum Value {
 
 #[derive(Debug, Clone)]
 struct Series {
+    /// The labels as exposition text, escaped, without braces (`a="1",b="2"`).
+    labels: String,
     value: Value,
     start_ns: u64,
     updated: Instant,
@@ -124,7 +126,13 @@ struct Series {
 struct Family {
     kind: Kind,
     help: String,
-    series: BTreeMap<Vec<(String, String)>, Series>,
+    /// By a seeded hash of the point's attributes (order-independent), so a point of a known
+    /// series is matched without building its labels. Two attribute sets of one sender
+    /// colliding in 64 bits would share a series (only that sender's own).
+    series: HashMap<u64, Series, foldhash::fast::RandomState>,
+    /// Keys of `series` by label text, rebuilt when the set changed.
+    order: Vec<u64>,
+    dirty: bool,
 }
 
 #[derive(Debug, Default)]
@@ -274,7 +282,14 @@ impl Store {
         let mut senders = self.senders.lock().expect("push store lock");
         senders.retain(|_, s| {
             for f in s.families.values_mut() {
+                let before = f.series.len();
                 f.series.retain(|_, x| now.duration_since(x.updated) < stale);
+                if f.series.len() != before || f.dirty {
+                    let mut keys: Vec<(&str, u64)> = f.series.iter().map(|(k, x)| (x.labels.as_str(), *k)).collect();
+                    keys.sort_unstable();
+                    f.order = keys.into_iter().map(|(_, k)| k).collect();
+                    f.dirty = false;
+                }
             }
             s.families.retain(|_, f| !f.series.is_empty());
             s.series = s.families.values().map(|f| f.series.len()).sum();
@@ -334,15 +349,20 @@ fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, dat
     let family = sender.families.entry(family_name).or_insert_with(|| Family {
         kind,
         help: ctx.help.to_string(),
-        series: BTreeMap::new(),
+        series: HashMap::default(),
+        order: Vec::new(),
+        dirty: true,
     });
     if family.kind != kind {
         return (0, n); // another metric of this sender already owns the name with another type
     }
     let (mut accepted, mut rejected) = (0, 0);
+    let hasher = *family.series.hasher();
+    // the scope is part of a series' identity too
+    let scope_hash = std::hash::BuildHasher::hash_one(&hasher, ctx.scope);
     let mut put = |attrs: &[KeyValue], start_ns: u64, v: Value, series_count: &mut usize| {
-        let labels = labels_of(attrs, ctx);
-        match family.series.get_mut(&labels) {
+        let key = attrs_hash(&hasher, attrs).rotate_left(17) ^ scope_hash;
+        match family.series.get_mut(&key) {
             Some(s) => {
                 s.value = if is_delta { add(&s.value, v) } else { v };
                 if !is_delta {
@@ -354,14 +374,16 @@ fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, dat
             None if *series_count >= ctx.limits.max_series_per_sender => rejected += 1,
             None => {
                 family.series.insert(
-                    labels,
+                    key,
                     Series {
+                        labels: label_text(&labels_of(attrs, ctx)),
                         value: v,
                         start_ns,
                         updated: ctx.now,
                     },
                 );
                 *series_count += 1;
+                family.dirty = true;
                 accepted += 1;
             }
         }
@@ -505,6 +527,43 @@ fn add(old: &Value, delta: Value) -> Value {
     }
 }
 
+/// An order-independent hash of a point's attributes (keys and typed values).
+fn attrs_hash(state: &foldhash::fast::RandomState, attrs: &[KeyValue]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    attrs.iter().fold(attrs.len() as u64, |acc, a| {
+        let mut h = state.build_hasher();
+        a.key.hash(&mut h);
+        hash_any(a.value.as_ref(), &mut h);
+        acc.wrapping_add(h.finish())
+    })
+}
+
+fn hash_any(v: Option<&AnyValue>, h: &mut impl std::hash::Hasher) {
+    use any_value::Value as V;
+    use std::hash::Hash;
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(V::StringValue(s)) => (0u8, s).hash(h),
+        Some(V::BoolValue(b)) => (1u8, b).hash(h),
+        Some(V::IntValue(i)) => (2u8, i).hash(h),
+        Some(V::DoubleValue(d)) => (3u8, d.to_bits()).hash(h),
+        Some(V::BytesValue(b)) => (4u8, b).hash(h),
+        Some(V::ArrayValue(a)) => {
+            5u8.hash(h);
+            for x in &a.values {
+                hash_any(Some(x), h);
+            }
+        }
+        Some(V::KvlistValue(kv)) => {
+            6u8.hash(h);
+            for x in &kv.values {
+                x.key.hash(h);
+                hash_any(x.value.as_ref(), h);
+            }
+        }
+        _ => 7u8.hash(h),
+    }
+}
+
 /// The series' labels: its attributes (names sanitised), then the scope and target labels.
 fn labels_of(attrs: &[KeyValue], ctx: &Ctx<'_>) -> Vec<(String, String)> {
     let mut l: Vec<(String, String)> = attrs
@@ -529,7 +588,11 @@ fn any_to_string(v: Option<&AnyValue>) -> String {
         Some(V::StringValue(s)) => s.clone(),
         Some(V::BoolValue(b)) => b.to_string(),
         Some(V::IntValue(i)) => i.to_string(),
-        Some(V::DoubleValue(d)) => fmt_f64(*d),
+        Some(V::DoubleValue(d)) => {
+            let mut s = String::new();
+            put_f64(&mut s, *d);
+            s
+        }
         Some(V::BytesValue(b)) => b.iter().fold(String::new(), |mut s, x| {
             let _ = write!(s, "{x:02x}");
             s
@@ -688,30 +751,26 @@ fn metric_name(name: &str, unit: &str, kind: Kind) -> String {
     }
 }
 
-/// A value as Prometheus text writes it (`+Inf`, `-Inf`, `NaN`; integers without `.0`).
-fn fmt_f64(v: f64) -> String {
+/// Writes `v` as Prometheus text writes values.
+fn put_f64(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
     }
 }
 
-fn write_labels(out: &mut String, labels: &[(String, String)], extra: Option<(&str, &str)>) {
-    if labels.is_empty() && extra.is_none() {
-        return;
-    }
-    out.push('{');
-    let mut first = true;
-    for (k, v) in labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(extra) {
-        if !first {
+/// Labels as exposition text, escaped, without braces.
+fn label_text(labels: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
             out.push(',');
         }
-        first = false;
         out.push_str(k);
         out.push_str("=\"");
         for c in v.chars() {
@@ -724,26 +783,55 @@ fn write_labels(out: &mut String, labels: &[(String, String)], extra: Option<(&s
         }
         out.push('"');
     }
-    out.push('}');
+    out
+}
+
+/// `name{labels[,extra]} ` (a space after, ready for the value).
+fn head(out: &mut String, name: &str, suffix: &str, labels: &str, extra: Option<(&str, f64)>) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if labels.is_empty() && extra.is_none() {
+        out.push(' ');
+        return;
+    }
+    out.push('{');
+    out.push_str(labels);
+    if let Some((k, v)) = extra {
+        if !labels.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        put_f64(out, v);
+        out.push('"');
+    }
+    out.push_str("} ");
 }
 
 fn render_sender(s: &Sender) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(s.series * 64);
     out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
-    write_labels(&mut out, &s.info, None);
+    let info = label_text(&s.info);
+    if !info.is_empty() {
+        out.push('{');
+        out.push_str(&info);
+        out.push('}');
+    }
     out.push_str(" 1\n");
+    let mut itoa = itoa::Buffer::new();
     for (name, f) in &s.families {
         if !f.help.is_empty() {
             let help = f.help.replace('\\', "\\\\").replace('\n', "\\n");
             let _ = writeln!(out, "# HELP {name} {help}");
         }
         let _ = writeln!(out, "# TYPE {name} {}", f.kind.as_str());
-        for (labels, series) in &f.series {
+        for series in f.order.iter().filter_map(|k| f.series.get(k)) {
+            let labels = series.labels.as_str();
             match &series.value {
                 Value::Number(v) => {
-                    out.push_str(name);
-                    write_labels(&mut out, labels, None);
-                    let _ = writeln!(out, " {}", fmt_f64(*v));
+                    head(&mut out, name, "", labels, None);
+                    put_f64(&mut out, *v);
+                    out.push('\n');
                 }
                 Value::Histogram {
                     bounds,
@@ -754,32 +842,32 @@ fn render_sender(s: &Sender) -> String {
                     let mut cum = 0u64;
                     for (b, c) in bounds.iter().zip(counts) {
                         cum = cum.saturating_add(*c);
-                        let _ = write!(out, "{name}_bucket");
-                        write_labels(&mut out, labels, Some(("le", &fmt_f64(*b))));
-                        let _ = writeln!(out, " {cum}");
+                        head(&mut out, name, "_bucket", labels, Some(("le", *b)));
+                        out.push_str(itoa.format(cum));
+                        out.push('\n');
                     }
-                    let _ = write!(out, "{name}_bucket");
-                    write_labels(&mut out, labels, Some(("le", "+Inf")));
-                    let _ = writeln!(out, " {count}");
-                    let _ = write!(out, "{name}_sum");
-                    write_labels(&mut out, labels, None);
-                    let _ = writeln!(out, " {}", fmt_f64(*sum));
-                    let _ = write!(out, "{name}_count");
-                    write_labels(&mut out, labels, None);
-                    let _ = writeln!(out, " {count}");
+                    head(&mut out, name, "_bucket", labels, Some(("le", f64::INFINITY)));
+                    out.push_str(itoa.format(*count));
+                    out.push('\n');
+                    head(&mut out, name, "_sum", labels, None);
+                    put_f64(&mut out, *sum);
+                    out.push('\n');
+                    head(&mut out, name, "_count", labels, None);
+                    out.push_str(itoa.format(*count));
+                    out.push('\n');
                 }
                 Value::Summary { quantiles, sum, count } => {
                     for (q, v) in quantiles {
-                        out.push_str(name);
-                        write_labels(&mut out, labels, Some(("quantile", &fmt_f64(*q))));
-                        let _ = writeln!(out, " {}", fmt_f64(*v));
+                        head(&mut out, name, "", labels, Some(("quantile", *q)));
+                        put_f64(&mut out, *v);
+                        out.push('\n');
                     }
-                    let _ = write!(out, "{name}_sum");
-                    write_labels(&mut out, labels, None);
-                    let _ = writeln!(out, " {}", fmt_f64(*sum));
-                    let _ = write!(out, "{name}_count");
-                    write_labels(&mut out, labels, None);
-                    let _ = writeln!(out, " {count}");
+                    head(&mut out, name, "_sum", labels, None);
+                    put_f64(&mut out, *sum);
+                    out.push('\n');
+                    head(&mut out, name, "_count", labels, None);
+                    out.push_str(itoa.format(*count));
+                    out.push('\n');
                 }
             }
         }
