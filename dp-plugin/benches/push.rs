@@ -118,8 +118,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| ExportMetricsServiceRequest::decode(&bytes[..]).expect("decode"))
     });
     let store = Store::new(PushLimits::default());
-    store.ingest(&req);
-    g.bench_function("ingest_existing_series", |b| b.iter(|| store.ingest(&req)));
+    store.ingest(req.clone());
+    g.bench_function("ingest_existing_series", |b| {
+        b.iter_batched(|| req.clone(), |r| store.ingest(r), criterion::BatchSize::LargeInput)
+    });
     g.bench_function("render_prometheus_text", |b| b.iter(|| store.render()));
     g.finish();
 }

@@ -86,14 +86,24 @@ impl AnnouncedTimeout {
     }
 }
 
+/// One collection's outputs.
+#[derive(Debug, Clone, Default)]
+pub struct Collection {
+    /// The merged Prometheus text: Envoy, scraped and pushed applications, own metrics.
+    pub prometheus: Bytes,
+    /// What OTLP backends convert: the same without the pushed applications, which reach
+    /// them as sent ([`crate::push::Store::subscribe`]). The same bytes when nothing is pushed.
+    pub otlp: Bytes,
+}
+
 /// Scrapes, merges and encodes; shared by every output.
 pub struct Pipeline {
     deadline: AnnouncedTimeout,
     http: HttpClient,
     settings: PipelineSettings,
     config: watch::Receiver<Arc<ActiveConfig>>,
-    inflight: Mutex<Option<Shared<BoxFuture<'static, Bytes>>>>,
-    last: Mutex<Option<(Instant, Bytes)>>,
+    inflight: Mutex<Option<Shared<BoxFuture<'static, Collection>>>>,
+    last: Mutex<Option<(Instant, Collection)>>,
     registry: Arc<Registry>,
     collections: std::sync::atomic::AtomicU64,
     /// Sizes of the previous Envoy body and output, to size this collection's buffers.
@@ -130,13 +140,18 @@ impl Pipeline {
         self.deadline.announce(t);
     }
 
+    /// The OTLP receiver's store, when the plugin has one.
+    pub fn push(&self) -> Option<&Arc<crate::push::Store>> {
+        self.settings.push.as_ref()
+    }
+
     /// How many collections (scrapes of Envoy) have run.
     pub fn collections(&self) -> u64 {
         self.collections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The merged Prometheus text; joins a collection already in flight if there is one.
-    pub async fn collect(self: &Arc<Self>) -> Bytes {
+    /// The current collection; joins a collection already in flight if there is one.
+    pub async fn collect(self: &Arc<Self>) -> Collection {
         if let Some((at, body)) = self.last.lock().expect("last lock").as_ref()
             && at.elapsed() < self.settings.reuse_within
         {
@@ -212,7 +227,7 @@ impl Pipeline {
     }
 
     /// Runs one full collection.
-    pub async fn collect_once(&self) -> Bytes {
+    pub async fn collect_once(&self) -> Collection {
         self.collections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cfg = self.config.borrow().clone();
         let timeout = self.deadline.scrape_timeout(self.settings.scrape_timeout);
@@ -350,12 +365,31 @@ impl Pipeline {
         };
         merge_encode_relabeled(&sources, &cfg.filter, &cfg.extra, relabel, &mut out, &mut report.merge);
         report.merge.families_filtered += parse_stats.iter().map(|s| s.skipped_families).sum::<u64>();
+        // OTLP backends get pushed data as sent; their text leaves the pushed sources out
+        let main = sources.len() - pushed.len();
+        let mut otlp_out = (!pushed.is_empty() && !self.registry.exporters().is_empty()).then(|| {
+            let mut o = Vec::with_capacity(out.len());
+            let relabel = Relabeling {
+                per_source: &per_source[..main],
+                global: &cfg.rules,
+            };
+            merge_encode_relabeled(
+                &sources[..main],
+                &cfg.filter,
+                &cfg.extra,
+                relabel,
+                &mut o,
+                &mut MergeStats::default(),
+            );
+            o
+        });
         // the plugin's own metrics, last, with the same extra labels and global rules
         let own = report.render(&self.registry);
         let own_relabel = Relabeling {
             per_source: &[],
             global: &cfg.rules,
         };
+        let own_start = out.len();
         merge_encode_relabeled(
             &[(Origin::Own, &own.families())],
             &cfg.filter,
@@ -364,8 +398,13 @@ impl Pipeline {
             &mut out,
             &mut MergeStats::default(),
         );
+        if let Some(o) = &mut otlp_out {
+            o.extend_from_slice(&out[own_start..]);
+        }
         self.last_sizes.lock().expect("sizes lock").1 = out.len();
-        Bytes::from(out)
+        let prometheus = Bytes::from(out);
+        let otlp = otlp_out.map_or_else(|| prometheus.clone(), Bytes::from);
+        Collection { prometheus, otlp }
     }
 }
 

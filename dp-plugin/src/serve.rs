@@ -32,7 +32,7 @@ async fn metrics(State(c): State<Arc<Pipeline>>, headers: axum::http::HeaderMap)
     {
         c.announce_scrape_timeout(std::time::Duration::from_secs_f64(t));
     }
-    let body = c.collect().await;
+    let body = c.collect().await.prometheus;
     ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body)
 }
 

@@ -251,30 +251,71 @@ fn e2e_sdk_apps_push_without_configuration_and_appear_everywhere() {
     assert_eq!(stored["metric"]["dataplane"], "web-01", "{stored}");
     assert_eq!(stored["metric"]["instance"], "sample-1", "{stored}");
 
-    // 3. at the OTLP receiver, with the proxy's labels as attributes
-    let rec = wait_for(Duration::from_secs(30), || {
-        recv.records().into_iter().rev().find_map(|r| {
-            let m = r["request"]["resourceMetrics"][0]["scopeMetrics"]
-                .as_array()?
-                .iter()
+    // 3. at the OTLP receiver as sent: OTel names, units, temporality, exponential histograms,
+    //    with the proxy's extra labels on the resource; never also converted from the text
+    // every (resource, metric) of a record with that metric name
+    let all = |rec: &Value, name: &str| -> Vec<(Value, Value)> {
+        let mut out = Vec::new();
+        for rm in rec["request"]["resourceMetrics"].as_array().into_iter().flatten() {
+            for m in rm["scopeMetrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .flat_map(|s| s["metrics"].as_array().into_iter().flatten())
-                .find(|m| m["name"] == "sample_app_pushed_orders")?
-                .clone();
-            let p = m["sum"]["dataPoints"]
-                .as_array()?
-                .iter()
-                .find(|p| p.to_string().contains("\"sample-app\""))?
-                .clone();
-            Some(p)
+                .filter(|m| m["name"] == name)
+            {
+                out.push((rm["resource"].clone(), m.clone()));
+            }
+        }
+        out
+    };
+    let find = |rec: &Value, name: &str| all(rec, name).into_iter().next();
+    let (resource, orders) = wait_for(Duration::from_secs(30), || {
+        recv.records().into_iter().rev().find_map(|r| {
+            all(&r, "sample_app.pushed.orders")
+                .into_iter()
+                .find(|(res, _)| res.to_string().contains("\"sample-app\""))
         })
     })
-    .expect("the pushed counter never reached the OTLP receiver");
+    .expect("the pushed counter never reached the OTLP receiver as sent");
+    let res = resource.to_string();
+    for attr in ["service.name", "sample-app", "dataplane", "web-01", "mesh"] {
+        assert!(res.contains(attr), "resource lacks {attr}: {res}");
+    }
+    assert_eq!(orders["unit"], "{order}", "{orders}");
+    assert_eq!(orders["sum"]["isMonotonic"], true, "{orders}");
     assert_eq!(
-        rec["asDouble"].as_f64().or_else(|| rec["asInt"].as_str()?.parse().ok()),
-        Some(3.0),
-        "{rec}"
+        orders["sum"]["aggregationTemporality"], "AGGREGATION_TEMPORALITY_CUMULATIVE",
+        "{orders}"
     );
-    assert!(rec.to_string().contains("web-01"), "{rec}");
+    assert_eq!(orders["sum"]["dataPoints"][0]["asInt"], "3", "{orders}");
+    let size = wait_for(Duration::from_secs(10), || {
+        recv.records()
+            .into_iter()
+            .rev()
+            .find_map(|r| find(&r, "sample_app.pushed.size").map(|x| x.1))
+    })
+    .expect("the exponential histogram as sent");
+    assert_eq!(size["exponentialHistogram"]["dataPoints"][0]["count"], "3", "{size}");
+    let delta_seen = wait_for(Duration::from_secs(20), || {
+        recv.records()
+            .into_iter()
+            .any(|r| {
+                all(&r, "sample_app.pushed.orders").into_iter().any(|(res, m)| {
+                    res.to_string().contains("delta-app")
+                        && m["sum"]["aggregationTemporality"] == "AGGREGATION_TEMPORALITY_DELTA"
+                })
+            })
+            .then_some(())
+    });
+    assert!(delta_seen.is_some(), "the delta app's temporality is kept");
+    let converted_too = recv.records().into_iter().any(|r| {
+        find(&r, "sample_app_pushed_orders").is_some() || find(&r, "sample_app_pushed_orders_total").is_some()
+    });
+    assert!(
+        !converted_too,
+        "pushed data must not also arrive converted from the Prometheus text"
+    );
 
     // 4. OTLP/HTTP: JSON, protobuf with gzip; malformed, oversized, wrong type
     let http = "127.0.0.1:4318";

@@ -170,11 +170,13 @@ async fn produce_loop(
     stats: Arc<ExporterStats>,
 ) {
     let mut producer = Producer::new(s.temporality, &extra);
+    // pushed OTLP reaches the backend as sent, with the proxy's extra labels on the resource
+    let mut pushed = pipeline.push().map(|p| p.subscribe());
     let mut tick = tokio::time::interval(s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let text = pipeline.collect().await;
+        let text = pipeline.collect().await.otlp;
         // conversion is CPU work (~250 ms at 1000 Envoy clusters): keep it off the event loop
         let job = tokio::task::spawn_blocking(move || {
             let out = std::str::from_utf8(&text).ok().map(|t| {
@@ -185,31 +187,88 @@ async fn produce_loop(
         });
         let Ok((p, out)) = job.await else { return };
         producer = p;
-        let Some((body, points)) = out else { continue };
-        if points == 0 {
-            continue;
-        }
+        if let Some((body, points)) = out
+            && points > 0
         {
-            let mut q = queue.items.lock().expect("queue lock");
-            let mut bytes: usize = q.iter().map(|b| b.body.len()).sum();
-            while !q.is_empty() && (q.len() >= s.queue_size.max(1) || bytes + body.len() > MAX_QUEUE_BYTES) {
-                if let Some(old) = q.pop_front() {
-                    bytes -= old.body.len();
-                    stats.dropped.fetch_add(old.points, Ordering::Relaxed);
-                    tracing::debug!(endpoint = %s.endpoint, points = old.points, "queue full: oldest batch dropped");
-                }
-            }
-            q.push_back(Batch {
-                body,
-                points: points as u64,
-            });
-            stats.queued_batches.store(q.len() as u64, Ordering::Relaxed);
-            stats
-                .queued_bytes
-                .store(q.iter().map(|b| b.body.len() as u64).sum(), Ordering::Relaxed);
+            enqueue(&s, &queue, &stats, body, points as u64);
         }
-        queue.notify.notify_one();
+        if let Some(rx) = &mut pushed
+            && let Some((body, points)) = forwarded(rx, &extra, &s.endpoint)
+        {
+            enqueue(&s, &queue, &stats, body, points);
+        }
     }
+}
+
+/// The pushed requests received since the last tick, as one request with the proxy's extra
+/// labels added to every resource (a sender's attribute of the same name is kept as
+/// `exported_<name>`, as on the Prometheus endpoint).
+fn forwarded(
+    rx: &mut tokio::sync::broadcast::Receiver<Arc<crate::push::Forwarded>>,
+    extra: &BTreeMap<String, String>,
+    endpoint: &str,
+) -> Option<(bytes::Bytes, u64)> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    let mut req = ExportMetricsServiceRequest::default();
+    let mut points = 0;
+    loop {
+        match rx.try_recv() {
+            Ok(f) => {
+                points += f.points;
+                req.resource_metrics.extend(f.request.resource_metrics.iter().cloned());
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                tracing::warn!(
+                    endpoint,
+                    requests = n,
+                    "OTLP exporter fell behind the pushed requests; the oldest were not forwarded"
+                );
+            }
+            Err(_) => break,
+        }
+    }
+    if points == 0 {
+        return None;
+    }
+    for rm in &mut req.resource_metrics {
+        let r = rm.resource.get_or_insert_with(Default::default);
+        for a in &mut r.attributes {
+            if extra.contains_key(&a.key) {
+                a.key = format!("exported_{}", a.key);
+            }
+        }
+        r.attributes.extend(extra.iter().map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.clone())),
+            }),
+            ..Default::default()
+        }));
+    }
+    Some((bytes::Bytes::from(prost::Message::encode_to_vec(&req)), points))
+}
+
+/// Puts a batch at the end of the queue, dropping the oldest while the queue is over its
+/// limits.
+fn enqueue(s: &ExporterSettings, queue: &Queue, stats: &ExporterStats, body: bytes::Bytes, points: u64) {
+    {
+        let mut q = queue.items.lock().expect("queue lock");
+        let mut bytes: usize = q.iter().map(|b| b.body.len()).sum();
+        while !q.is_empty() && (q.len() >= s.queue_size.max(1) || bytes + body.len() > MAX_QUEUE_BYTES) {
+            if let Some(old) = q.pop_front() {
+                bytes -= old.body.len();
+                stats.dropped.fetch_add(old.points, Ordering::Relaxed);
+                tracing::debug!(endpoint = %s.endpoint, points = old.points, "queue full: oldest batch dropped");
+            }
+        }
+        q.push_back(Batch { body, points });
+        stats.queued_batches.store(q.len() as u64, Ordering::Relaxed);
+        stats
+            .queued_bytes
+            .store(q.iter().map(|b| b.body.len() as u64).sum(), Ordering::Relaxed);
+    }
+    queue.notify.notify_one();
 }
 
 async fn send_loop(s: ExporterSettings, queue: Arc<Queue>, stats: Arc<ExporterStats>) {

@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -144,13 +144,32 @@ struct Sender {
     last_push: Option<Instant>,
 }
 
+/// Requests a slow subscriber may be behind before it loses the oldest.
+pub const FORWARD_BACKLOG: usize = 1024;
+
+/// An accepted request on its way to the OTLP backends.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The request, without the points that were refused.
+    pub request: ExportMetricsServiceRequest,
+    /// Its data points.
+    pub points: u64,
+}
+
 /// The pushed metrics of every sender, shared by the receivers and the pipeline.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
     senders: Mutex<HashMap<String, Sender>>,
     limits: PushLimits,
+    forward: tokio::sync::broadcast::Sender<Arc<Forwarded>>,
     /// Counters (self-metrics).
     pub counters: PushCounters,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new(PushLimits::default())
+    }
 }
 
 impl Store {
@@ -159,6 +178,7 @@ impl Store {
         Self {
             senders: Mutex::default(),
             limits,
+            forward: tokio::sync::broadcast::channel(FORWARD_BACKLOG).0,
             counters: PushCounters::default(),
         }
     }
@@ -178,12 +198,13 @@ impl Store {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Takes in one export request.
-    pub fn ingest(&self, req: &ExportMetricsServiceRequest) -> Ingested {
+    /// Takes in one export request; what was accepted goes on, as sent, to the subscribers
+    /// (the OTLP exporters, [`Store::subscribe`]).
+    pub fn ingest(&self, mut req: ExportMetricsServiceRequest) -> Ingested {
         let now = Instant::now();
         let mut out = Ingested::default();
         let mut senders = self.senders.lock().expect("push store lock");
-        for rm in &req.resource_metrics {
+        for rm in &mut req.resource_metrics {
             let attrs = rm
                 .resource
                 .as_ref()
@@ -215,6 +236,7 @@ impl Store {
             if !senders.contains_key(&key) && senders.len() >= self.limits.max_senders {
                 out.rejected += points;
                 out.exhausted = true;
+                rm.scope_metrics.clear();
                 continue;
             }
             let sender = senders.entry(key).or_default();
@@ -235,7 +257,7 @@ impl Store {
             info.sort();
             info.dedup_by(|a, b| a.0 == b.0);
             sender.info = info;
-            for sm in &rm.scope_metrics {
+            for sm in &mut rm.scope_metrics {
                 let mut scope: Vec<(String, String)> = Vec::new();
                 if let Some(s) = &sm.scope {
                     if !s.name.is_empty() {
@@ -245,8 +267,8 @@ impl Store {
                         scope.push(("otel_scope_version".into(), s.version.clone()));
                     }
                 }
-                for m in &sm.metrics {
-                    let Some(data) = &m.data else { continue };
+                for m in &mut sm.metrics {
+                    let Some(data) = &mut m.data else { continue };
                     let ctx = Ctx {
                         limits: &self.limits,
                         now,
@@ -271,7 +293,27 @@ impl Store {
             &c.requests_ok
         };
         r.fetch_add(1, Ordering::Relaxed);
+        drop(senders);
+        if out.accepted > 0 && self.forward.receiver_count() > 0 {
+            for rm in &mut req.resource_metrics {
+                for sm in &mut rm.scope_metrics {
+                    sm.metrics.retain(|m| point_count(m.data.as_ref()) > 0);
+                }
+                rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
+            }
+            req.resource_metrics.retain(|rm| !rm.scope_metrics.is_empty());
+            let _ = self.forward.send(Arc::new(Forwarded {
+                request: req,
+                points: out.accepted,
+            }));
+        }
         out
+    }
+
+    /// A feed of the accepted requests, as sent (only what arrives after subscribing). A
+    /// subscriber more than [`FORWARD_BACKLOG`] requests behind loses the oldest.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Forwarded>> {
+        self.forward.subscribe()
     }
 
     /// Forgets stale series and senders, then renders every sender as Prometheus text:
@@ -331,7 +373,7 @@ fn point_count(d: Option<&metric::Data>) -> u64 {
 }
 
 /// Ingests one metric's points into `sender`: `(accepted, rejected)`.
-fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, data: &metric::Data) -> (u64, u64) {
+fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, data: &mut metric::Data) -> (u64, u64) {
     let delta = |t: i32| t == AggregationTemporality::Delta as i32;
     let (kind, is_delta) = match data {
         metric::Data::Gauge(_) => (Kind::Gauge, false),
@@ -344,6 +386,7 @@ fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, dat
     let family_name = metric_name(name, unit, kind);
     let n = point_count(Some(data));
     if family_name.is_empty() {
+        clear_points(data);
         return (0, n);
     }
     let family = sender.families.entry(family_name).or_insert_with(|| Family {
@@ -354,6 +397,7 @@ fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, dat
         dirty: true,
     });
     if family.kind != kind {
+        clear_points(data);
         return (0, n); // another metric of this sender already owns the name with another type
     }
     let (mut accepted, mut rejected) = (0, 0);
@@ -370,8 +414,12 @@ fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, dat
                 }
                 s.updated = ctx.now;
                 accepted += 1;
+                true
             }
-            None if *series_count >= ctx.limits.max_series_per_sender => rejected += 1,
+            None if *series_count >= ctx.limits.max_series_per_sender => {
+                rejected += 1;
+                false
+            }
             None => {
                 family.series.insert(
                     key,
@@ -385,50 +433,62 @@ fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, dat
                 *series_count += 1;
                 family.dirty = true;
                 accepted += 1;
+                true
             }
         }
     };
     let count = &mut sender.series;
     let mut invalid = 0;
+    // points not taken in are removed, so what is forwarded is what was accepted
     match data {
         metric::Data::Gauge(g) => {
-            for p in &g.data_points {
-                put(&p.attributes, p.start_time_unix_nano, Value::Number(number(p)), count);
-            }
+            g.data_points
+                .retain(|p| put(&p.attributes, p.start_time_unix_nano, Value::Number(number(p)), count));
         }
         metric::Data::Sum(s) => {
-            for p in &s.data_points {
-                put(&p.attributes, p.start_time_unix_nano, Value::Number(number(p)), count);
-            }
+            s.data_points
+                .retain(|p| put(&p.attributes, p.start_time_unix_nano, Value::Number(number(p)), count));
         }
         metric::Data::Histogram(h) => {
-            for p in &h.data_points {
-                match explicit(p) {
-                    Some(v) => put(&p.attributes, p.start_time_unix_nano, v, count),
-                    None => invalid += 1,
+            h.data_points.retain(|p| match explicit(p) {
+                Some(v) => put(&p.attributes, p.start_time_unix_nano, v, count),
+                None => {
+                    invalid += 1;
+                    false
                 }
-            }
+            });
         }
         metric::Data::ExponentialHistogram(h) => {
-            for p in &h.data_points {
-                match exponential(p) {
-                    Some(v) => put(&p.attributes, p.start_time_unix_nano, v, count),
-                    None => invalid += 1,
+            h.data_points.retain(|p| match exponential(p) {
+                Some(v) => put(&p.attributes, p.start_time_unix_nano, v, count),
+                None => {
+                    invalid += 1;
+                    false
                 }
-            }
+            });
         }
         metric::Data::Summary(s) => {
-            for p in &s.data_points {
+            s.data_points.retain(|p| {
                 let v = Value::Summary {
                     quantiles: p.quantile_values.iter().map(|q| (q.quantile, q.value)).collect(),
                     sum: p.sum,
                     count: p.count,
                 };
-                put(&p.attributes, p.start_time_unix_nano, v, count);
-            }
+                put(&p.attributes, p.start_time_unix_nano, v, count)
+            });
         }
     }
     (accepted, rejected + invalid)
+}
+
+fn clear_points(d: &mut metric::Data) {
+    match d {
+        metric::Data::Gauge(g) => g.data_points.clear(),
+        metric::Data::Sum(s) => s.data_points.clear(),
+        metric::Data::Histogram(h) => h.data_points.clear(),
+        metric::Data::ExponentialHistogram(h) => h.data_points.clear(),
+        metric::Data::Summary(s) => s.data_points.clear(),
+    }
 }
 
 fn number(p: &NumberDataPoint) -> f64 {
@@ -977,12 +1037,12 @@ mod tests {
     #[test]
     fn cumulative_replaces_delta_accumulates_and_labels_carry_scope_and_target() {
         let s = Store::new(PushLimits::default());
-        let r = s.ingest(&request(
+        let r = s.ingest(request(
             "shop",
             vec![sum("orders", "", 5.0, false, true), sum("hits", "", 2.0, true, true)],
         ));
         assert_eq!((r.accepted, r.rejected), (2, 0));
-        s.ingest(&request(
+        s.ingest(request(
             "shop",
             vec![sum("orders", "", 7.0, false, true), sum("hits", "", 3.0, true, true)],
         ));
@@ -1039,7 +1099,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        s.ingest(&request("svc", vec![h, e]));
+        s.ingest(request("svc", vec![h, e]));
         let t = &s.render()[0].1;
         for line in [
             "# TYPE latency_seconds histogram",
@@ -1071,17 +1131,17 @@ mod tests {
             })),
             ..Default::default()
         };
-        let r = s.ingest(&request("flood", vec![many]));
+        let r = s.ingest(request("flood", vec![many]));
         assert_eq!((r.accepted, r.rejected, r.exhausted), (2, 3, false));
-        let r = s.ingest(&request("other", vec![sum("x", "", 1.0, false, true)]));
+        let r = s.ingest(request("other", vec![sum("x", "", 1.0, false, true)]));
         assert_eq!((r.accepted, r.rejected, r.exhausted), (0, 1, true));
         assert_eq!(s.series(), 2);
         std::thread::sleep(Duration::from_millis(80));
         assert!(s.render().is_empty());
-        let r = s.ingest(&request("other", vec![sum("x", "", 1.0, false, true)]));
+        let r = s.ingest(request("other", vec![sum("x", "", 1.0, false, true)]));
         assert_eq!((r.accepted, r.exhausted), (1, false));
         // a name owned by another type refuses the points
-        let r = s.ingest(&request("other", vec![sum("x", "", 1.0, false, false)]));
+        let r = s.ingest(request("other", vec![sum("x", "", 1.0, false, false)]));
         assert_eq!(r.rejected, 0, "x (gauge) and x_total (counter) are different names");
     }
 }

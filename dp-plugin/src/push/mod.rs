@@ -18,5 +18,5 @@
 pub mod convert;
 pub mod server;
 
-pub use convert::{Ingested, PushLimits, Store};
+pub use convert::{Forwarded, Ingested, PushLimits, Store};
 pub use server::manage;

@@ -165,7 +165,7 @@ impl MetricsService for Grpc {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let r = self.0.ingest(request.get_ref());
+        let r = self.0.ingest(request.into_inner());
         if r.exhausted && r.accepted == 0 {
             return Err(tonic::Status::with_error_details(
                 tonic::Code::ResourceExhausted,
@@ -250,7 +250,7 @@ async fn http_export(State(store): State<Arc<Store>>, headers: HeaderMap, body: 
             }
         }
     };
-    let r = store.ingest(&req);
+    let r = store.ingest(req);
     if r.exhausted && r.accepted == 0 {
         let mut resp = plain(StatusCode::TOO_MANY_REQUESTS, "too many senders; retry later");
         resp.headers_mut()
