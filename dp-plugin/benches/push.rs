@@ -8,7 +8,7 @@ use prost::Message;
 use meshmetric_dp::push::{PushLimits, Store};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
-#[path = "push_request.rs"]
+#[path = "common/push_request.rs"]
 mod push_request;
 use push_request::request;
 

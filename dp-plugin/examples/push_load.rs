@@ -1,5 +1,5 @@
 //! Load generator for the whole-process push benchmark (`bench/push.sh`): sends the 10,000-series
-//! request of `benches/push_request.rs` over OTLP/gRPC as fast as the receiver answers, for a
+//! request of `benches/common/push_request.rs` over OTLP/gRPC as fast as the receiver answers, for a
 //! number of seconds, and prints `requests points rejected seconds` on one line.
 //!
 //! `cargo run --release -p meshmetric-dp --example push_load -- http://127.0.0.1:4317 20`
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 
-#[path = "../benches/push_request.rs"]
+#[path = "../benches/common/push_request.rs"]
 mod push_request;
 
 #[tokio::main(flavor = "current_thread")]
