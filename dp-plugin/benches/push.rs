@@ -1,6 +1,7 @@
 //! Push input: data points per second the OTLP receiver's store takes in (decoded requests:
 //! an SDK-shaped batch of counters, gauges and histograms over 10,000 series) and turns into
-//! Prometheus text for a collection, plus protobuf decoding of the same request.
+//! Prometheus text for a collection: the receivers' path (read the protobuf in place and take it
+//! in), the same from a decoded request, prost's decoding for comparison, and rendering.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
@@ -24,6 +25,9 @@ fn bench(c: &mut Criterion) {
     store.ingest(req.clone());
     g.bench_function("ingest_existing_series", |b| {
         b.iter_batched(|| req.clone(), |r| store.ingest(r), criterion::BatchSize::LargeInput)
+    });
+    g.bench_function("read_and_ingest_protobuf", |b| {
+        b.iter(|| store.ingest_protobuf(&bytes).expect("valid"))
     });
     g.bench_function("render_prometheus_text", |b| b.iter(|| store.render()));
     g.finish();

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, metric,
-    number_data_point,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric};
+
+use super::wire::{self, AnyV, DataKind, KvV, MetricV, PointValue, View, WireError};
+use std::ops::Range;
 
 /// Limits of the receiver.
 #[derive(Debug, Clone)]
@@ -198,24 +198,40 @@ impl Store {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Takes in one export request; what was accepted goes on, as sent, to the subscribers
-    /// (the OTLP exporters, [`Store::subscribe`]).
-    pub fn ingest(&self, mut req: ExportMetricsServiceRequest) -> Ingested {
+    /// Takes in one request given as protobuf (what the receivers get): read without copying
+    /// ([`wire`]), taken in, and what was accepted goes on, as sent, to the subscribers (the
+    /// OTLP exporters, [`Store::subscribe`]). Errors: a body that is not a valid request.
+    pub fn ingest_protobuf(&self, body: &[u8]) -> Result<Ingested, WireError> {
+        let view = wire::read(body)?;
+        let forward = self.forward.receiver_count() > 0;
+        let mut decisions = Vec::new();
+        let out = self.ingest_view(&view, forward.then_some(&mut decisions));
+        if forward
+            && out.accepted > 0
+            && let Ok(mut req) = <ExportMetricsServiceRequest as prost::Message>::decode(body)
+        {
+            prune(&mut req, &decisions);
+            let _ = self.forward.send(Arc::new(Forwarded {
+                request: req,
+                points: out.accepted,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// [`Store::ingest_protobuf`] for a decoded request (OTLP/JSON, tests).
+    pub fn ingest(&self, req: ExportMetricsServiceRequest) -> Ingested {
+        let body = prost::Message::encode_to_vec(&req);
+        self.ingest_protobuf(&body).unwrap_or_default()
+    }
+
+    fn ingest_view(&self, v: &View<'_>, mut decisions: Option<&mut Vec<bool>>) -> Ingested {
         let now = Instant::now();
         let mut out = Ingested::default();
         let mut senders = self.senders.lock().expect("push store lock");
-        for rm in &mut req.resource_metrics {
-            let attrs = rm
-                .resource
-                .as_ref()
-                .map(|r| r.attributes.as_slice())
-                .unwrap_or_default();
-            let get = |k: &str| {
-                attrs
-                    .iter()
-                    .find(|a| a.key == k)
-                    .map(|a| any_to_string(a.value.as_ref()))
-            };
+        for res in &v.resources {
+            let attrs = slice(&v.attrs, &res.attrs);
+            let get = |k: &str| attrs.iter().find(|a| a.key == k).map(|a| any_to_string(a.value));
             let service = get("service.name").unwrap_or_else(|| "unknown_service".into());
             let instance = get("service.instance.id").unwrap_or_default();
             let job = match get("service.namespace") {
@@ -227,16 +243,18 @@ impl Store {
             } else {
                 format!("{service}/{instance}")
             };
-            let points: u64 = rm
-                .scope_metrics
-                .iter()
-                .flat_map(|s| &s.metrics)
-                .map(|m| point_count(m.data.as_ref()))
-                .sum();
+            let scopes = slice(&v.scopes, &res.scopes);
             if !senders.contains_key(&key) && senders.len() >= self.limits.max_senders {
+                let points: u64 = scopes
+                    .iter()
+                    .flat_map(|sc| slice(&v.metrics, &sc.metrics))
+                    .map(|m| u64::from(m.points.end - m.points.start))
+                    .sum();
                 out.rejected += points;
                 out.exhausted = true;
-                rm.scope_metrics.clear();
+                if let Some(d) = decisions.as_deref_mut() {
+                    d.extend(std::iter::repeat_n(false, points as usize));
+                }
                 continue;
             }
             let sender = senders.entry(key).or_default();
@@ -247,36 +265,30 @@ impl Store {
             }
             let mut info = target.clone();
             for a in attrs {
-                if !matches!(
-                    a.key.as_str(),
-                    "service.name" | "service.instance.id" | "service.namespace"
-                ) {
-                    info.push((label_name(&a.key), any_to_string(a.value.as_ref())));
+                if !matches!(a.key, "service.name" | "service.instance.id" | "service.namespace") {
+                    info.push((label_name(a.key), any_to_string(a.value)));
                 }
             }
             info.sort();
             info.dedup_by(|a, b| a.0 == b.0);
             sender.info = info;
-            for sm in &mut rm.scope_metrics {
+            for sc in scopes {
                 let mut scope: Vec<(String, String)> = Vec::new();
-                if let Some(s) = &sm.scope {
-                    if !s.name.is_empty() {
-                        scope.push(("otel_scope_name".into(), s.name.clone()));
-                    }
-                    if !s.version.is_empty() {
-                        scope.push(("otel_scope_version".into(), s.version.clone()));
-                    }
+                if !sc.name.is_empty() {
+                    scope.push(("otel_scope_name".into(), sc.name.to_string()));
                 }
-                for m in &mut sm.metrics {
-                    let Some(data) = &mut m.data else { continue };
+                if !sc.version.is_empty() {
+                    scope.push(("otel_scope_version".into(), sc.version.to_string()));
+                }
+                for m in slice(&v.metrics, &sc.metrics) {
                     let ctx = Ctx {
                         limits: &self.limits,
                         now,
                         scope: &scope,
                         target: &target,
-                        help: &m.description,
+                        help: m.description,
                     };
-                    let (a, r) = ingest_metric(sender, &ctx, &m.name, &m.unit, data);
+                    let (a, r) = ingest_metric(sender, &ctx, m, v, decisions.as_deref_mut());
                     out.accepted += a;
                     out.rejected += r;
                 }
@@ -293,20 +305,6 @@ impl Store {
             &c.requests_ok
         };
         r.fetch_add(1, Ordering::Relaxed);
-        drop(senders);
-        if out.accepted > 0 && self.forward.receiver_count() > 0 {
-            for rm in &mut req.resource_metrics {
-                for sm in &mut rm.scope_metrics {
-                    sm.metrics.retain(|m| point_count(m.data.as_ref()) > 0);
-                }
-                rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
-            }
-            req.resource_metrics.retain(|rm| !rm.scope_metrics.is_empty());
-            let _ = self.forward.send(Arc::new(Forwarded {
-                request: req,
-                points: out.accepted,
-            }));
-        }
         out
     }
 
@@ -361,6 +359,34 @@ struct Ctx<'a> {
     help: &'a str,
 }
 
+fn slice<'v, T>(all: &'v [T], r: &Range<u32>) -> &'v [T] {
+    all.get(r.start as usize..r.end as usize).unwrap_or_default()
+}
+
+/// Removes from `req` the points whose decision (in request order) is false, then empty
+/// metrics, scopes and resources.
+fn prune(req: &mut ExportMetricsServiceRequest, decisions: &[bool]) {
+    let mut next = decisions.iter().copied();
+    let mut keep = move || next.next().unwrap_or(false);
+    for rm in &mut req.resource_metrics {
+        for sm in &mut rm.scope_metrics {
+            for m in &mut sm.metrics {
+                match &mut m.data {
+                    Some(metric::Data::Gauge(g)) => g.data_points.retain(|_| keep()),
+                    Some(metric::Data::Sum(x)) => x.data_points.retain(|_| keep()),
+                    Some(metric::Data::Histogram(h)) => h.data_points.retain(|_| keep()),
+                    Some(metric::Data::ExponentialHistogram(h)) => h.data_points.retain(|_| keep()),
+                    Some(metric::Data::Summary(x)) => x.data_points.retain(|_| keep()),
+                    None => {}
+                }
+            }
+            sm.metrics.retain(|m| point_count(m.data.as_ref()) > 0);
+        }
+        rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
+    }
+    req.resource_metrics.retain(|rm| !rm.scope_metrics.is_empty());
+}
+
 fn point_count(d: Option<&metric::Data>) -> u64 {
     (match d {
         Some(metric::Data::Gauge(g)) => g.data_points.len(),
@@ -372,22 +398,37 @@ fn point_count(d: Option<&metric::Data>) -> u64 {
     }) as u64
 }
 
-/// Ingests one metric's points into `sender`: `(accepted, rejected)`.
-fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, data: &mut metric::Data) -> (u64, u64) {
-    let delta = |t: i32| t == AggregationTemporality::Delta as i32;
-    let (kind, is_delta) = match data {
-        metric::Data::Gauge(_) => (Kind::Gauge, false),
-        metric::Data::Sum(s) if s.is_monotonic => (Kind::Counter, delta(s.aggregation_temporality)),
-        metric::Data::Sum(s) => (Kind::Gauge, delta(s.aggregation_temporality)),
-        metric::Data::Histogram(h) => (Kind::Histogram, delta(h.aggregation_temporality)),
-        metric::Data::ExponentialHistogram(h) => (Kind::Histogram, delta(h.aggregation_temporality)),
-        metric::Data::Summary(_) => (Kind::Summary, false),
+/// Ingests one metric's points into `sender`: `(accepted, rejected)`; each point's outcome is
+/// appended to `decisions` when given.
+fn ingest_metric(
+    sender: &mut Sender,
+    ctx: &Ctx<'_>,
+    m: &MetricV<'_>,
+    v: &View<'_>,
+    mut decisions: Option<&mut Vec<bool>>,
+) -> (u64, u64) {
+    let points = slice(&v.points, &m.points);
+    let n = points.len() as u64;
+    let refuse_all = |decisions: Option<&mut Vec<bool>>| {
+        if let Some(d) = decisions {
+            d.extend(std::iter::repeat_n(false, points.len()));
+        }
+        (0, n)
     };
-    let family_name = metric_name(name, unit, kind);
-    let n = point_count(Some(data));
+    let Some(data_kind) = m.kind else {
+        return (0, 0);
+    };
+    let is_delta = m.temporality == AggregationTemporality::Delta as i32;
+    let (kind, is_delta) = match data_kind {
+        DataKind::Gauge => (Kind::Gauge, false),
+        DataKind::Sum if m.monotonic => (Kind::Counter, is_delta),
+        DataKind::Sum => (Kind::Gauge, is_delta),
+        DataKind::Histogram | DataKind::ExponentialHistogram => (Kind::Histogram, is_delta),
+        DataKind::Summary => (Kind::Summary, false),
+    };
+    let family_name = metric_name(m.name, m.unit, kind);
     if family_name.is_empty() {
-        clear_points(data);
-        return (0, n);
+        return refuse_all(decisions);
     }
     let family = sender.families.entry(family_name).or_insert_with(|| Family {
         kind,
@@ -397,128 +438,161 @@ fn ingest_metric(sender: &mut Sender, ctx: &Ctx<'_>, name: &str, unit: &str, dat
         dirty: true,
     });
     if family.kind != kind {
-        clear_points(data);
-        return (0, n); // another metric of this sender already owns the name with another type
+        // another metric of this sender already owns the name with another type
+        return refuse_all(decisions);
     }
     let (mut accepted, mut rejected) = (0, 0);
     let hasher = *family.series.hasher();
     // the scope is part of a series' identity too
     let scope_hash = std::hash::BuildHasher::hash_one(&hasher, ctx.scope);
-    let mut put = |attrs: &[KeyValue], start_ns: u64, v: Value, series_count: &mut usize| {
+    for p in points {
+        let attrs = slice(&v.attrs, &p.attrs);
         let key = attrs_hash(&hasher, attrs).rotate_left(17) ^ scope_hash;
-        match family.series.get_mut(&key) {
-            Some(s) => {
-                s.value = if is_delta { add(&s.value, v) } else { v };
-                if !is_delta {
-                    s.start_ns = start_ns;
-                }
-                s.updated = ctx.now;
-                accepted += 1;
-                true
+        // the common case: a known series, cumulative, same shape: updated in place
+        if !is_delta
+            && let Some(s) = family.series.get_mut(&key)
+            && update_in_place(&mut s.value, &p.value, v)
+        {
+            s.start_ns = p.start_ns;
+            s.updated = ctx.now;
+            accepted += 1;
+            if let Some(d) = decisions.as_deref_mut() {
+                d.push(true);
             }
-            None if *series_count >= ctx.limits.max_series_per_sender => {
+            continue;
+        }
+        let value = match &p.value {
+            PointValue::Number(x) => Some(Value::Number(*x)),
+            PointValue::Histogram {
+                count,
+                sum,
+                counts,
+                bounds,
+            } => explicit(slice(&v.u64s, counts), slice(&v.f64s, bounds), *sum, *count),
+            PointValue::Exponential {
+                count,
+                sum,
+                scale,
+                zero_count,
+                offset,
+                positive,
+                negative,
+            } => exponential(
+                *count,
+                *sum,
+                *scale,
+                *zero_count,
+                *offset,
+                slice(&v.u64s, positive),
+                slice(&v.u64s, negative),
+            ),
+            PointValue::Summary { count, sum, quantiles } => Some(Value::Summary {
+                quantiles: slice(&v.f64s, quantiles)
+                    .chunks_exact(2)
+                    .map(|q| (q[0], q[1]))
+                    .collect(),
+                sum: *sum,
+                count: *count,
+            }),
+        };
+        let ok = match value {
+            None => {
                 rejected += 1;
                 false
             }
-            None => {
-                family.series.insert(
-                    key,
-                    Series {
-                        labels: label_text(&labels_of(attrs, ctx)),
-                        value: v,
-                        start_ns,
-                        updated: ctx.now,
-                    },
-                );
-                *series_count += 1;
-                family.dirty = true;
-                accepted += 1;
-                true
+            Some(value) => match family.series.get_mut(&key) {
+                Some(s) => {
+                    s.value = if is_delta { add(&s.value, value) } else { value };
+                    if !is_delta {
+                        s.start_ns = p.start_ns;
+                    }
+                    s.updated = ctx.now;
+                    accepted += 1;
+                    true
+                }
+                None if sender.series >= ctx.limits.max_series_per_sender => {
+                    rejected += 1;
+                    false
+                }
+                None => {
+                    family.series.insert(
+                        key,
+                        Series {
+                            labels: label_text(&labels_of(attrs, ctx)),
+                            value,
+                            start_ns: p.start_ns,
+                            updated: ctx.now,
+                        },
+                    );
+                    sender.series += 1;
+                    family.dirty = true;
+                    accepted += 1;
+                    true
+                }
+            },
+        };
+        if let Some(d) = decisions.as_deref_mut() {
+            d.push(ok);
+        }
+    }
+    (accepted, rejected)
+}
+
+/// Replaces `old` with a cumulative point of the same shape without allocating: numbers, and
+/// explicit histograms with the same bounds. False when the shapes differ.
+fn update_in_place(old: &mut Value, new: &PointValue, v: &View<'_>) -> bool {
+    match (old, new) {
+        (Value::Number(o), PointValue::Number(n)) => {
+            *o = *n;
+            true
+        }
+        (
+            Value::Histogram {
+                bounds: ob,
+                counts: oc,
+                sum: os,
+                count: on,
+            },
+            PointValue::Histogram {
+                count,
+                sum,
+                counts,
+                bounds,
+            },
+        ) => {
+            let (nc, nb) = (slice(&v.u64s, counts), slice(&v.f64s, bounds));
+            if nb != ob.as_slice() || nc.len() != oc.len() {
+                return false;
             }
+            oc.copy_from_slice(nc);
+            *os = sum.unwrap_or(0.0);
+            *on = *count;
+            true
         }
-    };
-    let count = &mut sender.series;
-    let mut invalid = 0;
-    // points not taken in are removed, so what is forwarded is what was accepted
-    match data {
-        metric::Data::Gauge(g) => {
-            g.data_points
-                .retain(|p| put(&p.attributes, p.start_time_unix_nano, Value::Number(number(p)), count));
-        }
-        metric::Data::Sum(s) => {
-            s.data_points
-                .retain(|p| put(&p.attributes, p.start_time_unix_nano, Value::Number(number(p)), count));
-        }
-        metric::Data::Histogram(h) => {
-            h.data_points.retain(|p| match explicit(p) {
-                Some(v) => put(&p.attributes, p.start_time_unix_nano, v, count),
-                None => {
-                    invalid += 1;
-                    false
-                }
-            });
-        }
-        metric::Data::ExponentialHistogram(h) => {
-            h.data_points.retain(|p| match exponential(p) {
-                Some(v) => put(&p.attributes, p.start_time_unix_nano, v, count),
-                None => {
-                    invalid += 1;
-                    false
-                }
-            });
-        }
-        metric::Data::Summary(s) => {
-            s.data_points.retain(|p| {
-                let v = Value::Summary {
-                    quantiles: p.quantile_values.iter().map(|q| (q.quantile, q.value)).collect(),
-                    sum: p.sum,
-                    count: p.count,
-                };
-                put(&p.attributes, p.start_time_unix_nano, v, count)
-            });
-        }
-    }
-    (accepted, rejected + invalid)
-}
-
-fn clear_points(d: &mut metric::Data) {
-    match d {
-        metric::Data::Gauge(g) => g.data_points.clear(),
-        metric::Data::Sum(s) => s.data_points.clear(),
-        metric::Data::Histogram(h) => h.data_points.clear(),
-        metric::Data::ExponentialHistogram(h) => h.data_points.clear(),
-        metric::Data::Summary(s) => s.data_points.clear(),
-    }
-}
-
-fn number(p: &NumberDataPoint) -> f64 {
-    match p.value {
-        Some(number_data_point::Value::AsDouble(d)) => d,
-        Some(number_data_point::Value::AsInt(i)) => i as f64,
-        None => 0.0,
+        _ => false,
     }
 }
 
 /// An explicit-bucket histogram point; `None` when its buckets do not fit its bounds.
-fn explicit(p: &HistogramDataPoint) -> Option<Value> {
-    let counts = if p.bucket_counts.is_empty() {
-        vec![0; p.explicit_bounds.len() + 1]
-    } else if p.bucket_counts.len() == p.explicit_bounds.len() + 1 {
-        p.bucket_counts.clone()
+fn explicit(counts: &[u64], bounds: &[f64], sum: Option<f64>, count: u64) -> Option<Value> {
+    let counts = if counts.is_empty() {
+        vec![0; bounds.len() + 1]
+    } else if counts.len() == bounds.len() + 1 {
+        counts.to_vec()
     } else {
         return None;
     };
-    if p.explicit_bounds
+    if bounds
         .windows(2)
         .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
     {
         return None;
     }
     Some(Value::Histogram {
-        bounds: p.explicit_bounds.clone(),
+        bounds: bounds.to_vec(),
         counts,
-        sum: p.sum.unwrap_or(0.0),
-        count: p.count,
+        sum: sum.unwrap_or(0.0),
+        count,
     })
 }
 
@@ -529,34 +603,37 @@ const MAX_EXP_BUCKETS: usize = 4096;
 /// the positive range has the upper bound `base^(i+1)` with `base = 2^(2^-scale)`; every
 /// negative bucket and the zero bucket count under `le="0"` (the negative range's own bounds
 /// are not kept).
-fn exponential(p: &ExponentialHistogramDataPoint) -> Option<Value> {
-    if !(-10..=20).contains(&p.scale) {
+fn exponential(
+    count: u64,
+    sum: Option<f64>,
+    scale: i32,
+    zero_count: u64,
+    offset: i32,
+    positive: &[u64],
+    negative: &[u64],
+) -> Option<Value> {
+    if !(-10..=20).contains(&scale) || positive.len() > MAX_EXP_BUCKETS {
         return None;
     }
-    let base = 2f64.powf(2f64.powi(-p.scale));
-    let at_or_below_zero = p.zero_count + p.negative.as_ref().map_or(0, |n| n.bucket_counts.iter().sum::<u64>());
+    let base = 2f64.powf(2f64.powi(-scale));
+    let at_or_below_zero = negative.iter().fold(zero_count, |a, c| a.saturating_add(*c));
     let mut bounds = vec![0.0];
     let mut counts = vec![at_or_below_zero];
-    if let Some(pos) = &p.positive {
-        if pos.bucket_counts.len() > MAX_EXP_BUCKETS {
+    for (i, c) in positive.iter().enumerate() {
+        let bound = base.powi(offset.checked_add(i as i32)?.checked_add(1)?);
+        if !bound.is_finite() {
             return None;
         }
-        for (i, c) in pos.bucket_counts.iter().enumerate() {
-            let bound = base.powi(pos.offset.checked_add(i as i32)?.checked_add(1)?);
-            if !bound.is_finite() {
-                return None;
-            }
-            bounds.push(bound);
-            counts.push(*c);
-        }
+        bounds.push(bound);
+        counts.push(*c);
     }
-    let seen: u64 = counts.iter().sum();
-    counts.push(p.count.saturating_sub(seen));
+    let seen = counts.iter().fold(0u64, |a, c| a.saturating_add(*c));
+    counts.push(count.saturating_sub(seen));
     Some(Value::Histogram {
         bounds,
         counts,
-        sum: p.sum.unwrap_or(0.0),
-        count: p.count,
+        sum: sum.unwrap_or(0.0),
+        count,
     })
 }
 
@@ -588,47 +665,29 @@ fn add(old: &Value, delta: Value) -> Value {
 }
 
 /// An order-independent hash of a point's attributes (keys and typed values).
-fn attrs_hash(state: &foldhash::fast::RandomState, attrs: &[KeyValue]) -> u64 {
+fn attrs_hash(state: &foldhash::fast::RandomState, attrs: &[KvV<'_>]) -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
     attrs.iter().fold(attrs.len() as u64, |acc, a| {
         let mut h = state.build_hasher();
         a.key.hash(&mut h);
-        hash_any(a.value.as_ref(), &mut h);
+        match a.value {
+            AnyV::None => 0u8.hash(&mut h),
+            AnyV::Str(s) => (1u8, s).hash(&mut h),
+            AnyV::Bool(b) => (2u8, b).hash(&mut h),
+            AnyV::Int(i) => (3u8, i).hash(&mut h),
+            AnyV::Double(d) => (4u8, d.to_bits()).hash(&mut h),
+            AnyV::Bytes(b) => (5u8, b).hash(&mut h),
+            AnyV::Raw(b) => (6u8, b).hash(&mut h),
+        }
         acc.wrapping_add(h.finish())
     })
 }
 
-fn hash_any(v: Option<&AnyValue>, h: &mut impl std::hash::Hasher) {
-    use any_value::Value as V;
-    use std::hash::Hash;
-    match v.and_then(|v| v.value.as_ref()) {
-        Some(V::StringValue(s)) => (0u8, s).hash(h),
-        Some(V::BoolValue(b)) => (1u8, b).hash(h),
-        Some(V::IntValue(i)) => (2u8, i).hash(h),
-        Some(V::DoubleValue(d)) => (3u8, d.to_bits()).hash(h),
-        Some(V::BytesValue(b)) => (4u8, b).hash(h),
-        Some(V::ArrayValue(a)) => {
-            5u8.hash(h);
-            for x in &a.values {
-                hash_any(Some(x), h);
-            }
-        }
-        Some(V::KvlistValue(kv)) => {
-            6u8.hash(h);
-            for x in &kv.values {
-                x.key.hash(h);
-                hash_any(x.value.as_ref(), h);
-            }
-        }
-        _ => 7u8.hash(h),
-    }
-}
-
 /// The series' labels: its attributes (names sanitised), then the scope and target labels.
-fn labels_of(attrs: &[KeyValue], ctx: &Ctx<'_>) -> Vec<(String, String)> {
+fn labels_of(attrs: &[KvV<'_>], ctx: &Ctx<'_>) -> Vec<(String, String)> {
     let mut l: Vec<(String, String)> = attrs
         .iter()
-        .map(|a| (label_name(&a.key), any_to_string(a.value.as_ref())))
+        .map(|a| (label_name(a.key), any_to_string(a.value)))
         .filter(|(_, v)| !v.is_empty())
         .collect();
     for (k, v) in ctx.scope.iter().chain(ctx.target) {
@@ -641,8 +700,34 @@ fn labels_of(attrs: &[KeyValue], ctx: &Ctx<'_>) -> Vec<(String, String)> {
     l
 }
 
-/// An attribute value as a label value (arrays and maps as JSON, bytes as base64-less hex).
-fn any_to_string(v: Option<&AnyValue>) -> String {
+/// An attribute value as a label value (arrays and maps as JSON, bytes as hex).
+fn any_to_string(v: AnyV<'_>) -> String {
+    match v {
+        AnyV::None => String::new(),
+        AnyV::Str(s) => s.to_string(),
+        AnyV::Bool(b) => b.to_string(),
+        AnyV::Int(i) => i.to_string(),
+        AnyV::Double(d) => {
+            let mut s = String::new();
+            put_f64(&mut s, d);
+            s
+        }
+        AnyV::Bytes(b) => hex(b),
+        AnyV::Raw(b) => <AnyValue as prost::Message>::decode(b)
+            .map(|a| proto_any_to_string(Some(&a)))
+            .unwrap_or_default(),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// A decoded attribute value (inside arrays and maps) as label text.
+fn proto_any_to_string(v: Option<&AnyValue>) -> String {
     use any_value::Value as V;
     match v.and_then(|v| v.value.as_ref()) {
         Some(V::StringValue(s)) => s.clone(),
@@ -661,7 +746,7 @@ fn any_to_string(v: Option<&AnyValue>) -> String {
             let items: Vec<String> = a
                 .values
                 .iter()
-                .map(|x| format!("{:?}", any_to_string(Some(x))))
+                .map(|x| format!("{:?}", proto_any_to_string(Some(x))))
                 .collect();
             format!("[{}]", items.join(","))
         }
@@ -669,7 +754,7 @@ fn any_to_string(v: Option<&AnyValue>) -> String {
             let items: Vec<String> = kv
                 .values
                 .iter()
-                .map(|x| format!("{:?}:{:?}", x.key, any_to_string(x.value.as_ref())))
+                .map(|x| format!("{:?}:{:?}", x.key, proto_any_to_string(x.value.as_ref())))
                 .collect();
             format!("{{{}}}", items.join(","))
         }
@@ -938,10 +1023,11 @@ fn render_sender(s: &Sender) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
     use opentelemetry_proto::tonic::metrics::v1::{
-        ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum,
-        exponential_histogram_data_point::Buckets,
+        ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exponential_histogram_data_point::Buckets,
+        number_data_point,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
 

@@ -17,6 +17,7 @@
 
 pub mod convert;
 pub mod server;
+pub mod wire;
 
 pub use convert::{Forwarded, Ingested, PushLimits, Store};
 pub use server::manage;

@@ -16,9 +16,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -100,10 +97,7 @@ async fn start(grpc: SocketAddr, http: SocketAddr, store: Arc<Store>) -> Running
     let mut complete = true;
     match tokio::net::TcpListener::bind(grpc).await {
         Ok(l) => {
-            let limit = store.limits().max_request_bytes;
-            let svc = MetricsServiceServer::new(Grpc(store.clone()))
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit);
+            let svc = RawExport(store.clone());
             tasks.push(tokio::spawn(async move {
                 let incoming = tonic::transport::server::TcpIncoming::from(l);
                 if let Err(e) = tonic::transport::Server::builder()
@@ -157,23 +151,107 @@ fn response(r: Ingested) -> ExportMetricsServiceResponse {
     }
 }
 
-struct Grpc(Arc<Store>);
+/// `MetricsService/Export` with a codec that hands the request body over undecoded, so the
+/// store reads it in place ([`super::wire`]) instead of through prost's owned types; responses
+/// are encoded with prost. Accepts gzip; the body is limited to the request-size limit.
+#[derive(Clone)]
+struct RawExport(Arc<Store>);
 
-#[tonic::async_trait]
-impl MetricsService for Grpc {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let r = self.0.ingest(request.into_inner());
-        if r.exhausted && r.accepted == 0 {
-            return Err(tonic::Status::with_error_details(
-                tonic::Code::ResourceExhausted,
-                "too many senders; retry later",
-                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
-            ));
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
+impl tonic::server::NamedService for RawExport {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+}
+
+impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for RawExport
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let store = self.0.clone();
+        if req.uri().path() != EXPORT_PATH {
+            return Box::pin(async move {
+                Ok(tonic::Status::unimplemented("only MetricsService/Export is served here").into_http())
+            });
         }
-        Ok(tonic::Response::new(response(r)))
+        Box::pin(async move {
+            let limit = store.limits().max_request_bytes;
+            let mut accept = tonic::codegen::EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .apply_compression_config(accept, tonic::codegen::EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(Export(store), req).await)
+        })
+    }
+}
+
+struct Export(Arc<Store>);
+
+impl tonic::server::UnaryService<Bytes> for Export {
+    type Response = ExportMetricsServiceResponse;
+    type Future = tonic::codegen::BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let store = self.0.clone();
+        Box::pin(async move {
+            let r = match store.ingest_protobuf(request.get_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    store.count_refused(true);
+                    return Err(tonic::Status::invalid_argument(e.to_string()));
+                }
+            };
+            if r.exhausted && r.accepted == 0 {
+                return Err(tonic::Status::with_error_details(
+                    tonic::Code::ResourceExhausted,
+                    "too many senders; retry later",
+                    ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+                ));
+            }
+            Ok(tonic::Response::new(response(r)))
+        })
+    }
+}
+
+/// Request bodies as they are; responses through prost.
+#[derive(Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = ExportMetricsServiceResponse;
+    type Decode = Bytes;
+    type Encoder = tonic_prost::ProstEncoder<ExportMetricsServiceResponse>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+struct RawDecoder;
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        use bytes::Buf as _;
+        let n = buf.remaining();
+        Ok(Some(buf.copy_to_bytes(n)))
     }
 }
 
@@ -233,24 +311,23 @@ async fn http_export(State(store): State<Arc<Store>>, headers: HeaderMap, body: 
             );
         }
     };
-    let req: ExportMetricsServiceRequest = if json {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
+    let r = if json {
+        match serde_json::from_slice::<ExportMetricsServiceRequest>(&body) {
+            Ok(req) => store.ingest(req),
             Err(e) => {
                 store.count_refused(true);
                 return plain(StatusCode::BAD_REQUEST, &format!("invalid OTLP/JSON: {e}"));
             }
         }
     } else {
-        match ExportMetricsServiceRequest::decode(&body[..]) {
+        match store.ingest_protobuf(&body) {
             Ok(r) => r,
             Err(e) => {
                 store.count_refused(true);
-                return plain(StatusCode::BAD_REQUEST, &format!("invalid OTLP protobuf: {e}"));
+                return plain(StatusCode::BAD_REQUEST, &e.to_string());
             }
         }
     };
-    let r = store.ingest(req);
     if r.exhausted && r.accepted == 0 {
         let mut resp = plain(StatusCode::TOO_MANY_REQUESTS, "too many senders; retry later");
         resp.headers_mut()
