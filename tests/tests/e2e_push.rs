@@ -100,6 +100,23 @@ fn e2e_sdk_apps_push_without_configuration_and_appear_everywhere() {
         &[],
     );
 
+    // the Rust SDK over OTLP/HTTP (protobuf), no endpoint configured
+    let http_app_port = free_port("127.0.0.1");
+    let _http_app = Proc::start(
+        "app-http",
+        &dir,
+        &bin("meshmetric-sample-app"),
+        &[
+            "--address",
+            &format!("127.0.0.1:{http_app_port}"),
+            "--push",
+            "--push-http",
+            "--push-interval",
+            "500ms",
+            "--service-name",
+            "rust-http",
+        ],
+    );
     // the Python SDK over OTLP/HTTP (protobuf), no endpoint configured either
     let script = workspace_root().join("tests/py/push_app.py");
     let _py = Proc::start("py-cumulative", &dir, &otlp_python(), &[script.to_str().unwrap()]);
@@ -225,6 +242,30 @@ fn e2e_sdk_apps_push_without_configuration_and_appear_everywhere() {
     assert_eq!(
         value_with(&b, "sample_app_pushed_orders_total{", &delta),
         Some(4.0),
+        "{b}"
+    );
+
+    // the Rust SDK's points over OTLP/HTTP, exactly
+    let rh = ["job=\"rust-http\"", "dataplane=\"web-01\""];
+    let b = wait_for(Duration::from_secs(30), || {
+        let b = get_ok(&prom, "/metrics")?;
+        value_with(&b, "sample_app_pushed_orders_total{", &rh).map(|_| b)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the Rust SDK over HTTP never arrived:\n{}",
+            dir.join("app-http.log").display()
+        )
+    });
+    assert_eq!(value_with(&b, "sample_app_pushed_orders_total{", &rh), Some(3.0), "{b}");
+    assert_eq!(
+        value_with(&b, "sample_app_pushed_latency_seconds_count{", &rh),
+        Some(3.0),
+        "{b}"
+    );
+    assert_eq!(
+        value_with(&b, "sample_app_pushed_temperature_celsius{", &rh),
+        Some(21.5),
         "{b}"
     );
 

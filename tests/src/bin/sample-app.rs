@@ -2,7 +2,8 @@
 //! `GET /` answers "hello" and counts the request; `GET /metrics` exposes Prometheus text with
 //! a counter, a gauge and a histogram of its own.
 //!
-//! With `--push`, it also pushes metrics of its own over OTLP/gRPC with the OpenTelemetry SDK
+//! With `--push`, it also pushes metrics of its own over OTLP/gRPC (OTLP/HTTP with
+//! `--push-http`) with the OpenTelemetry SDK
 //! (`opentelemetry_sdk` + `opentelemetry-otlp`), to the SDK's default endpoint
 //! (`http://localhost:4317`, or `OTEL_EXPORTER_OTLP_ENDPOINT`): at start a counter
 //! `sample_app.pushed.orders` of 3 (`{order}`), an up-down counter `sample_app.pushed.active` of
@@ -31,6 +32,10 @@ struct Args {
     /// Push interval.
     #[arg(long, default_value = "1s", value_parser = parse_secs)]
     push_interval: std::time::Duration,
+    /// Push over OTLP/HTTP (protobuf, `http://localhost:4318/v1/metrics` by default) instead
+    /// of gRPC.
+    #[arg(long)]
+    push_http: bool,
     /// Push delta temporality instead of cumulative.
     #[arg(long)]
     delta: bool,
