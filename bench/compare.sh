@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Side-by-side cost of collecting a real Envoy's stats every second: meshmetric-dp (profile All
-# and Basic), vmagent and Prometheus in agent mode (Debian's), each with the equivalent filter,
-# all against ONE Envoy with N clusters in ONE run. Each agent gets its own phase (so they do not
-# compete for the 2 cores); CPU per cycle comes from /proc/<pid>/stat (utime+stime over the
-# measured window / scrapes), peak RSS from VmHWM. Prints a Markdown table.
+# and Basic, with and without includeUnused, and with ten relabel rules), vmagent and Prometheus
+# in agent mode (Debian's), each with the equivalent filter, all against ONE Envoy with N
+# clusters in ONE run. Each agent gets its own phase (so they do not compete for the 2 cores);
+# CPU per cycle comes from /proc/<pid>/stat (utime+stime over the measured window / scrapes) for
+# the agent AND for Envoy (rendering its stats is part of what a scrape costs), peak RSS from
+# VmHWM. Prints a Markdown table: agent, Envoy and whole cost per cycle, and the whole cost
+# against vmagent's whole cost with the same filter.
 #   bench/compare.sh [N clusters, default 1000] [seconds per phase, default 20]
 # AGENTS=dp runs only the plugin's phases (for the growth table over cluster counts).
 set -euo pipefail
@@ -34,7 +37,7 @@ print(json.dumps({"admin": {"address": {"socket_address": {"address": "127.0.0.1
       "stat_prefix": "ingress", "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
       "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]}}))
 PY
-start envoy "$ENVOY" -c "$OUT/envoy.json" --disable-hot-restart --concurrency 1 -l error >/dev/null
+EPID=$(start envoy "$ENVOY" -c "$OUT/envoy.json" --disable-hot-restart --concurrency 1 -l error); PIDS+=("$EPID")
 until curl -fs "http://127.0.0.1:$ADMIN/ready" >/dev/null 2>&1; do sleep 0.2; done
 curl -s -o /dev/null "http://127.0.0.1:$LISTEN/c[0-$((N-1))]"; sleep 6
 BYTES=$(curl -s "http://127.0.0.1:$ADMIN/stats?format=prometheus&text_readouts" | wc -c)
@@ -51,11 +54,12 @@ HZ=$(getconf CLK_TCK)
 ROWS=()
 measure() { # label pid
   sleep 5   # warm-up
-  local t0; t0=$(ticks "$2"); sleep "$SECS"; local t1; t1=$(ticks "$2")
+  local t0 e0; t0=$(ticks "$2"); e0=$(ticks "$EPID"); sleep "$SECS"; local t1 e1; t1=$(ticks "$2"); e1=$(ticks "$EPID")
   local ms; ms=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v s="$SECS" 'BEGIN {printf "%.1f", (b-a)/hz/s*1000}')
+  local ems; ems=$(awk -v a="$e0" -v b="$e1" -v hz="$HZ" -v s="$SECS" 'BEGIN {printf "%.1f", (b-a)/hz/s*1000}')
   local note=""
   if grep -qiE "cannot scrape|scrape failed|error" "$OUT/$3.log"; then note=" (scrape errors: see $OUT/$3.log)"; fi
-  ROWS+=("$1$note|$ms|$(hwm "$2")")
+  ROWS+=("$1$note|$ms|$(hwm "$2")|$ems")
   kill "$2"; wait "$2" 2>/dev/null || true
   while kill -0 "$2" 2>/dev/null; do sleep 0.1; done   # not our child when started via $(start ...)
 }
@@ -64,10 +68,11 @@ measure() { # label pid
 # (profile All), as metric_relabel_configs for the agents
 RULES=$(tr -d '\n' < bench/relabel-rules.json)
 PROM_RULES=$(python3 -c 'import json,sys; r=json.load(open("bench/relabel-rules.json")); m={"sourceLabels":"source_labels","targetLabel":"target_label"}; print(json.dumps([{m.get(k,k):v for k,v in x.items()} for x in r]))')
-for profile in All Basic Rules; do
-  relabel='[]'; p=$profile
+for profile in All Basic Rules AllUsed; do
+  relabel='[]'; p=$profile; unused=true
   if [ "$profile" = Rules ]; then relabel=$RULES; p=All; fi
-  printf '{"observability":{"metrics":{"applications":[],"backends":[],"sidecar":{"includeUnused":true,"profiles":{"appendProfiles":[{"name":"%s"}]}},"extraLabels":{"mesh":"default","dataplane":"bench"},"relabel":%s}}}' "$p" "$relabel" > "$OUT/dp-$profile.json"
+  if [ "$profile" = AllUsed ]; then p=All; unused=false; fi
+  printf '{"observability":{"metrics":{"applications":[],"backends":[],"sidecar":{"includeUnused":%s,"profiles":{"appendProfiles":[{"name":"%s"}]}},"extraLabels":{"mesh":"default","dataplane":"bench"},"relabel":%s}}}' "$unused" "$p" "$relabel" > "$OUT/dp-$profile.json"
   pid=$(start "dp-$profile" target/release/meshmetric-dp run --name bench --workdir "$OUT/dp-$profile" --admin-address 127.0.0.1:$ADMIN \
         --config-file "$OUT/dp-$profile.json" --metrics-address 127.0.0.1:29931 --reuse-within 0s)
   until curl -fs -o /dev/null http://127.0.0.1:29931/metrics; do
@@ -75,13 +80,15 @@ for profile in All Basic Rules; do
     sleep 0.2
   done
   ( while kill -0 "$pid" 2>/dev/null; do curl -s -o /dev/null http://127.0.0.1:29931/metrics; sleep 1; done ) &
-  label="profile $profile"; [ "$profile" = Rules ] && label="profile All + 10 relabel rules"
+  label="profile $profile, includeUnused"; [ "$profile" = Rules ] && label="profile All + 10 relabel rules, includeUnused"
+  [ "$profile" = AllUsed ] && label="profile All, used only"
   measure "meshmetric-dp, $label" "$pid" "dp-$profile"
 done
 
-for filter in none Basic rules; do
+for filter in none Basic rules usedonly; do
   [ "${AGENTS:-all}" = dp ] && break
-  relabel=""
+  relabel=""; params="params: {text_readouts: ['']}"
+  if [ "$filter" = usedonly ]; then params="params: {text_readouts: [''], usedonly: ['']}"; fi
   if [ "$filter" = Basic ]; then relabel="    metric_relabel_configs: [{source_labels: [__name__], regex: '$BASIC', action: keep}]"; fi
   if [ "$filter" = rules ]; then relabel="    metric_relabel_configs: $PROM_RULES"; fi
   cat > "$OUT/scrape-$filter.yml" <<YML
@@ -89,7 +96,7 @@ global: {scrape_interval: 1s, scrape_timeout: 1s}
 scrape_configs:
   - job_name: envoy
     metrics_path: /stats/prometheus
-    params: {text_readouts: ['']}
+    $params
     static_configs: [{targets: ['127.0.0.1:$ADMIN']}]
 $relabel
 YML
@@ -102,16 +109,20 @@ YML
   measure "Prometheus 2.42 agent, filter $filter" "$pid" "prom-$filter"
 done
 
-VM_ALL=$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '/^vmagent 1.79, filter none/ {print $2}')
-VM_BASIC=$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '/^vmagent 1.79, filter Basic/ {print $2}')
-VM_RULES=$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '/^vmagent 1.79, filter rules/ {print $2}')
+whole() { printf '%s\n' "${ROWS[@]}" | awk -F'|' -v pat="$1" '$1 ~ pat {printf "%.1f", $2 + $4; exit}'; }
+VM_ALL=$(whole '^vmagent 1.79, filter none')
+VM_BASIC=$(whole '^vmagent 1.79, filter Basic')
+VM_RULES=$(whole '^vmagent 1.79, filter rules')
+VM_USED=$(whole '^vmagent 1.79, filter usedonly')
 echo "Envoy $("$ENVOY" --version | grep -o 'version: [^ ]*' | head -1), $N clusters: $BYTES bytes, $SAMPLES samples per scrape; 1 scrape/s, $SECS s per agent; $(nproc) cores"
 echo
-echo "| agent | CPU per scrape | vs vmagent (same filter) | peak RSS |"
-echo "|---|---|---|---|"
+echo "| agent | agent CPU per scrape | Envoy CPU per scrape | whole cost per scrape | whole vs vmagent+Envoy (same filter) | agent peak RSS |"
+echo "|---|---|---|---|---|---|"
 for r in "${ROWS[@]}"; do
-  IFS='|' read -r name ms rss <<< "$r"
-  base=$VM_ALL; case "$name" in *Basic*) base=$VM_BASIC;; *rules*) base=$VM_RULES;; esac
-  ratio="—"; [ -n "$base" ] && ratio=$(awk -v a="$ms" -v b="$base" 'BEGIN {printf "%.2f×", a/b}')
-  echo "| $name | $ms ms | $ratio | $rss MiB |"
+  IFS='|' read -r name ms rss ems <<< "$r"
+  base=$VM_ALL
+  case "$name" in *Basic*) base=$VM_BASIC;; *rules*) base=$VM_RULES;; *"used only"*|*usedonly*) base=$VM_USED;; esac
+  total=$(awk -v a="$ms" -v b="$ems" 'BEGIN {printf "%.1f", a+b}')
+  ratio="—"; [ -n "$base" ] && ratio=$(awk -v a="$total" -v b="$base" 'BEGIN {printf "%.2f×", a/b}')
+  echo "| $name | $ms ms | $ems ms | $total ms | $ratio | $rss MiB |"
 done

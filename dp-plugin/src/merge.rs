@@ -161,7 +161,24 @@ fn is_internal_series(raw_labels: &str) -> bool {
     if raw_labels.is_empty() || !raw_labels.starts_with("envoy_") && !raw_labels.contains(",envoy_") {
         return false;
     }
+    // fast reject without parsing: no label value at all starts like an internal name
+    if !memchr::memmem::find_iter(raw_labels.as_bytes(), b"=\"")
+        .any(|i| is_internal_start(&raw_labels.as_bytes()[i + 2..]))
+    {
+        return false;
+    }
     labels(raw_labels).any(|(n, v)| INTERNAL_LABELS.contains(&n) && is_internal_name(v.as_bytes()))
+}
+
+/// Whether escaped label text (starting at a value, running to the end of the labels) could
+/// begin an internal name ([`is_internal_name`]: `system_…`, `_…`, `ads_cluster`,
+/// `access_log_sink`, `admin`); a superset check, confirmed by parsing.
+fn is_internal_start(rest: &[u8]) -> bool {
+    rest.starts_with(b"system_")
+        || rest.starts_with(b"_")
+        || rest.starts_with(b"ads_cluster\"")
+        || rest.starts_with(b"access_log_sink\"")
+        || rest.starts_with(b"admin\"")
 }
 
 /// New names for the labels of `pairs` that an extra label takes over, as Prometheus resolves
