@@ -141,7 +141,7 @@ impl Index {
                 keys.len()
             }
         };
-        let a = generate(&st.proxies);
+        let a = generate(&st.proxies, Some(&self.assignments.borrow()));
         drop(st);
         crate::telemetry::metrics()
             .mads_clients
@@ -228,7 +228,7 @@ impl Index {
         if st.declared(key) == before || !self.refresh(&mut st, key) {
             return;
         }
-        let a = generate(&st.proxies);
+        let a = generate(&st.proxies, Some(&self.assignments.borrow()));
         drop(st);
         self.assignments.send_replace(Arc::new(a));
     }
@@ -247,7 +247,7 @@ impl Index {
             .into_iter()
             .map(|p| ((p.0.meta.mesh.clone(), p.0.meta.name.clone()), Arc::new(p)))
             .collect();
-        generate(&proxies)
+        generate(&proxies, None)
     }
 }
 
@@ -264,9 +264,14 @@ fn publish(st: &mut State, key: &Key, value: Published) {
     }
 }
 
-fn generate(proxies: &BTreeMap<Key, Arc<Proxy>>) -> Assignments {
-    Assignments::generate(proxies.values().map(|p| ProxyInput {
-        dataplane: &p.0,
-        metrics: &p.1,
-    }))
+/// Every client's assignments; the encoded views of clients whose assignments did not change
+/// since `previous` are reused.
+fn generate(proxies: &BTreeMap<Key, Arc<Proxy>>, previous: Option<&Assignments>) -> Assignments {
+    Assignments::generate_reusing(
+        previous,
+        proxies.values().map(|p| ProxyInput {
+            dataplane: &p.0,
+            metrics: &p.1,
+        }),
+    )
 }

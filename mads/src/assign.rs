@@ -183,15 +183,20 @@ fn http_sd_json(out: &mut Vec<u8>, assignments: &[MonitoringAssignment]) {
     out.push(b']');
 }
 
+/// Sorts a client's assignments into their published order (mesh, service, target).
+fn sort_assignments(assignments: &mut [MonitoringAssignment]) {
+    assignments.sort_by(|a, b| {
+        (&a.mesh, &a.service, a.targets.first().map(|t| (&t.name, &t.address))).cmp(&(
+            &b.mesh,
+            &b.service,
+            b.targets.first().map(|t| (&t.name, &t.address)),
+        ))
+    });
+}
+
 impl ClientView {
-    fn build(mut assignments: Vec<MonitoringAssignment>) -> Self {
-        assignments.sort_by(|a, b| {
-            (&a.mesh, &a.service, a.targets.first().map(|t| (&t.name, &t.address))).cmp(&(
-                &b.mesh,
-                &b.service,
-                b.targets.first().map(|t| (&t.name, &t.address)),
-            ))
-        });
+    /// Encodes sorted assignments.
+    fn build(assignments: Vec<MonitoringAssignment>) -> Self {
         // the resources are written once; their bytes (sorted labels, sorted assignments)
         // are the content the version is derived from
         let mut resources = Vec::with_capacity(assignments.len() * 256);
@@ -251,6 +256,16 @@ impl ClientView {
 impl Assignments {
     /// Generates every client's assignments from the proxies.
     pub fn generate<'a>(proxies: impl IntoIterator<Item = ProxyInput<'a>>) -> Self {
+        Self::generate_reusing(None, proxies)
+    }
+
+    /// [`Assignments::generate`], reusing `previous`'s encoded view of every client whose
+    /// assignments did not change: after a change only the clients it touched are encoded
+    /// again (their JSON, HTTP SD document and version), the others keep theirs.
+    pub fn generate_reusing<'a>(
+        previous: Option<&Assignments>,
+        proxies: impl IntoIterator<Item = ProxyInput<'a>>,
+    ) -> Self {
         let mut by_client: HashMap<String, Vec<MonitoringAssignment>> = HashMap::new();
         by_client.insert(DEFAULT_CLIENT.to_string(), Vec::new());
         for p in proxies {
@@ -289,9 +304,18 @@ impl Assignments {
                 });
             }
         }
-        Self {
-            clients: by_client.into_iter().map(|(k, v)| (k, ClientView::build(v))).collect(),
-        }
+        let clients = by_client
+            .into_iter()
+            .map(|(k, mut v)| {
+                sort_assignments(&mut v);
+                let view = match previous.and_then(|p| p.clients.get(&k)) {
+                    Some(old) if *old.assignments == v => old.clone(),
+                    _ => ClientView::build(v),
+                };
+                (k, view)
+            })
+            .collect();
+        Self { clients }
     }
 
     /// The view of `client_id`: its own when some backend names it, else the default client's.
@@ -346,6 +370,56 @@ mod tests {
             dataplane: d,
             metrics: m,
         }))
+    }
+
+    #[test]
+    fn unchanged_clients_keep_their_encoded_views() {
+        let yaml = format!(
+            "{DPS}---\ntype: MeshMetric\nname: all\nspec: {{default: {{backends: [{{type: Prometheus, prometheus: {{port: 5670}}}}]}}}}\n---\ntype: MeshMetric\nname: b\nspec: {{targetRef: {{kind: Dataplane, labels: {{team: b}}}}, default: {{backends: [{{type: Prometheus, prometheus: {{clientId: ops, port: 5671}}}}]}}}}\n"
+        );
+        let (dps, ps) = mk(&yaml);
+        let build = |dps: &[Dataplane]| -> Vec<ProxyMetrics> {
+            dps.iter()
+                .map(|d| ProxyMetrics::build(d, effective_conf(&ps, d, None), ProxyContext::default()))
+                .collect()
+        };
+        let m = build(&dps);
+        let input = |dps: &'_ [Dataplane], m: &'_ [ProxyMetrics]| -> Vec<(Dataplane, ProxyMetrics)> {
+            dps.iter().cloned().zip(m.iter().cloned()).collect()
+        };
+        let first = input(&dps, &m);
+        let a = Assignments::generate(first.iter().map(|(d, m)| ProxyInput {
+            dataplane: d,
+            metrics: m,
+        }));
+        // web-01 (default client) moves address: only the default client is encoded again
+        let mut moved = dps.clone();
+        let yaml2 = yaml.replace("10.0.0.1", "10.0.0.9");
+        moved[0] = mk(&yaml2).0.remove(0);
+        let m2 = build(&moved);
+        let second = input(&moved, &m2);
+        let b = Assignments::generate_reusing(
+            Some(&a),
+            second.iter().map(|(d, m)| ProxyInput {
+                dataplane: d,
+                metrics: m,
+            }),
+        );
+        assert!(
+            b.for_client("ops").json.as_ptr() == a.for_client("ops").json.as_ptr(),
+            "ops reused"
+        );
+        assert_ne!(b.for_client("").version, a.for_client("").version);
+        assert_eq!(targets(b.for_client("")), ["web-01@10.0.0.9:5670/metrics"]);
+        // and what is reused is what a fresh generation gives
+        let fresh = Assignments::generate(second.iter().map(|(d, m)| ProxyInput {
+            dataplane: d,
+            metrics: m,
+        }));
+        for c in ["", "ops"] {
+            assert_eq!(b.for_client(c).json, fresh.for_client(c).json);
+            assert_eq!(b.for_client(c).http_sd, fresh.for_client(c).http_sd);
+        }
     }
 
     const DPS: &str = "type: Dataplane\nname: web-01\nlabels: {kuma.io/workload: web, kuma.io/zone: z1, team: a}\nnetworking: {address: 10.0.0.1, inbound: [{port: 1, tags: {kuma.io/service: web-svc}}]}\n---\ntype: Dataplane\nname: api-01\nlabels: {team: b}\nnetworking: {address: 10.0.0.2, inbound: [{port: 1, tags: {kuma.io/service: api}}]}\n";
