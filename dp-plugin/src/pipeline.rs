@@ -318,7 +318,11 @@ impl Pipeline {
                 duration: Duration::ZERO,
             });
         }
-        if let Some(p) = &self.settings.push {
+        // the receiver's self-metrics appear while a policy enables it (or something it took
+        // in is still held)
+        if let Some(p) = &self.settings.push
+            && (cfg.config.metrics().otlp_receiver.is_some() || !pushed.is_empty())
+        {
             report.push = Some(p.clone());
         }
         let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len());

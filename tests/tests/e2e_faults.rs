@@ -582,7 +582,8 @@ fn e2e_policy_removed_listeners_go_and_exporters_stop() {
     });
     assert!(
         own_body.is_some(),
-        "the exporter and the application scrape stopped:\n{}",
+        "the exporter and the application scrape stopped:\n{}\n{}",
+        get_ok(&own, "/metrics").unwrap_or_default(),
         dp.log_text()
     );
     assert!(dp.log_text().contains("OTLP exporter stopped"), "{}", dp.log_text());

@@ -114,10 +114,13 @@ fn e2e_backend_ref_exports_through_rotel_and_follows_the_backend() {
     );
     assert_eq!(st, 200, "{body}");
     assert!(body.contains("no MeshOpenTelemetryBackend"), "a warning: {body}");
-    let (st, view) = cp.call("GET", "/meshes/default/dataplanes/web-01/meshmetric", None);
-    assert_eq!(st, 200);
-    let view: Value = serde_json::from_str(&view).unwrap();
-    assert_eq!(view["inactiveBackends"][0]["backend"], "backends[1]", "{view}");
+    // the proxy views follow the store in the background: wait for the change to reach them
+    let view: Value = wait_for(Duration::from_secs(10), || {
+        let (st, view) = cp.call("GET", "/meshes/default/dataplanes/web-01/meshmetric", None);
+        let view: Value = serde_json::from_str(&view).ok()?;
+        (st == 200 && view["inactiveBackends"][0]["backend"] == "backends[1]").then_some(view)
+    })
+    .unwrap_or_else(|| panic!("the view never showed the inactive backend"));
     assert!(
         view["inactiveBackends"][0]["reason"]
             .as_str()

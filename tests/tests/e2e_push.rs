@@ -395,10 +395,12 @@ fn e2e_sdk_apps_push_without_configuration_and_appear_everywhere() {
     };
     let find = |rec: &Value, name: &str| all(rec, name).into_iter().next();
     let (resource, orders) = wait_for(Duration::from_secs(30), || {
-        recv.records().into_iter().rev().find_map(|r| {
-            all(&r, "sample_app.pushed.orders")
-                .into_iter()
-                .find(|(res, _)| res.to_string().contains("\"sample-app\""))
+        // any export of the sample app's counter while it was 3 (before the request, or
+        // after the restart)
+        recv.records().into_iter().find_map(|r| {
+            all(&r, "sample_app.pushed.orders").into_iter().find(|(res, m)| {
+                res.to_string().contains("\"sample-app\"") && m["sum"]["dataPoints"][0]["asInt"] == "3"
+            })
         })
     })
     .expect("the pushed counter never reached the OTLP receiver as sent");
