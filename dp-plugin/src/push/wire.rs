@@ -676,6 +676,15 @@ mod tests {
         assert!(read(&[]).is_ok());
     }
 
+    #[test]
+    fn the_fuzz_seed_is_a_valid_request() {
+        let seed = include_bytes!("../../../fuzz/seeds/otlp_push/gauge.bin");
+        let v = read(seed).unwrap();
+        assert_eq!((v.resources.len(), v.metrics.len(), v.points.len()), (1, 1, 1));
+        assert_eq!(v.metrics[0].name, "seed.gauge");
+        assert_eq!(v.points[0].value, PointValue::Number(1.5));
+    }
+
     proptest! {
         #[test]
         fn any_bytes_read_without_panic(b in proptest::collection::vec(any::<u8>(), 0..512)) {
