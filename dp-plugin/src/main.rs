@@ -349,15 +349,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rx.clone(),
         registry.clone(),
     );
-    tokio::spawn(meshmetric_dp::push::manage(
-        rx.clone(),
-        push,
-        meshmetric_dp::push::server::Overrides {
-            ip: args.otlp_receiver_address,
-            grpc_port: args.otlp_receiver_grpc_port,
-            http_port: args.otlp_receiver_http_port,
-        },
-    ));
+    push.set_overrides(meshmetric_dp::push::server::Overrides {
+        ip: args.otlp_receiver_address,
+        grpc_port: args.otlp_receiver_grpc_port,
+        http_port: args.otlp_receiver_http_port,
+    });
+    tokio::spawn(meshmetric_dp::push::manage(rx.clone(), push));
     tokio::spawn(meshmetric_dp::otlp::manage(
         rx,
         pipeline.clone(),

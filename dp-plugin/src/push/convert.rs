@@ -162,6 +162,8 @@ pub struct Store {
     senders: Mutex<HashMap<String, Sender>>,
     limits: PushLimits,
     forward: tokio::sync::broadcast::Sender<Arc<Forwarded>>,
+    /// Where the receivers listen beyond what the policy says (set once by the binary).
+    overrides: std::sync::OnceLock<super::server::Overrides>,
     /// Counters (self-metrics).
     pub counters: PushCounters,
 }
@@ -179,8 +181,23 @@ impl Store {
             senders: Mutex::default(),
             limits,
             forward: tokio::sync::broadcast::channel(FORWARD_BACKLOG).0,
+            overrides: std::sync::OnceLock::new(),
             counters: PushCounters::default(),
         }
+    }
+
+    /// Sets where the receivers listen beyond the policy (once; later calls are ignored).
+    pub fn set_overrides(&self, ov: super::server::Overrides) {
+        let _ = self.overrides.set(ov);
+    }
+
+    /// Where the receivers listen beyond the policy: loopback and the policy's ports unless set.
+    pub fn overrides(&self) -> super::server::Overrides {
+        self.overrides.get().copied().unwrap_or(super::server::Overrides {
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            grpc_port: None,
+            http_port: None,
+        })
     }
 
     /// The limits.
