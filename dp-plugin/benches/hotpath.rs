@@ -111,24 +111,30 @@ fn bench(c: &mut Criterion) {
                 out.len()
             })
         });
-        let filter = FamilyFilter::new(Some(&profiles(ProfileName::Basic, 0))).unwrap();
-        g.bench_function("full_cycle_basic", |b| {
-            b.iter(|| {
-                let fams =
-                    meshmetric_dp::parse::parse_filtered(&text, Format::Text, &mut ParseStats::default(), &|n| {
-                        filter.keep_family(n)
-                    });
-                let mut out = Vec::with_capacity(text.len());
-                merge_encode(
-                    &[(Origin::Envoy, &fams)],
-                    &filter,
-                    &extra,
-                    &mut out,
-                    &mut MergeStats::default(),
-                );
-                out.len()
-            })
-        });
+        // the same full cycle under both profiles, as the plugin runs it
+        for (name, profile) in [
+            ("full_cycle_basic", ProfileName::Basic),
+            ("full_cycle_all", ProfileName::All),
+        ] {
+            let filter = FamilyFilter::new(Some(&profiles(profile, 0))).unwrap();
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    let fams =
+                        meshmetric_dp::parse::parse_filtered(&text, Format::Text, &mut ParseStats::default(), &|n| {
+                            filter.keep_family(n)
+                        });
+                    let mut out = Vec::with_capacity(text.len());
+                    merge_encode(
+                        &[(Origin::Envoy, &fams)],
+                        &filter,
+                        &extra,
+                        &mut out,
+                        &mut MergeStats::default(),
+                    );
+                    out.len()
+                })
+            });
+        }
         let mut producer = Producer::new(Temporality::Cumulative, &extra_map);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
         g.bench_function("otlp_produce_encode", |b| {

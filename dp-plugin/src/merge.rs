@@ -157,14 +157,17 @@ impl Relabeling<'_> {
 
 static NO_RULES: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(Rules::default);
 
+/// Built once: building a substring finder per series cost more than the search.
+static ENVOY_LABEL: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b",envoy_"));
+
 fn is_internal_series(raw_labels: &str) -> bool {
-    if raw_labels.is_empty() || !raw_labels.starts_with("envoy_") && !raw_labels.contains(",envoy_") {
+    let b = raw_labels.as_bytes();
+    if b.is_empty() || !b.starts_with(b"envoy_") && ENVOY_LABEL.find(b).is_none() {
         return false;
     }
     // fast reject without parsing: no label value at all starts like an internal name
-    if !memchr::memmem::find_iter(raw_labels.as_bytes(), b"=\"")
-        .any(|i| is_internal_start(&raw_labels.as_bytes()[i + 2..]))
-    {
+    if !memchr::memchr_iter(b'"', b).any(|i| i > 0 && b[i - 1] == b'=' && is_internal_start(&b[i + 1..])) {
         return false;
     }
     labels(raw_labels).any(|(n, v)| INTERNAL_LABELS.contains(&n) && is_internal_name(v.as_bytes()))
