@@ -297,11 +297,15 @@ scrape_configs:
         Some(ctl(&cp, &["get", "dataplanes"])).filter(|t| t.contains("InForce"))
     })
     .expect("in force again");
-    let metrics = get_ok(&cp.api, "/metrics").unwrap();
-    assert_eq!(
-        sample_value(&metrics, "meshmetric_cp_proxies_nacked"),
-        Some(0.0),
-        "{metrics}"
+    // the gauge follows the ACK (the insight may be read a moment before it is updated)
+    let nacked = wait_for(Duration::from_secs(10), || {
+        let metrics = get_ok(&cp.api, "/metrics")?;
+        (sample_value(&metrics, "meshmetric_cp_proxies_nacked") == Some(0.0)).then_some(())
+    });
+    assert!(
+        nacked.is_some(),
+        "proxies_nacked never went back to 0:\n{}",
+        get_ok(&cp.api, "/metrics").unwrap_or_default()
     );
 
     // disconnected: offline
