@@ -114,7 +114,7 @@ curl -fsS "http://$PROM/metrics" > "$RUN/metrics.txt"
 step "waiting for the first OTLP export and the first Prometheus scrape (up to 30 s)"
 q() { curl -fsS "http://$PROMETHEUS/api/v1/query" --data-urlencode "query=$1" 2>/dev/null || true; }
 for _ in $(seq 60); do
-  [[ -s "$RUN/otlp.jsonl" ]] && q 'sample_app_requests_total' | grep -q '"result":\[{' && break
+  grep -q '"envoy_server_live"' "$RUN/otlp.jsonl" 2>/dev/null && q 'sample_app_requests_total' | grep -q '"result":\[{' && break
   sleep 0.5
 done
 
@@ -129,12 +129,22 @@ import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 if not recs:
     print("nothing yet (the first export comes within 10 s)")
-else:
-    r = recs[-1]["request"]["resourceMetrics"][0]
-    attrs = {a["key"]: list(a["value"].values())[0] for a in r["resource"]["attributes"]}
-    names = sorted({m["name"] for s in r["scopeMetrics"] for m in s["metrics"]})
-    print(f"{len(recs)} export(s); resource: service.name={attrs.get('service.name')}, mesh={attrs.get('mesh')}, dataplane={attrs.get('dataplane')}")
-    print(f"{len(names)} metrics, e.g. " + ", ".join(n for n in names if n.startswith(("sample_app", "envoy_server_live")))[:200])
+# one line per resource: the proxy's merged metrics (service.name = its workload), and the
+# sample app's pushed metrics, forwarded as sent
+seen = {}
+for rec in recs:
+    for r in rec["request"]["resourceMetrics"]:
+        attrs = {a["key"]: list(a["value"].values())[0] for a in r["resource"]["attributes"]}
+        key = attrs.get("service.name")
+        n, names = seen.get(key, (0, set()))
+        names |= {m["name"] for s in r["scopeMetrics"] for m in s["metrics"]}
+        seen[key] = (n + 1, names)
+        seen[key + "/attrs"] = attrs
+for key in [k for k in seen if not k.endswith("/attrs")]:
+    n, names = seen[key]
+    attrs = seen[key + "/attrs"]
+    print(f"{n} export(s); resource: service.name={key}, mesh={attrs.get('mesh')}, dataplane={attrs.get('dataplane')}")
+    print(f"  {len(names)} metrics, e.g. " + ", ".join(sorted(n for n in names if n.startswith(("sample_app", "envoy_server_live"))))[:200])
 PY
 echo
 echo "=== 3. Prometheus at http://$PROMETHEUS (UI and API), discovering the proxy through HTTP SD ==="
