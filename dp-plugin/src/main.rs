@@ -349,7 +349,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rx.clone(),
         registry.clone(),
     );
-    push.set_overrides(meshmetric_dp::push::server::Overrides {
+    push.set_overrides(meshmetric_dp::push::addr::Overrides {
         ip: args.otlp_receiver_address,
         grpc_port: args.otlp_receiver_grpc_port,
         http_port: args.otlp_receiver_http_port,

@@ -209,7 +209,6 @@ fn forwarded(
     endpoint: &str,
 ) -> Option<(bytes::Bytes, u64)> {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     let mut req = ExportMetricsServiceRequest::default();
     let mut points = 0;
     loop {
@@ -238,13 +237,8 @@ fn forwarded(
                 a.key = format!("exported_{}", a.key);
             }
         }
-        r.attributes.extend(extra.iter().map(|(k, v)| KeyValue {
-            key: k.clone(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.clone())),
-            }),
-            ..Default::default()
-        }));
+        r.attributes
+            .extend(extra.iter().map(|(k, v)| super::producer::kv(k, v)));
     }
     Some((bytes::Bytes::from(prost::Message::encode_to_vec(&req)), points))
 }

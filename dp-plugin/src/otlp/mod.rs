@@ -42,11 +42,11 @@ pub async fn manage(
         let mut desired: BTreeMap<String, ExporterSettings> = BTreeMap::new();
         let own = pipeline
             .push()
-            .and_then(|p| crate::push::server::own_addresses(m, &p.overrides()));
+            .and_then(|p| crate::push::addr::own_addresses(m, &p.overrides()));
         for b in m.backends.iter().filter(|b| b.kind == BackendType::OpenTelemetry) {
             let Some(o) = &b.open_telemetry else { continue };
             match ExporterSettings::resolve(o, &|k| std::env::var(k).ok(), &sources) {
-                Ok(s) if own.is_some_and(|own| crate::push::server::is_own_endpoint(&s.endpoint, own)) => {
+                Ok(s) if own.is_some_and(|own| crate::push::addr::is_own_endpoint(&s.endpoint, own)) => {
                     tracing::warn!(backend = %b.name, endpoint = %s.endpoint, "OpenTelemetry backend not started: it is this plugin's own OTLP receiver (it would feed the plugin its own output)");
                 }
                 Ok(s) => {

@@ -55,7 +55,8 @@ pub struct Producer {
     cycle: u64,
 }
 
-fn kv(k: &str, v: &str) -> KeyValue {
+/// A string attribute.
+pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.to_string(),
         value: Some(AnyValue {

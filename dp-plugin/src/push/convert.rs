@@ -163,7 +163,7 @@ pub struct Store {
     limits: PushLimits,
     forward: tokio::sync::broadcast::Sender<Arc<Forwarded>>,
     /// Where the receivers listen beyond what the policy says (set once by the binary).
-    overrides: std::sync::OnceLock<super::server::Overrides>,
+    overrides: std::sync::OnceLock<super::addr::Overrides>,
     /// Counters (self-metrics).
     pub counters: PushCounters,
 }
@@ -187,13 +187,13 @@ impl Store {
     }
 
     /// Sets where the receivers listen beyond the policy (once; later calls are ignored).
-    pub fn set_overrides(&self, ov: super::server::Overrides) {
+    pub fn set_overrides(&self, ov: super::addr::Overrides) {
         let _ = self.overrides.set(ov);
     }
 
     /// Where the receivers listen beyond the policy: loopback and the policy's ports unless set.
-    pub fn overrides(&self) -> super::server::Overrides {
-        self.overrides.get().copied().unwrap_or(super::server::Overrides {
+    pub fn overrides(&self) -> super::addr::Overrides {
+        self.overrides.get().copied().unwrap_or(super::addr::Overrides {
             ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             grpc_port: None,
             http_port: None,
@@ -782,10 +782,7 @@ fn proto_any_to_string(v: Option<&AnyValue>) -> String {
 /// A label name from an attribute key: every character outside `[a-zA-Z0-9_]` becomes `_`; a
 /// leading digit gets the prefix `key_` (the specification's rule).
 pub fn label_name(key: &str) -> String {
-    let mut s: String = key
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
-        .collect();
+    let mut s = meshmetric_policies::proxy::sanitize_label(key);
     if s.starts_with(|c: char| c.is_ascii_digit()) {
         s.insert_str(0, "key_");
     }
@@ -935,14 +932,7 @@ fn label_text(labels: &[(String, String)]) -> String {
         }
         out.push_str(k);
         out.push_str("=\"");
-        for c in v.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
-            }
-        }
+        crate::merge::escape_label_value(v, &mut out);
         out.push('"');
     }
     out

@@ -15,6 +15,7 @@
 //! sums and histograms accumulated to cumulative, explicit-bucket histograms as classic
 //! histograms, exponential histograms as classic histograms on their own bucket boundaries.
 
+pub mod addr;
 pub mod convert;
 pub mod server;
 pub mod wire;
