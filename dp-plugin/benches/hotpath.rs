@@ -94,23 +94,32 @@ fn bench(c: &mut Criterion) {
         }
         let all = FamilyFilter::new(Some(&profiles(ProfileName::All, 0))).unwrap();
         let ten = rules();
-        g.bench_function("merge_encode_all_10_relabel_rules", |b| {
-            b.iter(|| {
-                let mut out = Vec::with_capacity(text.len());
-                merge_encode_relabeled(
-                    &[(Origin::Envoy, &fams)],
-                    &all,
-                    &extra,
-                    Relabeling {
-                        per_source: &[],
-                        global: &ten,
-                    },
-                    &mut out,
-                    &mut MergeStats::default(),
-                );
-                out.len()
-            })
-        });
+        // cold: every series runs the rules (the first collection of a config); cached: the
+        // series were seen by an earlier collection (every later one)
+        let cache = std::sync::Mutex::new(meshmetric_dp::merge::SeriesCache::default());
+        for (label, cache) in [
+            ("merge_encode_all_10_relabel_rules_cold", None),
+            ("merge_encode_all_10_relabel_rules", Some(&cache)),
+        ] {
+            g.bench_function(label, |b| {
+                b.iter(|| {
+                    let mut out = Vec::with_capacity(text.len());
+                    merge_encode_relabeled(
+                        &[(Origin::Envoy, &fams)],
+                        &all,
+                        &extra,
+                        Relabeling {
+                            per_source: &[],
+                            global: &ten,
+                            cache,
+                        },
+                        &mut out,
+                        &mut MergeStats::default(),
+                    );
+                    out.len()
+                })
+            });
+        }
         // the same full cycle under both profiles, as the plugin runs it
         for (name, profile) in [
             ("full_cycle_basic", ProfileName::Basic),

@@ -14,7 +14,7 @@ use meshmetric_policies::profiles::FamilyFilter;
 use meshmetric_policies::relabel::{RelabelError, Rules};
 
 use crate::client::{Endpoint, HttpClient};
-use crate::merge::ExtraLabels;
+use crate::merge::{ExtraLabels, SeriesCache};
 
 /// A config ready for use: the document plus what is compiled from it.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct ActiveConfig {
     pub rules: Rules,
     /// Relabeling rules per application, by its label (name, else port).
     pub app_rules: HashMap<String, Rules>,
+    /// Relabeling results per series, for these rules and extra labels.
+    pub relabel_cache: Arc<std::sync::Mutex<SeriesCache>>,
 }
 
 /// Why a config could not be compiled (the control plane validated it, so this is a config
@@ -61,6 +63,7 @@ impl ActiveConfig {
             extra,
             rules,
             app_rules,
+            relabel_cache: Default::default(),
         })
     }
 

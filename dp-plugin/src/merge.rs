@@ -14,6 +14,7 @@
 //!   creates a duplicate name, and each rename is counted.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use meshmetric_policies::profiles::{FamilyFilter, INTERNAL_LABELS, is_internal_name};
 
@@ -147,6 +148,9 @@ pub struct Relabeling<'r> {
     pub per_source: &'r [Option<&'r Rules>],
     /// For every series.
     pub global: &'r Rules,
+    /// Results remembered across merges ([`SeriesCache`]); without one, each merge runs the
+    /// rules on every series.
+    pub cache: Option<&'r std::sync::Mutex<SeriesCache>>,
 }
 
 impl Relabeling<'_> {
@@ -222,6 +226,7 @@ pub fn merge_encode<'a>(
     let none = Relabeling {
         per_source: &[],
         global: &NO_RULES,
+        cache: None,
     };
     merge_encode_relabeled(sources, filter, extra, none, out, stats);
 }
@@ -375,15 +380,262 @@ pub fn merge_encode_relabeled<'a>(
     }
 }
 
-/// Where the relabeled series of one family name go.
+/// Relabeling results remembered across collections, one per series (as Prometheus's scrape
+/// cache skips `metric_relabel_configs` for a series it has seen): the key is the series as
+/// scraped (its source's rules, metric name and raw label text), the value the labels the rules
+/// and extra labels give it, already rendered, or that the rules drop it. Only new series run
+/// the rules.
+///
+/// Series are kept in the order they were first seen, keys and results each in one buffer: a
+/// scrape lists its series in the same order every time, so a merge walks the cache from the
+/// start comparing each series with the next entry (sequential memory, no hashing), and only
+/// a series out of that order is looked up by hash.
+///
+/// A cache belongs to one set of rules and extra labels ([`crate::config::ActiveConfig`] holds
+/// one per config); used with others it empties itself first. Entries not used for
+/// [`SeriesCache::KEEP_FOR`] merges are forgotten; beyond [`SeriesCache::MAX_BYTES`] of keys and
+/// results new series are not remembered (they run the rules every time).
+#[derive(Default)]
+pub struct SeriesCache {
+    /// Keys: `name 0xFF raw-labels` of each entry.
+    keys: Vec<u8>,
+    /// Results: the rendered labels of each entry.
+    labels: Vec<u8>,
+    entries: Vec<Cached>,
+    /// Hash of an entry's key → the entry (the key is compared on a hit).
+    index: HashMap<u64, u32, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    /// Addresses of the global rules and extra labels the entries were computed with.
+    bound: (usize, usize),
+    /// Merges run with this cache.
+    tick: u32,
+}
+
+/// One series' relabeling result.
+#[derive(Debug)]
+struct Cached {
+    /// Address of the source's rules (0: none).
+    source: usize,
+    hash: u64,
+    /// The key in [`SeriesCache::keys`].
+    key: (u32, u32),
+    /// The labels in [`SeriesCache::labels`] (`name="escaped value",…`, no braces), extra
+    /// labels included.
+    labels: (u32, u32),
+    /// The new metric name, when a rule changed it.
+    name: Option<Box<str>>,
+    /// The rules dropped the series.
+    dropped: bool,
+    /// Labels kept as `exported_<name>`.
+    renamed: u32,
+    /// The merge that used it last ([`SeriesCache::tick`]).
+    used: u32,
+}
+
+impl std::fmt::Debug for SeriesCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesCache")
+            .field("series", &self.entries.len())
+            .field("bytes", &(self.keys.len() + self.labels.len()))
+            .finish()
+    }
+}
+
+impl SeriesCache {
+    /// Most bytes of keys and results remembered (Envoy's series take ~200 bytes each).
+    pub const MAX_BYTES: usize = 256 << 20;
+    /// Merges an entry survives without being used (a collection runs one to three merges).
+    pub const KEEP_FOR: u32 = 16;
+
+    /// Series remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn bind(&mut self, bound: (usize, usize)) {
+        if self.bound != bound {
+            self.keys.clear();
+            self.labels.clear();
+            self.entries.clear();
+            self.index.clear();
+            self.bound = bound;
+        }
+    }
+
+    fn key_of(&self, e: &Cached) -> &[u8] {
+        &self.keys[e.key.0 as usize..(e.key.0 + e.key.1) as usize]
+    }
+
+    fn labels_of(&self, e: usize) -> &[u8] {
+        let (at, len) = self.entries[e].labels;
+        &self.labels[at as usize..(at + len) as usize]
+    }
+
+    /// Whether entry `e` is the series `source`/`name`/`labels`.
+    fn is(&self, e: usize, source: usize, name: &str, labels: &str) -> bool {
+        let c = &self.entries[e];
+        let k = self.key_of(c);
+        c.source == source
+            && k.len() == name.len() + 1 + labels.len()
+            && &k[..name.len()] == name.as_bytes()
+            && k[name.len()] == 0xff
+            && &k[name.len() + 1..] == labels.as_bytes()
+    }
+
+    fn push(&mut self, source: usize, hash: u64, name: &str, labels: &str, r: Relabeled) -> usize {
+        let key = (self.keys.len() as u32, (name.len() + 1 + labels.len()) as u32);
+        self.keys.extend_from_slice(name.as_bytes());
+        self.keys.push(0xff);
+        self.keys.extend_from_slice(labels.as_bytes());
+        let at = (self.labels.len() as u32, r.labels.len() as u32);
+        self.labels.extend_from_slice(r.labels.as_bytes());
+        self.entries.push(Cached {
+            source,
+            hash,
+            key,
+            labels: at,
+            name: r.name,
+            dropped: r.dropped,
+            renamed: r.renamed,
+            used: self.tick,
+        });
+        self.entries.len() - 1
+    }
+
+    /// Forgets entries not used for [`Self::KEEP_FOR`] merges.
+    fn sweep(&mut self) {
+        let tick = self.tick;
+        let fresh = |e: &Cached| tick.wrapping_sub(e.used) < Self::KEEP_FOR;
+        if self.entries.iter().all(fresh) {
+            return;
+        }
+        let (mut keys, mut labels) = (Vec::new(), Vec::new());
+        let mut entries = Vec::new();
+        self.index.clear();
+        for mut e in std::mem::take(&mut self.entries).into_iter().filter(|e| fresh(e)) {
+            let k = self.key_of(&e);
+            e.key.0 = keys.len() as u32;
+            keys.extend_from_slice(k);
+            let (at, len) = e.labels;
+            e.labels.0 = labels.len() as u32;
+            labels.extend_from_slice(&self.labels[at as usize..(at + len) as usize]);
+            self.index.insert(e.hash, entries.len() as u32);
+            entries.push(e);
+        }
+        (self.keys, self.labels, self.entries) = (keys, labels, entries);
+    }
+}
+
+/// Where a series whose name a rule changed goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
+    /// Into a family of this merge.
     Family(usize),
+    /// Into a family of its own (`untyped`), by index of first appearance.
     Renamed(usize),
 }
 
-/// The relabeling path of [`merge_encode_relabeled`]: each series' labels are decoded
+/// What the rules made of one series.
+struct Relabeled {
+    labels: String,
+    name: Option<Box<str>>,
+    dropped: bool,
+    renamed: u32,
+}
+
+/// Runs one series through its source's rules, the extra labels and the global rules.
+fn relabel_series<'s>(
+    ls: &mut LabelSet<'s>,
+    s: &Sample<'s>,
+    source_rules: Option<&mut Runner<'_>>,
+    global: &mut Runner<'_>,
+    extra: &'s ExtraLabels,
+) -> Relabeled {
+    let dropped = || Relabeled {
+        labels: String::new(),
+        name: None,
+        dropped: true,
+        renamed: 0,
+    };
+    ls.clear();
+    ls.push("__name__", s.name);
+    // an empty value is no label (as Prometheus reads the text)
+    for (n, v) in labels(s.labels).filter(|(_, v)| !v.is_empty()) {
+        ls.push(n, unescape(v));
+    }
+    if let Some(r) = source_rules
+        && !r.process(ls)
+    {
+        return dropped();
+    }
+    let mut stats = MergeStats::default();
+    add_extra(ls, extra, &mut stats);
+    if !global.process(ls) {
+        return dropped();
+    }
+    let name = ls.get("__name__");
+    if name.is_empty() {
+        return dropped();
+    }
+    let mut text = String::with_capacity(s.labels.len() + extra.rendered.len() + 16);
+    for (n, v) in ls.iter().filter(|(n, _)| *n != "__name__") {
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str(n);
+        text.push_str("=\"");
+        escape_label_value(v, &mut text);
+        text.push('"');
+    }
+    Relabeled {
+        labels: text,
+        name: (name != s.name).then(|| Box::from(name)),
+        dropped: false,
+        renamed: stats.labels_renamed as u32,
+    }
+}
+
+/// Writes `name{labels} value[ timestamp]\n`.
+fn write_line(out: &mut Vec<u8>, name: &str, labels: &[u8], s: &Sample<'_>, ts: &mut itoa::Buffer) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'{');
+    out.extend_from_slice(labels);
+    out.extend_from_slice(b"} ");
+    out.extend_from_slice(s.raw_value.as_bytes());
+    if let Some(t) = s.timestamp_ms {
+        out.push(b' ');
+        out.extend_from_slice(ts.format(t).as_bytes());
+    }
+    out.push(b'\n');
+}
+
+fn write_header(out: &mut Vec<u8>, name: &str, kind: MetricType, help: Option<&str>) {
+    if let Some(h) = help {
+        out.extend_from_slice(b"# HELP ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(h.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(kind.as_str().as_bytes());
+    out.push(b'\n');
+}
+
+/// The relabeling path of [`merge_encode_relabeled`]. First pass: each series is found in the
+/// [`SeriesCache`] (the next entry, else by hash); a series not there has its labels decoded
 /// (`__name__` first), run through its source's rules, given the extra labels (an existing one
-/// kept as `exported_<name>`, as on the fast path), run through the global rules and written.
+/// kept as `exported_<name>`, as on the fast path), run through the global rules and rendered,
+/// and the result remembered. Second pass: every family is written once, its own series first,
+/// then those a rule renamed into it; series renamed to a name no family has get a family of
+/// their own, `untyped`.
 fn encode_relabeled(
     order: &[OutFamily<'_, '_>],
     extra: &ExtraLabels,
@@ -391,16 +643,16 @@ fn encode_relabeled(
     out: &mut Vec<u8>,
     stats: &mut MergeStats,
 ) {
-    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); order.len()];
-    let mut renamed: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut targets: HashMap<String, Target> = order
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.name.to_string(), Target::Family(i)))
-        .collect();
-    let mut ts = itoa::Buffer::new();
-    let mut line = String::new();
-    // one runner per rule list for the whole collection: each remembers its results per value
+    let mut local = SeriesCache::default();
+    let mut guard = relabel.cache.map(|c| c.lock().unwrap_or_else(|p| p.into_inner()));
+    let cache: &mut SeriesCache = guard.as_deref_mut().unwrap_or(&mut local);
+    cache.bind((
+        relabel.global as *const Rules as usize,
+        extra as *const ExtraLabels as usize,
+    ));
+    cache.tick = cache.tick.wrapping_add(1);
+    let tick = cache.tick;
+    // one runner per rule list for the whole merge: each remembers its results per value
     let mut ls = LabelSet::with_capacity(16 + extra.names.len());
     let mut global = relabel.global.runner();
     let mut per_source: Vec<Option<Runner<'_>>> = relabel
@@ -408,96 +660,126 @@ fn encode_relabeled(
         .iter()
         .map(|r| r.filter(|r| !r.is_empty()).map(Rules::runner))
         .collect();
+    let source_ids: Vec<usize> = relabel
+        .per_source
+        .iter()
+        .map(|r| r.filter(|r| !r.is_empty()).map_or(0, |r| r as *const Rules as usize))
+        .collect();
+    let total: usize = order.iter().flat_map(|f| f.parts.iter()).map(|(_, p)| p.len()).sum();
+    let mut picks: Vec<u32> = Vec::with_capacity(total);
+    // series renamed out of their family: (target, family, part, sample, entry)
+    let mut moved: Vec<(Target, usize, usize, usize, u32)> = Vec::new();
+    let families: HashMap<&str, usize> = order.iter().enumerate().map(|(i, f)| (f.name, i)).collect();
+    // names no family has, in order of first appearance
+    let mut renamed: HashMap<String, usize> = HashMap::new();
+    let mut renamed_families: Vec<usize> = Vec::new(); // an entry with each renamed family's name
+    // where entries stop being remembered, when the cache is full: (entries, keys, labels)
+    let mut full_at: Option<(usize, usize, usize)> = None;
+    let mut cursor = 0usize;
     for (fi, f) in order.iter().enumerate() {
-        for (si, part) in &f.parts {
-            for s in part.iter() {
-                ls.clear();
-                ls.push("__name__", s.name);
-                // an empty value is no label (as Prometheus reads the text)
-                for (n, v) in labels(s.labels).filter(|(_, v)| !v.is_empty()) {
-                    ls.push(n, unescape(v));
-                }
-                if let Some(Some(r)) = per_source.get_mut(*si)
-                    && !r.process(&mut ls)
-                {
-                    stats.series_dropped_relabel += 1;
-                    continue;
-                }
-                add_extra(&mut ls, extra, stats);
-                if !global.process(&mut ls) {
-                    stats.series_dropped_relabel += 1;
-                    continue;
-                }
-                let name = ls.get("__name__");
-                if name.is_empty() {
-                    stats.series_dropped_relabel += 1;
-                    continue;
-                }
-                line.clear();
-                line.push_str(name);
-                line.push('{');
-                let mut first = true;
-                for (n, v) in ls.iter().filter(|(n, _)| *n != "__name__") {
-                    if !first {
-                        line.push(',');
-                    }
-                    first = false;
-                    line.push_str(n);
-                    line.push_str("=\"");
-                    escape_label_value(v, &mut line);
-                    line.push('"');
-                }
-                line.push_str("} ");
-                line.push_str(s.raw_value);
-                if let Some(t) = s.timestamp_ms {
-                    line.push(' ');
-                    line.push_str(ts.format(t));
-                }
-                line.push('\n');
-                let buf = if name == s.name {
-                    &mut bufs[fi]
+        for (pi, (si, part)) in f.parts.iter().enumerate() {
+            let id = source_ids.get(*si).copied().unwrap_or(0);
+            for (ii, s) in part.iter().enumerate() {
+                let e = if cursor < cache.entries.len() && cache.is(cursor, id, s.name, s.labels) {
+                    cursor
                 } else {
-                    let t = match targets.get(name) {
-                        Some(t) => t,
-                        None => {
-                            renamed.push((name.to_string(), Vec::new()));
-                            targets.insert(name.to_string(), Target::Renamed(renamed.len() - 1));
-                            &targets[name]
+                    let hash = cache.hasher.hash_one((id, s.name, s.labels));
+                    match cache.index.get(&hash) {
+                        Some(&e) if cache.is(e as usize, id, s.name, s.labels) => e as usize,
+                        _ => {
+                            let runner = per_source.get_mut(*si).and_then(Option::as_mut);
+                            let r = relabel_series(&mut ls, s, runner, &mut global, extra);
+                            if full_at.is_none() && cache.keys.len() + cache.labels.len() >= SeriesCache::MAX_BYTES {
+                                full_at = Some((cache.entries.len(), cache.keys.len(), cache.labels.len()));
+                            }
+                            let e = cache.push(id, hash, s.name, s.labels, r);
+                            if full_at.is_none() {
+                                cache.index.insert(hash, e as u32);
+                            }
+                            e
                         }
-                    };
-                    match *t {
-                        Target::Family(i) => &mut bufs[i],
-                        Target::Renamed(j) => &mut renamed[j].1,
                     }
                 };
-                buf.extend_from_slice(line.as_bytes());
-                stats.series_out += 1;
+                cursor = e + 1;
+                let c = &mut cache.entries[e];
+                c.used = tick;
+                if c.dropped {
+                    stats.series_dropped_relabel += 1;
+                    picks.push(u32::MAX);
+                    continue;
+                }
+                stats.labels_renamed += u64::from(c.renamed);
+                match &c.name {
+                    None => picks.push(e as u32),
+                    Some(name) => {
+                        picks.push(u32::MAX);
+                        let t = match (families.get(name.as_ref()), renamed.get(name.as_ref())) {
+                            (Some(&i), _) => Target::Family(i),
+                            (None, Some(&j)) => Target::Renamed(j),
+                            (None, None) => {
+                                renamed_families.push(e);
+                                renamed.insert(name.to_string(), renamed_families.len() - 1);
+                                Target::Renamed(renamed_families.len() - 1)
+                            }
+                        };
+                        moved.push((t, fi, pi, ii, e as u32));
+                    }
+                }
             }
         }
     }
-    for (f, buf) in order.iter().zip(&bufs) {
-        if buf.is_empty() {
-            continue;
+    moved.sort_by_key(|m| m.0);
+    let mut ts = itoa::Buffer::new();
+    let mut pick = picks.iter();
+    let mut mv = 0;
+    for (fi, f) in order.iter().enumerate() {
+        let mut header = false;
+        for (_, part) in &f.parts {
+            for s in part.iter() {
+                let e = *pick.next().expect("one pick per series");
+                if e == u32::MAX {
+                    continue;
+                }
+                if !header {
+                    write_header(out, f.name, f.kind, f.help);
+                    header = true;
+                }
+                write_line(out, s.name, cache.labels_of(e as usize), s, &mut ts);
+                stats.series_out += 1;
+            }
         }
-        if let Some(h) = f.help {
-            out.extend_from_slice(b"# HELP ");
-            out.extend_from_slice(f.name.as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(h.as_bytes());
-            out.push(b'\n');
+        while mv < moved.len() && moved[mv].0 == Target::Family(fi) {
+            let (_, mfi, mpi, mii, e) = moved[mv];
+            if !header {
+                write_header(out, f.name, f.kind, f.help);
+                header = true;
+            }
+            let s = &order[mfi].parts[mpi].1[mii];
+            let name = cache.entries[e as usize].name.as_deref().unwrap_or(s.name);
+            write_line(out, name, cache.labels_of(e as usize), s, &mut ts);
+            stats.series_out += 1;
+            mv += 1;
         }
-        out.extend_from_slice(b"# TYPE ");
-        out.extend_from_slice(f.name.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(f.kind.as_str().as_bytes());
-        out.push(b'\n');
-        out.extend_from_slice(buf);
     }
-    for (name, buf) in &renamed {
-        out.extend_from_slice(b"# TYPE ");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b" untyped\n");
-        out.extend_from_slice(buf);
+    for (ri, &first) in renamed_families.iter().enumerate() {
+        let name = cache.entries[first].name.as_deref().unwrap_or_default();
+        write_header(out, name, MetricType::Untyped, None);
+        while mv < moved.len() && moved[mv].0 == Target::Renamed(ri) {
+            let (_, mfi, mpi, mii, e) = moved[mv];
+            let s = &order[mfi].parts[mpi].1[mii];
+            write_line(out, name, cache.labels_of(e as usize), s, &mut ts);
+            stats.series_out += 1;
+            mv += 1;
+        }
+    }
+    // series beyond the cache's size ran the rules for this merge only
+    if let Some((entries, keys, labels)) = full_at {
+        cache.entries.truncate(entries);
+        cache.keys.truncate(keys);
+        cache.labels.truncate(labels);
+    }
+    if cache.tick % SeriesCache::KEEP_FOR == 0 {
+        cache.sweep();
     }
 }
 
@@ -646,6 +928,7 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
             Relabeling {
                 per_source: &per_source,
                 global: &global,
+                cache: None,
             },
             &mut out,
             &mut ms,
@@ -679,6 +962,120 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         let back = parse(&out, Format::Text, &mut st);
         assert_eq!(st.bad_lines, 0, "{:?}", st.first_error);
         assert_eq!(back.iter().map(|f| f.samples.len() as u64).sum::<u64>(), ms.series_out);
+    }
+
+    #[test]
+    fn remembered_results_give_the_same_output_and_counts_as_running_the_rules() {
+        use meshmetric_policies::meshmetric::{RelabelAction, RelabelConfig};
+        let mut st = ParseStats::default();
+        let e = parse(ENVOY, Format::Text, &mut st);
+        let a = parse(APP, Format::Text, &mut st);
+        let filter = FamilyFilter::new(Some(&Profiles {
+            append_profiles: Some(vec![Profile {
+                name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+            }]),
+            ..Default::default()
+        }))
+        .unwrap();
+        let extra = ExtraLabels::new([("mesh", "default")]);
+        let app_rules = Rules::compile(&[RelabelConfig {
+            source_labels: Some(vec!["__name__".into()]),
+            regex: Some("app_(.*)".into()),
+            target_label: Some("__name__".into()),
+            replacement: Some("renamed_$1".into()),
+            ..Default::default()
+        }])
+        .unwrap();
+        let global = Rules::compile(&[
+            RelabelConfig {
+                source_labels: Some(vec!["envoy_cluster_name".into()]),
+                regex: Some("ads_cluster".into()),
+                action: Some(RelabelAction::Drop),
+                ..Default::default()
+            },
+            RelabelConfig {
+                source_labels: Some(vec!["__name__".into()]),
+                regex: Some("envoy_cluster_version".into()),
+                target_label: Some("__name__".into()),
+                replacement: Some("envoy_server_live".into()),
+                ..Default::default()
+            },
+            RelabelConfig {
+                source_labels: Some(vec!["envoy_cluster_name".into()]),
+                target_label: Some("shard".into()),
+                modulus: Some(3),
+                action: Some(RelabelAction::Hashmod),
+                ..Default::default()
+            },
+        ])
+        .unwrap();
+        let per_source = [None, Some(&app_rules)];
+        let sources = [(Origin::Envoy, e.as_slice()), (Origin::Application, a.as_slice())];
+        let run = |global: &Rules, cache: Option<&std::sync::Mutex<SeriesCache>>| {
+            let mut out = Vec::new();
+            let mut ms = MergeStats::default();
+            merge_encode_relabeled(
+                &sources,
+                &filter,
+                &extra,
+                Relabeling {
+                    per_source: &per_source,
+                    global,
+                    cache,
+                },
+                &mut out,
+                &mut ms,
+            );
+            (String::from_utf8(out).unwrap(), ms)
+        };
+        let (expected, expected_stats) = run(&global, None);
+        assert!(
+            expected.contains("# TYPE renamed_requests_total untyped\n"),
+            "{expected}"
+        );
+        let cache = std::sync::Mutex::new(SeriesCache::default());
+        for round in 0..3 * SeriesCache::KEEP_FOR {
+            let (out, ms) = run(&global, Some(&cache));
+            assert_eq!(out, expected, "round {round}");
+            assert_eq!(ms, expected_stats, "round {round}");
+        }
+        // every series is remembered once (the dropped one too)
+        assert_eq!(
+            cache.lock().unwrap().len(),
+            expected_stats.series_after_profile as usize
+        );
+        // other rules with the same cache: it starts over instead of answering for the old ones
+        let none = Rules::compile(&[RelabelConfig {
+            source_labels: Some(vec!["__name__".into()]),
+            regex: Some(".+".into()),
+            action: Some(RelabelAction::Keep),
+            ..Default::default()
+        }])
+        .unwrap();
+        let (fresh, _) = run(&none, None);
+        let (reused, _) = run(&none, Some(&cache));
+        assert_eq!(reused, fresh);
+        assert!(reused.contains("ads_cluster"), "{reused}");
+        // series no longer scraped are forgotten after KEEP_FOR merges
+        let only_envoy = [(Origin::Envoy, e.as_slice())];
+        let mut ms = MergeStats::default();
+        for _ in 0..2 * SeriesCache::KEEP_FOR {
+            ms = MergeStats::default();
+            merge_encode_relabeled(
+                &only_envoy,
+                &filter,
+                &extra,
+                Relabeling {
+                    per_source: &[],
+                    global: &none,
+                    cache: Some(&cache),
+                },
+                &mut Vec::new(),
+                &mut ms,
+            );
+        }
+        assert_eq!(cache.lock().unwrap().len(), ms.series_after_profile as usize);
+        assert!(ms.series_after_profile < expected_stats.series_after_profile);
     }
 
     #[test]

@@ -366,6 +366,7 @@ impl Pipeline {
         let relabel = Relabeling {
             per_source: &per_source,
             global: &cfg.rules,
+            cache: Some(&cfg.relabel_cache),
         };
         merge_encode_relabeled(&sources, &cfg.filter, &cfg.extra, relabel, &mut out, &mut report.merge);
         report.merge.families_filtered += parse_stats.iter().map(|s| s.skipped_families).sum::<u64>();
@@ -376,6 +377,7 @@ impl Pipeline {
             let relabel = Relabeling {
                 per_source: &per_source[..main],
                 global: &cfg.rules,
+                cache: Some(&cfg.relabel_cache),
             };
             merge_encode_relabeled(
                 &sources[..main],
@@ -392,6 +394,7 @@ impl Pipeline {
         let own_relabel = Relabeling {
             per_source: &[],
             global: &cfg.rules,
+            cache: Some(&cfg.relabel_cache),
         };
         let own_start = out.len();
         merge_encode_relabeled(

@@ -274,6 +274,7 @@ fn relabel_test(
         Relabeling {
             per_source: &per_source,
             global: &global,
+            cache: None,
         },
         &mut out,
         &mut stats,
