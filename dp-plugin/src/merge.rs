@@ -778,7 +778,7 @@ fn encode_relabeled(
         cache.keys.truncate(keys);
         cache.labels.truncate(labels);
     }
-    if cache.tick % SeriesCache::KEEP_FOR == 0 {
+    if cache.tick.is_multiple_of(SeriesCache::KEEP_FOR) {
         cache.sweep();
     }
 }
