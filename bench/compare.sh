@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 N=${1:-1000}; SECS=${2:-20}
 ENVOY=$(scripts/install-peers.sh envoy | tail -1)
 command -v vmagent >/dev/null || { apt-get install -y -qq victoria-metrics >/dev/null; }
+scripts/install-peers.sh prometheus >/dev/null
 cargo build --release -q -p meshmetric-dp --bin meshmetric-dp
 cargo build -q -p meshmetric-tests --bin meshmetric-sample-app
 OUT=.run/compare; rm -rf "$OUT"; mkdir -p "$OUT"

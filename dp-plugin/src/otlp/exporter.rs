@@ -180,8 +180,7 @@ async fn produce_loop(
         // conversion is CPU work (~250 ms at 1000 Envoy clusters): keep it off the event loop
         let job = tokio::task::spawn_blocking(move || {
             let out = std::str::from_utf8(&text).ok().map(|t| {
-                let (req, points) = producer.produce(t, now_ns());
-                (bytes::Bytes::from(prost::Message::encode_to_vec(&req)), points)
+                producer.produce_encoded(t, now_ns())
             });
             (producer, out)
         });

@@ -4,6 +4,7 @@
 //! The producer builds the OTLP data model (`opentelemetry-proto` types) from the shared
 //! collection: the OpenTelemetry Rust SDK cannot carry scraped metrics faithfully.
 
+mod encode;
 pub mod exporter;
 pub mod producer;
 pub mod settings;
