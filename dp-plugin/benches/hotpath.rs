@@ -146,8 +146,16 @@ fn bench(c: &mut Criterion) {
         }
         let mut producer = Producer::new(Temporality::Cumulative, &extra_map);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
-        g.bench_function("otlp_produce_encode", |b| {
+        // typed request + prost (the reference form) and direct protobuf writing (exporters)
+        g.bench_function("otlp_produce_encode_typed", |b| {
             b.iter(|| producer.produce(&text, now).0.encode_to_vec().len())
+        });
+        eprintln!(
+            "{clusters} clusters: {} OTLP data points per collection",
+            producer.produce_encoded(&text, now).1
+        );
+        g.bench_function("otlp_produce_encode", |b| {
+            b.iter(|| producer.produce_encoded(&text, now).0.len())
         });
         g.finish();
     }

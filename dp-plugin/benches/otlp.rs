@@ -82,6 +82,8 @@ fn bench(c: &mut Criterion) {
         g.bench_function("produce_and_encode", |b| {
             b.iter(|| p.produce(&text, now).0.encode_to_vec())
         });
+        // what exporters run: protobuf written directly, no typed request
+        g.bench_function("produce_encoded", |b| b.iter(|| p.produce_encoded(&text, now).0.len()));
         g.finish();
         if clusters == 1000 {
             // the exporter queue keeps encoded batches, at most 100 and at most MAX_QUEUE_BYTES
@@ -89,7 +91,7 @@ fn bench(c: &mut Criterion) {
             let mut queue = Vec::new();
             let mut bytes = 0;
             while queue.len() < 100 {
-                let b = p.produce(&text, now).0.encode_to_vec();
+                let b = p.produce_encoded(&text, now).0;
                 if bytes + b.len() > meshmetric_dp::otlp::exporter::MAX_QUEUE_BYTES && !queue.is_empty() {
                     break;
                 }

@@ -36,7 +36,7 @@ const fn key(field: u8, wire: u8) -> u8 {
 
 fn varint_len(v: u64) -> usize {
     // 1 byte per 7 bits, at least 1
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -197,6 +197,12 @@ fn put_point(out: &mut Vec<u8>, attrs: &[(&str, Cow<'_, str>)], p: &Point<'_>) {
     }
 }
 
+/// Whether `a` is `b` (most scopes are empty: no call to compare bytes then).
+fn same_scope(a: &(String, String), b: &Scope<'_>) -> bool {
+    let eq = |x: &str, y: &str| x.len() == y.len() && (x.is_empty() || x == y);
+    eq(&a.0, &b.0) && eq(&a.1, &b.1)
+}
+
 /// One scope's encoded `metrics` fields, after room for the headers.
 #[derive(Debug)]
 struct ScopeBuf {
@@ -247,10 +253,10 @@ impl WireEmitter {
 
     fn scope_of(&mut self, scope: &Scope<'_>) -> usize {
         // few scopes: searched; many: hashed
-        if self.scopes.len() <= 8 {
-            if let Some(i) = self.scopes.iter().position(|s| s.scope.0 == scope.0 && s.scope.1 == scope.1) {
-                return i;
-            }
+        if self.scopes.len() <= 8
+            && let Some(i) = self.scopes.iter().position(|s| same_scope(&s.scope, scope))
+        {
+            return i;
         }
         let k = (scope.0.to_string(), scope.1.to_string());
         if let Some(&i) = self.scope_index.get(&k) {
@@ -322,10 +328,10 @@ impl Counted for WireEmitter {
 impl Emit for WireEmitter {
     fn point(&mut self, scope: &Scope<'_>, attrs: &[(&str, Cow<'_, str>)], p: Point<'_>) {
         // the scope of the previous point, most of the time
-        let slot = match self.family[..self.active].iter().position(|(i, _, _)| {
-            let s = &self.scopes[*i].scope;
-            s.0 == scope.0 && s.1 == scope.1
-        }) {
+        let slot = match self.family[..self.active]
+            .iter()
+            .position(|(i, _, _)| same_scope(&self.scopes[*i].scope, scope))
+        {
             Some(slot) => slot,
             None => {
                 let i = self.scope_of(scope);

@@ -179,9 +179,9 @@ async fn produce_loop(
         let text = pipeline.collect().await.otlp;
         // conversion is CPU work (~250 ms at 1000 Envoy clusters): keep it off the event loop
         let job = tokio::task::spawn_blocking(move || {
-            let out = std::str::from_utf8(&text).ok().map(|t| {
-                producer.produce_encoded(t, now_ns())
-            });
+            let out = std::str::from_utf8(&text)
+                .ok()
+                .map(|t| producer.produce_encoded(t, now_ns()));
             (producer, out)
         });
         let Ok((p, out)) = job.await else { return };

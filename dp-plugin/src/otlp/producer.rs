@@ -638,7 +638,12 @@ mod tests {
     fn direct_encoding_is_byte_for_byte_what_prost_encodes() {
         let awkward = "# HELP odd_total Odd \\ help.\n# TYPE odd_total counter\nodd_total{a=\"\",b=\"x\\\"y\",zz=\"\\n\"} 0\nodd_total{otel_scope_name=\"s2\",b=\"1\"} NaN\n# TYPE neg gauge\nneg{otel_scope_name=\"s1\",otel_scope_version=\"9\"} -0\nneg -1e300 1700000000000\n# TYPE h histogram\nh_bucket{le=\"5\",z=\"1\",a=\"2\"} 1\nh_bucket{le=\"1\",z=\"1\",a=\"2\"} 0\nh_sum{z=\"1\",a=\"2\"} 0\nh_count{z=\"1\",a=\"2\"} 3\n# TYPE q summary\nq{quantile=\"0\"} 0\nq{quantile=\"1\"} 2\nq_count 0\n# TYPE u untyped\nu 3\n";
         let big: String = (0..300)
-            .map(|i| format!("# TYPE big_{i}_total counter\nbig_{i}_total{{k=\"{}\"}} {i}\n", "v".repeat(i)))
+            .map(|i| {
+                format!(
+                    "# TYPE big_{i}_total counter\nbig_{i}_total{{k=\"{}\"}} {i}\n",
+                    "v".repeat(i)
+                )
+            })
             .collect();
         let cycles = [
             TEXT.to_string(),
@@ -657,7 +662,12 @@ mod tests {
                 let (bytes, n2) = wire.produce_encoded(text, now);
                 assert_eq!(n1, n2, "{t:?} cycle {i}");
                 let want = prost::Message::encode_to_vec(&req);
-                assert!(bytes[..] == want[..], "{t:?} cycle {i}: {} vs {} bytes", bytes.len(), want.len());
+                assert!(
+                    bytes[..] == want[..],
+                    "{t:?} cycle {i}: {} vs {} bytes",
+                    bytes.len(),
+                    want.len()
+                );
             }
         }
         // and on real Envoy output when it has been recorded (bench/record-envoy.sh)
