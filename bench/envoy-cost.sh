@@ -39,7 +39,8 @@ class Any(grpc.GenericRpcHandler):
             for m in it: count(m)
             return b""
         return grpc.stream_unary_rpc_method_handler(stream)
-server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[Any()])
+server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[Any()],
+                     options=[("grpc.max_receive_message_length", 1 << 30)])
 server.add_insecure_port(f"127.0.0.1:{port}")
 server.start(); server.wait_for_termination()
 PY
@@ -108,8 +109,9 @@ for v in all usedonly basic narrow; do
   esac
   bytes=$(curl -s "http://127.0.0.1:$ADMIN$q" | wc -c)
   ( end=$((SECONDS + SECS + 2)); while [ $SECONDS -lt $end ]; do curl -s -o /dev/null "http://127.0.0.1:$ADMIN$q"; sleep 1; done ) &
+  LOOP=$!
   sleep 1
-  ms=$(cpu_ms_per_s "$EPID" "$SECS"); wait
+  ms=$(cpu_ms_per_s "$EPID" "$SECS"); wait "$LOOP"
   ROWS+=("text scrape, $v|$ms|$bytes|1")
 done
 stop_envoy
