@@ -13,6 +13,7 @@
 //!   Prometheus does with `honor_labels: false`; nothing is overwritten silently, no rename
 //!   creates a duplicate name, and each rename is counted.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
@@ -214,6 +215,76 @@ fn exported_names(pairs: &[(&str, &str)], extra: &[String]) -> Vec<Option<String
     renamed
 }
 
+/// What merging keeps of one family: `None` when the family is dropped (an application's
+/// family named like the plugin's own, an Envoy family the profiles drop; counted), else its
+/// samples — Envoy's without the series naming internal entities when Basic is the broadest
+/// profile (counted).
+fn kept<'f, 'a>(origin: Origin, f: &'f Family<'a>, filter: &FamilyFilter, stats: &mut MergeStats) -> Option<Cow<'f, [Sample<'a>]>> {
+    if origin == Origin::Application && f.name.starts_with(RESERVED_PREFIX) {
+        stats.families_reserved += 1;
+        return None;
+    }
+    if origin != Origin::Envoy {
+        return Some(Cow::Borrowed(&f.samples));
+    }
+    if !filter.keep_family(&f.name) {
+        stats.families_filtered += 1;
+        return None;
+    }
+    // one pass: samples before the first internal one are kept as they are
+    let first_internal = if filter.drops_internal() {
+        f.samples.iter().position(|s| is_internal_series(s.labels))
+    } else {
+        None
+    };
+    let Some(first) = first_internal else {
+        return Some(Cow::Borrowed(&f.samples));
+    };
+    let mut samples: Vec<Sample<'a>> = f.samples[..first].to_vec();
+    samples.extend(
+        f.samples[first + 1..]
+            .iter()
+            .filter(|s| !is_internal_series(s.labels))
+            .cloned(),
+    );
+    stats.series_filtered_internal += (f.samples.len() - samples.len()) as u64;
+    Some(Cow::Owned(samples))
+}
+
+/// Adds one kept family of source `si` to the output families: a new family, a part of the
+/// family of that name, or — when that family has another type — dropped (counted). A family
+/// left with no sample is skipped (it does not fix the name's type).
+fn add_part<'a, 'f>(
+    order: &mut Vec<OutFamily<'a, 'f>>,
+    index: &mut HashMap<&'f str, usize>,
+    f: &'f Family<'a>,
+    si: usize,
+    samples: &'f [Sample<'a>],
+    stats: &mut MergeStats,
+) {
+    if samples.is_empty() {
+        return;
+    }
+    match index.get(f.name.as_ref()) {
+        Some(&i) => {
+            if order[i].kind != f.kind {
+                stats.families_type_conflict += 1;
+                return;
+            }
+            order[i].parts.push((si, samples));
+        }
+        None => {
+            index.insert(f.name.as_ref(), order.len());
+            order.push(OutFamily {
+                name: f.name.as_ref(),
+                kind: f.kind,
+                help: f.help,
+                parts: vec![(si, samples)],
+            });
+        }
+    }
+}
+
 /// Merges `sources` (Envoy's first, then applications in config order) and encodes them as
 /// Prometheus text 0.0.4 into `out`.
 pub fn merge_encode<'a>(
@@ -248,72 +319,19 @@ pub fn merge_encode_relabeled<'a>(
         .flat_map(|(_, fams)| fams.iter())
         .map(|f| f.samples.len() as u64)
         .sum::<u64>();
-    let mut order: Vec<OutFamily<'a, '_>> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut filtered: Vec<Vec<Sample<'a>>> = Vec::new();
     // first pass: decide families and, for Envoy under Basic, drop internal series
-    let mut plan: Vec<(usize, usize, Option<usize>)> = Vec::new(); // (source, family, filtered idx)
+    let mut kept_families: Vec<(usize, &Family<'a>, Cow<'_, [Sample<'a>]>)> = Vec::new();
     for (si, (origin, fams)) in sources.iter().enumerate() {
-        for (fi, f) in fams.iter().enumerate() {
-            if *origin == Origin::Application && f.name.starts_with(RESERVED_PREFIX) {
-                stats.families_reserved += 1;
-                continue;
+        for f in fams.iter() {
+            if let Some(samples) = kept(*origin, f, filter, stats) {
+                kept_families.push((si, f, samples));
             }
-            if *origin == Origin::Envoy {
-                if !filter.keep_family(&f.name) {
-                    stats.families_filtered += 1;
-                    continue;
-                }
-                // one pass: samples before the first internal one are kept as they are
-                let first_internal = if filter.drops_internal() {
-                    f.samples.iter().position(|s| is_internal_series(s.labels))
-                } else {
-                    None
-                };
-                if let Some(first) = first_internal {
-                    let mut kept: Vec<Sample<'a>> = f.samples[..first].to_vec();
-                    kept.extend(
-                        f.samples[first + 1..]
-                            .iter()
-                            .filter(|s| !is_internal_series(s.labels))
-                            .cloned(),
-                    );
-                    stats.series_filtered_internal += (f.samples.len() - kept.len()) as u64;
-                    filtered.push(kept);
-                    plan.push((si, fi, Some(filtered.len() - 1)));
-                    continue;
-                }
-            }
-            plan.push((si, fi, None));
         }
     }
-    for (si, fi, fidx) in plan {
-        let f = &sources[si].1[fi];
-        let samples: &[Sample<'a>] = match fidx {
-            Some(i) => &filtered[i],
-            None => &f.samples,
-        };
-        if samples.is_empty() {
-            continue;
-        }
-        match index.get(f.name.as_ref()) {
-            Some(&i) => {
-                if order[i].kind != f.kind {
-                    stats.families_type_conflict += 1;
-                    continue;
-                }
-                order[i].parts.push((si, samples));
-            }
-            None => {
-                index.insert(f.name.as_ref(), order.len());
-                order.push(OutFamily {
-                    name: f.name.as_ref(),
-                    kind: f.kind,
-                    help: f.help,
-                    parts: vec![(si, samples)],
-                });
-            }
-        }
+    let mut order: Vec<OutFamily<'a, '_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (si, f, samples) in &kept_families {
+        add_part(&mut order, &mut index, f, *si, samples, stats);
     }
     stats.series_after_profile += order
         .iter()
@@ -326,56 +344,63 @@ pub fn merge_encode_relabeled<'a>(
     }
     let mut buf = itoa::Buffer::new();
     for f in &order {
-        if let Some(h) = f.help {
-            out.extend_from_slice(b"# HELP ");
-            out.extend_from_slice(f.name.as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(h.as_bytes());
-            out.push(b'\n');
-        }
-        out.extend_from_slice(b"# TYPE ");
+        write_family(out, f, extra, stats, &mut buf);
+    }
+}
+
+/// Writes one merged family without relabeling: `# HELP`, `# TYPE`, then every part's series
+/// with the extra labels (an existing label of an extra label's name kept as
+/// `exported_<name>`).
+fn write_family(out: &mut Vec<u8>, f: &OutFamily<'_, '_>, extra: &ExtraLabels, stats: &mut MergeStats, buf: &mut itoa::Buffer) {
+    if let Some(h) = f.help {
+        out.extend_from_slice(b"# HELP ");
         out.extend_from_slice(f.name.as_bytes());
         out.push(b' ');
-        out.extend_from_slice(f.kind.as_str().as_bytes());
+        out.extend_from_slice(h.as_bytes());
         out.push(b'\n');
-        for (_, part) in &f.parts {
-            for s in part.iter() {
-                stats.series_out += 1;
-                out.extend_from_slice(s.name.as_bytes());
-                out.push(b'{');
-                let conflict = !s.labels.is_empty()
-                    && !extra.names.is_empty()
-                    && labels(s.labels).any(|(n, _)| extra.names.iter().any(|e| e == n));
-                if conflict {
-                    let pairs: Vec<(&str, &str)> = labels(s.labels).collect();
-                    let renamed = exported_names(&pairs, &extra.names);
-                    stats.labels_renamed += renamed.iter().filter(|r| r.is_some()).count() as u64;
-                    for (i, ((n, v), new)) in pairs.iter().zip(&renamed).enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        out.extend_from_slice(new.as_deref().unwrap_or(n).as_bytes());
-                        out.extend_from_slice(b"=\"");
-                        out.extend_from_slice(v.as_bytes());
-                        out.push(b'"');
-                    }
-                } else {
-                    out.extend_from_slice(s.labels.as_bytes());
-                }
-                if !extra.rendered.is_empty() {
-                    if !s.labels.is_empty() {
+    }
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(f.name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(f.kind.as_str().as_bytes());
+    out.push(b'\n');
+    for (_, part) in &f.parts {
+        for s in part.iter() {
+            stats.series_out += 1;
+            out.extend_from_slice(s.name.as_bytes());
+            out.push(b'{');
+            let conflict = !s.labels.is_empty()
+                && !extra.names.is_empty()
+                && labels(s.labels).any(|(n, _)| extra.names.iter().any(|e| e == n));
+            if conflict {
+                let pairs: Vec<(&str, &str)> = labels(s.labels).collect();
+                let renamed = exported_names(&pairs, &extra.names);
+                stats.labels_renamed += renamed.iter().filter(|r| r.is_some()).count() as u64;
+                for (i, ((n, v), new)) in pairs.iter().zip(&renamed).enumerate() {
+                    if i > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(extra.rendered.as_bytes());
+                    out.extend_from_slice(new.as_deref().unwrap_or(n).as_bytes());
+                    out.extend_from_slice(b"=\"");
+                    out.extend_from_slice(v.as_bytes());
+                    out.push(b'"');
                 }
-                out.extend_from_slice(b"} ");
-                out.extend_from_slice(s.raw_value.as_bytes());
-                if let Some(ts) = s.timestamp_ms {
-                    out.push(b' ');
-                    out.extend_from_slice(buf.format(ts).as_bytes());
-                }
-                out.push(b'\n');
+            } else {
+                out.extend_from_slice(s.labels.as_bytes());
             }
+            if !extra.rendered.is_empty() {
+                if !s.labels.is_empty() {
+                    out.push(b',');
+                }
+                out.extend_from_slice(extra.rendered.as_bytes());
+            }
+            out.extend_from_slice(b"} ");
+            out.extend_from_slice(s.raw_value.as_bytes());
+            if let Some(ts) = s.timestamp_ms {
+                out.push(b' ');
+                out.extend_from_slice(buf.format(ts).as_bytes());
+            }
+            out.push(b'\n');
         }
     }
 }
