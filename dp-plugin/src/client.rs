@@ -160,6 +160,52 @@ impl HttpClient {
     /// `Content-Length`, else from `size_hint` (e.g. the previous body of the same target), so
     /// a large body is not held twice (chunks plus a contiguous copy). With `budget`, every
     /// byte read is also taken from it ([`FetchError::BudgetExhausted`] when it runs out).
+    /// Sends a GET and returns the response head with its body unread.
+    async fn send(
+        &self,
+        ep: &Endpoint,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>, FetchError> {
+        let uri: hyper::Uri = match ep {
+            Endpoint::Tcp(a) => format!("http://{a}{path_and_query}")
+                .parse()
+                .map_err(|e| FetchError::Request(format!("bad URI: {e}")))?,
+            Endpoint::Unix(p) => hyperlocal::Uri::new(p, path_and_query).into(),
+        };
+        let mut req = Request::get(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Empty::new()).map_err(|e| FetchError::Request(e.to_string()))?;
+        match ep {
+            Endpoint::Tcp(_) => self.tcp.request(req).await,
+            Endpoint::Unix(_) => self.unix.request(req).await,
+        }
+        .map_err(|e| FetchError::Request(error_chain(&e)))
+    }
+
+    /// A GET whose body is read by the caller as it arrives (`Incoming`, frame by frame); the
+    /// timeout covers the request and the response head only. Errors: timeout, connection or
+    /// protocol failure.
+    pub async fn get_stream(
+        &self,
+        ep: &Endpoint,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(u16, HeaderMap, hyper::body::Incoming), FetchError> {
+        let fut = async {
+            let resp = self.send(ep, path_and_query, headers).await?;
+            let (parts, body) = resp.into_parts();
+            Ok((parts.status.as_u16(), parts.headers, body))
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(timeout)),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub async fn get_sized(
         &self,
@@ -172,22 +218,7 @@ impl HttpClient {
         budget: Option<&BodyBudget>,
     ) -> Result<Fetched, FetchError> {
         let fut = async {
-            let uri: hyper::Uri = match ep {
-                Endpoint::Tcp(a) => format!("http://{a}{path_and_query}")
-                    .parse()
-                    .map_err(|e| FetchError::Request(format!("bad URI: {e}")))?,
-                Endpoint::Unix(p) => hyperlocal::Uri::new(p, path_and_query).into(),
-            };
-            let mut req = Request::get(uri);
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            let req = req.body(Empty::new()).map_err(|e| FetchError::Request(e.to_string()))?;
-            let resp = match ep {
-                Endpoint::Tcp(_) => self.tcp.request(req).await,
-                Endpoint::Unix(_) => self.unix.request(req).await,
-            }
-            .map_err(|e| FetchError::Request(error_chain(&e)))?;
+            let resp = self.send(ep, path_and_query, headers).await?;
             let (parts, body) = resp.into_parts();
             let declared = parts.headers.get(hyper::header::CONTENT_LENGTH);
             if declared

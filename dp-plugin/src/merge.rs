@@ -219,7 +219,12 @@ fn exported_names(pairs: &[(&str, &str)], extra: &[String]) -> Vec<Option<String
 /// family named like the plugin's own, an Envoy family the profiles drop; counted), else its
 /// samples — Envoy's without the series naming internal entities when Basic is the broadest
 /// profile (counted).
-fn kept<'f, 'a>(origin: Origin, f: &'f Family<'a>, filter: &FamilyFilter, stats: &mut MergeStats) -> Option<Cow<'f, [Sample<'a>]>> {
+fn kept<'f, 'a>(
+    origin: Origin,
+    f: &'f Family<'a>,
+    filter: &FamilyFilter,
+    stats: &mut MergeStats,
+) -> Option<Cow<'f, [Sample<'a>]>> {
     if origin == Origin::Application && f.name.starts_with(RESERVED_PREFIX) {
         stats.families_reserved += 1;
         return None;
@@ -351,7 +356,13 @@ pub fn merge_encode_relabeled<'a>(
 /// Writes one merged family without relabeling: `# HELP`, `# TYPE`, then every part's series
 /// with the extra labels (an existing label of an extra label's name kept as
 /// `exported_<name>`).
-fn write_family(out: &mut Vec<u8>, f: &OutFamily<'_, '_>, extra: &ExtraLabels, stats: &mut MergeStats, buf: &mut itoa::Buffer) {
+fn write_family(
+    out: &mut Vec<u8>,
+    f: &OutFamily<'_, '_>,
+    extra: &ExtraLabels,
+    stats: &mut MergeStats,
+    buf: &mut itoa::Buffer,
+) {
     if let Some(h) = f.help {
         out.extend_from_slice(b"# HELP ");
         out.extend_from_slice(f.name.as_bytes());
@@ -402,6 +413,195 @@ fn write_family(out: &mut Vec<u8>, f: &OutFamily<'_, '_>, extra: &ExtraLabels, s
             }
             out.push(b'\n');
         }
+    }
+}
+
+/// [`merge_encode`] with Envoy's families arriving in pieces while its body is read, so
+/// Envoy's body, its parsed samples and the output are never all alive at once. The other
+/// sources (applications, pushed metrics) are complete before Envoy's first piece.
+///
+/// The output equals [`merge_encode`]'s for the same sources as long as Envoy lists each
+/// family once (it does: one block per metric name and type). Each Envoy family is written as
+/// it comes, followed by the other sources' families of that name (type conflicts dropped and
+/// counted, as in the batch merge); families only the other sources have follow Envoy's, in
+/// their order. An Envoy family whose name Envoy already listed with the same type cannot join
+/// the block already written: it is dropped and counted with the type conflicts.
+pub struct StreamMerge<'s, 'a> {
+    filter: &'s FamilyFilter,
+    extra: &'s ExtraLabels,
+    /// The other sources' kept families: (source index, family, samples), in order.
+    others: Vec<(usize, &'s Family<'a>, Cow<'s, [Sample<'a>]>)>,
+    /// Their indices in `others` by name.
+    by_name: HashMap<&'s str, Vec<usize>>,
+    /// Taken into an Envoy family's block.
+    consumed: Vec<bool>,
+    /// Envoy's families written so far, with their types.
+    envoy_names: HashMap<String, MetricType>,
+    /// Counters of the other sources alone, and of what Envoy's families added.
+    stats: MergeStats,
+    envoy_stats: MergeStats,
+    /// Output length before Envoy's first family (to take Envoy back out when its scrape fails
+    /// half way).
+    envoy_start: usize,
+    buf: itoa::Buffer,
+}
+
+impl<'s, 'a> StreamMerge<'s, 'a> {
+    /// A merge of Envoy's pieces with `others` (source indices start at 1: Envoy is 0), written
+    /// to an output that is `out_len` bytes long now.
+    pub fn new(
+        others: &'s [(Origin, &'s [Family<'a>])],
+        filter: &'s FamilyFilter,
+        extra: &'s ExtraLabels,
+        out_len: usize,
+    ) -> Self {
+        let mut stats = MergeStats::default();
+        stats.series_in += others
+            .iter()
+            .flat_map(|(_, fams)| fams.iter())
+            .map(|f| f.samples.len() as u64)
+            .sum::<u64>();
+        let mut kept_others = Vec::new();
+        let mut by_name: HashMap<&'s str, Vec<usize>> = HashMap::new();
+        for (i, (origin, fams)) in others.iter().enumerate() {
+            for f in fams.iter() {
+                if let Some(samples) = kept(*origin, f, filter, &mut stats) {
+                    by_name.entry(f.name.as_ref()).or_default().push(kept_others.len());
+                    kept_others.push((i + 1, f, samples));
+                }
+            }
+        }
+        Self {
+            filter,
+            extra,
+            consumed: vec![false; kept_others.len()],
+            others: kept_others,
+            by_name,
+            envoy_names: HashMap::new(),
+            stats,
+            envoy_stats: MergeStats::default(),
+            envoy_start: out_len,
+            buf: itoa::Buffer::new(),
+        }
+    }
+
+    /// Writes a piece of Envoy's families (complete families, in Envoy's order).
+    pub fn envoy(&mut self, fams: &[Family<'_>], out: &mut Vec<u8>) {
+        let st = &mut self.envoy_stats;
+        st.series_in += fams.iter().map(|f| f.samples.len() as u64).sum::<u64>();
+        for f in fams {
+            let Some(samples) = kept(Origin::Envoy, f, self.filter, st) else {
+                continue;
+            };
+            if samples.is_empty() {
+                continue;
+            }
+            if self.envoy_names.contains_key(f.name.as_ref()) {
+                st.families_type_conflict += 1;
+                continue;
+            }
+            self.envoy_names.insert(f.name.to_string(), f.kind);
+            let mut fam = OutFamily {
+                name: f.name.as_ref(),
+                kind: f.kind,
+                help: f.help,
+                parts: vec![(0, &samples[..])],
+            };
+            for &k in self.by_name.get(f.name.as_ref()).map_or(&[][..], Vec::as_slice) {
+                let (si, of, other) = &self.others[k];
+                if self.consumed[k] || other.is_empty() {
+                    continue;
+                }
+                self.consumed[k] = true;
+                if of.kind != f.kind {
+                    st.families_type_conflict += 1;
+                    continue;
+                }
+                fam.parts.push((*si, &other[..]));
+            }
+            st.series_after_profile += fam.parts.iter().map(|(_, p)| p.len() as u64).sum::<u64>();
+            write_family(out, &fam, self.extra, st, &mut self.buf);
+        }
+    }
+
+    /// Envoy's scrape failed after some of its pieces were written: they are taken out of the
+    /// output and the merge goes on as if Envoy had not answered.
+    pub fn envoy_failed(&mut self, out: &mut Vec<u8>) {
+        out.truncate(self.envoy_start);
+        self.consumed.iter_mut().for_each(|c| *c = false);
+        self.envoy_names.clear();
+        self.envoy_stats = MergeStats::default();
+    }
+
+    /// Writes the other sources' families Envoy did not have; returns the merge's counters.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> MergeStats {
+        let mut order: Vec<OutFamily<'a, '_>> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (k, (si, f, samples)) in self.others.iter().enumerate() {
+            if !self.consumed[k] {
+                add_part(&mut order, &mut index, f, *si, samples, &mut self.stats);
+            }
+        }
+        self.stats.series_after_profile += order
+            .iter()
+            .flat_map(|f| f.parts.iter())
+            .map(|(_, p)| p.len() as u64)
+            .sum::<u64>();
+        for f in &order {
+            write_family(out, f, self.extra, &mut self.stats, &mut self.buf);
+        }
+        let mut st = self.stats;
+        let e = self.envoy_stats;
+        st.families_filtered += e.families_filtered;
+        st.families_reserved += e.families_reserved;
+        st.series_filtered_internal += e.series_filtered_internal;
+        st.families_type_conflict += e.families_type_conflict;
+        st.labels_renamed += e.labels_renamed;
+        st.series_in += e.series_in;
+        st.series_after_profile += e.series_after_profile;
+        st.series_dropped_relabel += e.series_dropped_relabel;
+        st.series_out += e.series_out;
+        st
+    }
+}
+
+/// Where Envoy's text, arriving in pieces, can be cut so that everything before the cut is
+/// complete families: the start of a block of comment lines (`# HELP`/`# TYPE`) that follows a
+/// sample line. Each line is scanned once.
+#[derive(Debug, Default)]
+pub struct FamilyCuts {
+    /// Bytes of the text already scanned (whole lines).
+    scanned: usize,
+    /// The last line scanned was a sample.
+    prev_sample: bool,
+    /// The last cut found (0: none).
+    cut: usize,
+}
+
+impl FamilyCuts {
+    /// Scans the whole lines of `text` not scanned yet; returns the last cut so far (0: none).
+    pub fn scan(&mut self, text: &[u8]) -> usize {
+        while let Some(nl) = memchr::memchr(b'\n', &text[self.scanned..]) {
+            let start = self.scanned;
+            match text[start] {
+                b'#' => {
+                    if self.prev_sample {
+                        self.cut = start;
+                    }
+                    self.prev_sample = false;
+                }
+                b'\n' | b'\r' => {}
+                _ => self.prev_sample = true,
+            }
+            self.scanned = start + nl + 1;
+        }
+        self.cut
+    }
+
+    /// The first `n` bytes of the text (up to the last cut) were processed and removed.
+    pub fn drained(&mut self, n: usize) {
+        self.scanned -= n;
+        self.cut = self.cut.saturating_sub(n);
     }
 }
 
@@ -1101,6 +1301,100 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         }
         assert_eq!(cache.lock().unwrap().len(), ms.series_after_profile as usize);
         assert!(ms.series_after_profile < expected_stats.series_after_profile);
+    }
+
+    /// Feeds `envoy` to a [`StreamMerge`] in pieces cut at every `step` bytes, as the body
+    /// arrives, and returns the output and counters.
+    fn streamed(
+        envoy: &str,
+        app: &str,
+        filter: &FamilyFilter,
+        extra: &ExtraLabels,
+        step: usize,
+    ) -> (String, MergeStats) {
+        let mut st = ParseStats::default();
+        let a = parse(app, Format::Text, &mut st);
+        let others = [(Origin::Application, a.as_slice())];
+        let mut out = b"# prefix\n".to_vec();
+        let mut m = StreamMerge::new(&others, filter, extra, out.len());
+        let mut carry: Vec<u8> = Vec::new();
+        let mut cuts = FamilyCuts::default();
+        for piece in envoy.as_bytes().chunks(step.max(1)) {
+            carry.extend_from_slice(piece);
+            let cut = cuts.scan(&carry);
+            if cut > 0 {
+                let text = std::str::from_utf8(&carry[..cut]).unwrap();
+                let fams = parse(text, Format::Text, &mut st);
+                m.envoy(&fams, &mut out);
+                carry.drain(..cut);
+                cuts.drained(cut);
+            }
+        }
+        let text = std::str::from_utf8(&carry).unwrap();
+        let fams = parse(text, Format::Text, &mut st);
+        m.envoy(&fams, &mut out);
+        let stats = m.finish(&mut out);
+        (String::from_utf8(out).unwrap(), stats)
+    }
+
+    #[test]
+    fn streaming_envoy_in_pieces_gives_the_batch_output() {
+        let app = format!(
+            "{APP}# TYPE meshmetric_dp_fake gauge\nmeshmetric_dp_fake 1\n# TYPE envoy_cluster_upstream_rq_total counter\nenvoy_cluster_upstream_rq_total{{app=\"1\"}} 7\n# TYPE only_app gauge\nonly_app{{mesh=\"x\"}} 2\n"
+        );
+        let extra = ExtraLabels::new([("mesh", "default"), ("kuma.workload", "web")]);
+        for profiles in [
+            None,
+            Some(Profiles {
+                append_profiles: Some(vec![Profile {
+                    name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+                }]),
+                ..Default::default()
+            }),
+        ] {
+            let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
+            let mut st = ParseStats::default();
+            let e = parse(ENVOY, Format::Text, &mut st);
+            let a = parse(&app, Format::Text, &mut st);
+            let mut want = b"# prefix\n".to_vec();
+            let mut want_stats = MergeStats::default();
+            merge_encode(
+                &[(Origin::Envoy, &e), (Origin::Application, &a)],
+                &filter,
+                &extra,
+                &mut want,
+                &mut want_stats,
+            );
+            let want = String::from_utf8(want).unwrap();
+            for step in 1..=ENVOY.len() + 1 {
+                let (got, stats) = streamed(ENVOY, &app, &filter, &extra, step);
+                assert_eq!(got, want, "pieces of {step} bytes");
+                assert_eq!(stats, want_stats, "pieces of {step} bytes");
+            }
+        }
+        // Envoy failing half way leaves what the other sources give alone
+        let filter = FamilyFilter::new(None).unwrap();
+        let mut st = ParseStats::default();
+        let a = parse(&app, Format::Text, &mut st);
+        let e = parse(ENVOY, Format::Text, &mut st);
+        let others = [(Origin::Application, a.as_slice())];
+        let mut out = Vec::new();
+        let mut m = StreamMerge::new(&others, &filter, &extra, 0);
+        m.envoy(&e[..2], &mut out);
+        assert!(!out.is_empty());
+        m.envoy_failed(&mut out);
+        let stats = m.finish(&mut out);
+        let mut alone = Vec::new();
+        let mut alone_stats = MergeStats::default();
+        merge_encode(
+            &[(Origin::Application, &a)],
+            &filter,
+            &extra,
+            &mut alone,
+            &mut alone_stats,
+        );
+        assert_eq!(out, alone);
+        assert_eq!(stats, alone_stats);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::client::{BodyBudget, Endpoint, HttpClient};
 use crate::config::ActiveConfig;
 use crate::limits::{SeriesLimits, enforce_limits};
-use crate::merge::{MergeStats, Origin, Relabeling, merge_encode_relabeled};
+use crate::merge::{FamilyCuts, MergeStats, Origin, Relabeling, StreamMerge, merge_encode_relabeled};
 use crate::parse::{Format, ParseStats, parse};
 use crate::selfmetrics::{Registry, Report, Scrape, Source};
 use meshmetric_policies::relabel::Rules;
@@ -226,7 +226,13 @@ impl Pipeline {
         }
     }
 
-    /// Runs one full collection.
+    /// Runs one full collection. Without relabeling rules Envoy's body is merged while it
+    /// arrives ([`StreamMerge`]): the applications are scraped first (concurrently with Envoy's
+    /// response head), then each complete piece of Envoy's families is parsed, merged with the
+    /// applications' families of the same names and written, so Envoy's body, its parsed samples
+    /// and the output are never all in memory. With rules (their cache needs every series of the
+    /// collection in one pass) or when OTLP backends need a second output without pushed data,
+    /// the bodies are read whole and merged at once.
     pub async fn collect_once(&self) -> Collection {
         self.collections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cfg = self.config.borrow().clone();
@@ -236,16 +242,16 @@ impl Pipeline {
         if !cfg.include_unused() {
             stats_q.push_str("&usedonly");
         }
-        let mut futs = vec![
-            self.scrape(
-                Source::Envoy,
-                self.settings.envoy_admin.clone(),
-                stats_q,
-                timeout,
-                &budget,
-            )
-            .boxed(),
-        ];
+        // pushed metrics join as applications (rendered from the receiver's state)
+        let pushed: Vec<(String, String)> = self
+            .settings
+            .push
+            .as_ref()
+            .map(|p| p.render().into_iter().map(|(k, t)| (format!("otlp/{k}"), t)).collect())
+            .unwrap_or_default();
+        let second_output = !pushed.is_empty() && !self.registry.exporters().is_empty();
+        let streaming = cfg.rules.is_empty() && cfg.app_rules.is_empty() && !second_output;
+        let mut app_futs = Vec::new();
         for a in &cfg.config.metrics().applications {
             let addr = if a.address.is_empty() {
                 "127.0.0.1"
@@ -257,7 +263,7 @@ impl Pipeline {
             } else {
                 addr.to_string()
             };
-            futs.push(
+            app_futs.push(
                 self.scrape(
                     Source::Application(a.label()),
                     Endpoint::Tcp(format!("{host}:{}", a.port)),
@@ -268,15 +274,66 @@ impl Pipeline {
                 .boxed(),
             );
         }
-        let scraped = futures::future::join_all(futs).await;
+        let envoy_start = Instant::now();
+        let envoy_deadline = tokio::time::Instant::now() + timeout;
+        let (envoy, apps) = if streaming {
+            // Envoy's head and the applications concurrently; Envoy's body is read (not yet
+            // parsed: same-named application families join Envoy's) until the applications
+            // are done, so a slow application does not make Envoy late
+            let mut apps_fut = std::pin::pin!(futures::future::join_all(app_futs));
+            let head = self
+                .http
+                .get_stream(&self.settings.envoy_admin, &stats_q, &[("accept", ACCEPT)], timeout);
+            let (head, mut apps) = match futures::future::select(std::pin::pin!(head), apps_fut.as_mut()).await {
+                futures::future::Either::Left((head, _)) => (head, None),
+                futures::future::Either::Right((apps, head)) => (head.await, Some(apps)),
+            };
+            let mut stream = EnvoyStream::start(head, self.settings.max_body_bytes, envoy_deadline, timeout);
+            while apps.is_none() {
+                let Ok(s) = &mut stream else {
+                    apps = Some(apps_fut.as_mut().await);
+                    break;
+                };
+                if s.done {
+                    apps = Some(apps_fut.as_mut().await);
+                    break;
+                }
+                let failed = match futures::future::select(std::pin::pin!(s.read()), apps_fut.as_mut()).await {
+                    futures::future::Either::Left((r, _)) => r.err(),
+                    futures::future::Either::Right((a, _)) => {
+                        apps = Some(a);
+                        None
+                    }
+                };
+                if let Some(e) = failed {
+                    stream = Err(e);
+                }
+            }
+            (EnvoyScrape::Stream(stream), apps.unwrap_or_default())
+        } else {
+            let envoy = self.scrape(
+                Source::Envoy,
+                self.settings.envoy_admin.clone(),
+                stats_q,
+                timeout,
+                &budget,
+            );
+            let (envoy, apps) = futures::future::join(envoy, futures::future::join_all(app_futs)).await;
+            (EnvoyScrape::Whole(envoy), apps)
+        };
 
         let mut report = Report {
             config_etag: cfg.etag.clone(),
             collections: self.collections(),
             ..Default::default()
         };
-        let mut texts: Vec<(Origin, Option<&str>, &str, Format)> = Vec::with_capacity(scraped.len());
-        for s in &scraped {
+        let mut texts: Vec<(Origin, Option<&str>, &str, Format)> = Vec::with_capacity(apps.len() + 1);
+        let mut scrapes: Vec<Scrape> = Vec::with_capacity(apps.len() + pushed.len() + 1);
+        let (whole, head) = match envoy {
+            EnvoyScrape::Whole(s) => (Some(s), None),
+            EnvoyScrape::Stream(h) => (None, Some(h)),
+        };
+        for s in whole.iter().chain(&apps) {
             let (origin, application) = match &s.source {
                 Source::Envoy => (Origin::Envoy, None),
                 Source::Application(a) => (Origin::Application, Some(a.as_str())),
@@ -297,22 +354,15 @@ impl Pipeline {
                     false
                 }
             };
-            report.scrapes.push(Scrape {
+            scrapes.push(Scrape {
                 source: s.source.clone(),
                 up: ok,
                 duration: s.duration,
             });
         }
-        // pushed metrics join as applications (rendered from the receiver's state)
-        let pushed: Vec<(String, String)> = self
-            .settings
-            .push
-            .as_ref()
-            .map(|p| p.render().into_iter().map(|(k, t)| (format!("otlp/{k}"), t)).collect())
-            .unwrap_or_default();
         for (name, text) in &pushed {
             texts.push((Origin::Application, Some(name.as_str()), text.as_str(), Format::Text));
-            report.scrapes.push(Scrape {
+            scrapes.push(Scrape {
                 source: Source::Application(name.clone()),
                 up: true,
                 duration: Duration::ZERO,
@@ -325,7 +375,7 @@ impl Pipeline {
         {
             report.push = Some(p.clone());
         }
-        let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len());
+        let mut parse_stats: Vec<ParseStats> = Vec::with_capacity(texts.len() + 1);
         let parsed: Vec<(Origin, Option<&str>, Vec<crate::parse::Family<'_>>)> = texts
             .iter()
             .map(|(o, app, t, f)| {
@@ -350,7 +400,6 @@ impl Pipeline {
                 (*o, *app, fams)
             })
             .collect();
-        report.malformed_lines = parse_stats.iter().map(|s| s.bad_lines).sum();
         let previous_out = self.last_sizes.lock().expect("sizes lock").1;
         let mut out = Vec::with_capacity(if previous_out > 0 {
             previous_out + previous_out / 16 + 4096
@@ -359,36 +408,76 @@ impl Pipeline {
         });
         let sources: Vec<(Origin, &[crate::parse::Family<'_>])> =
             parsed.iter().map(|(o, _, f)| (*o, f.as_slice())).collect();
-        let per_source: Vec<Option<&Rules>> = parsed
-            .iter()
-            .map(|(_, app, _)| app.and_then(|a| cfg.app_rules.get(a)))
-            .collect();
-        let relabel = Relabeling {
-            per_source: &per_source,
-            global: &cfg.rules,
-            cache: Some(&cfg.relabel_cache),
-        };
-        merge_encode_relabeled(&sources, &cfg.filter, &cfg.extra, relabel, &mut out, &mut report.merge);
+        let mut otlp_out = None;
+        match head {
+            Some(head) => {
+                let mut m = StreamMerge::new(&sources, &cfg.filter, &cfg.extra, out.len());
+                let mut st = ParseStats::default();
+                let r = match head {
+                    Ok(stream) => stream.merge(&cfg, &mut m, &mut out, &mut st).await,
+                    Err(e) => Err(e),
+                };
+                if let Ok(total) = r {
+                    self.last_sizes.lock().expect("sizes lock").0 = total;
+                }
+                let up = match r {
+                    Ok(_) => true,
+                    Err(e) => {
+                        m.envoy_failed(&mut out);
+                        st = ParseStats::default();
+                        tracing::warn!(source = ?Origin::Envoy, error = %e, "scrape failed; skipped");
+                        false
+                    }
+                };
+                scrapes.insert(
+                    0,
+                    Scrape {
+                        source: Source::Envoy,
+                        up,
+                        duration: envoy_start.elapsed(),
+                    },
+                );
+                if let Some(e) = &st.first_error {
+                    tracing::debug!(bad_lines = st.bad_lines, first = %e, "skipped malformed lines");
+                }
+                parse_stats.push(st);
+                report.merge = m.finish(&mut out);
+            }
+            None => {
+                let per_source: Vec<Option<&Rules>> = parsed
+                    .iter()
+                    .map(|(_, app, _)| app.and_then(|a| cfg.app_rules.get(a)))
+                    .collect();
+                let relabel = Relabeling {
+                    per_source: &per_source,
+                    global: &cfg.rules,
+                    cache: Some(&cfg.relabel_cache),
+                };
+                merge_encode_relabeled(&sources, &cfg.filter, &cfg.extra, relabel, &mut out, &mut report.merge);
+                // OTLP backends get pushed data as sent; their text leaves the pushed sources out
+                if second_output {
+                    let main = sources.len() - pushed.len();
+                    let mut o = Vec::with_capacity(out.len());
+                    let relabel = Relabeling {
+                        per_source: &per_source[..main],
+                        global: &cfg.rules,
+                        cache: Some(&cfg.relabel_cache),
+                    };
+                    merge_encode_relabeled(
+                        &sources[..main],
+                        &cfg.filter,
+                        &cfg.extra,
+                        relabel,
+                        &mut o,
+                        &mut MergeStats::default(),
+                    );
+                    otlp_out = Some(o);
+                }
+            }
+        }
+        report.scrapes = scrapes;
+        report.malformed_lines = parse_stats.iter().map(|s| s.bad_lines).sum();
         report.merge.families_filtered += parse_stats.iter().map(|s| s.skipped_families).sum::<u64>();
-        // OTLP backends get pushed data as sent; their text leaves the pushed sources out
-        let main = sources.len() - pushed.len();
-        let mut otlp_out = (!pushed.is_empty() && !self.registry.exporters().is_empty()).then(|| {
-            let mut o = Vec::with_capacity(out.len());
-            let relabel = Relabeling {
-                per_source: &per_source[..main],
-                global: &cfg.rules,
-                cache: Some(&cfg.relabel_cache),
-            };
-            merge_encode_relabeled(
-                &sources[..main],
-                &cfg.filter,
-                &cfg.extra,
-                relabel,
-                &mut o,
-                &mut MergeStats::default(),
-            );
-            o
-        });
         // the plugin's own metrics, last, with the same extra labels and global rules
         let own = report.render(&self.registry);
         let own_relabel = Relabeling {
@@ -413,6 +502,114 @@ impl Pipeline {
         let otlp = otlp_out.map_or_else(|| prometheus.clone(), Bytes::from);
         Collection { prometheus, otlp }
     }
+}
+
+/// Envoy's response while its body is read in pieces: what has arrived and is not merged yet.
+struct EnvoyStream {
+    format: Format,
+    body: hyper::body::Incoming,
+    carry: Vec<u8>,
+    total: usize,
+    done: bool,
+    limit: usize,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl EnvoyStream {
+    /// From the response head. Errors: the head's failure or a status other than 200.
+    fn start(
+        head: Result<(u16, hyper::HeaderMap, hyper::body::Incoming), crate::client::FetchError>,
+        limit: usize,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let (status, headers, body) = head.map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("HTTP status {status}"));
+        }
+        let ct = headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        Ok(Self {
+            format: Format::from_content_type(ct),
+            body,
+            carry: Vec::with_capacity(STREAM_PIECE * 2),
+            total: 0,
+            done: false,
+            limit,
+            deadline,
+            timeout,
+        })
+    }
+
+    /// Reads the next frame into `carry` (sets `done` at the end). Errors: timeout, size, the
+    /// body's failure. Cancel-safe: nothing is lost when the future is dropped.
+    async fn read(&mut self) -> Result<(), String> {
+        use http_body_util::BodyExt;
+        let frame = match tokio::time::timeout_at(self.deadline, self.body.frame()).await {
+            Err(_) => return Err(format!("timed out after {:?}", self.timeout)),
+            Ok(None) => {
+                self.done = true;
+                return Ok(());
+            }
+            Ok(Some(Err(e))) => return Err(format!("reading the body failed: {e}")),
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            self.total += data.len();
+            if self.total > self.limit {
+                return Err(format!("response body exceeds the limit of {} bytes", self.limit));
+            }
+            self.carry.extend_from_slice(&data);
+        }
+        Ok(())
+    }
+
+    /// Reads the rest of the body, merging each complete piece of families ([`FamilyCuts`])
+    /// as it arrives. Returns the body's size. Errors: those of [`Self::read`], a piece that is
+    /// not UTF-8.
+    async fn merge(
+        mut self,
+        cfg: &ActiveConfig,
+        m: &mut StreamMerge<'_, '_>,
+        out: &mut Vec<u8>,
+        st: &mut ParseStats,
+    ) -> Result<usize, String> {
+        let format = self.format;
+        let keep = |name: &str| cfg.filter.keep_family(name);
+        let piece = |text: &[u8], m: &mut StreamMerge<'_, '_>, out: &mut Vec<u8>, st: &mut ParseStats| {
+            let text = std::str::from_utf8(text).map_err(|e| format!("body is not UTF-8: {e}"))?;
+            let fams = crate::parse::parse_filtered(text, format, st, &keep);
+            m.envoy(&fams, out);
+            Ok::<(), String>(())
+        };
+        let mut cuts = FamilyCuts::default();
+        loop {
+            // OpenMetrics ends with `# EOF`: read it whole
+            if format == Format::Text {
+                let cut = cuts.scan(&self.carry);
+                if cut >= STREAM_PIECE || (self.done && cut > 0) {
+                    piece(&self.carry[..cut], m, out, st)?;
+                    self.carry.drain(..cut);
+                    cuts.drained(cut);
+                }
+            }
+            if self.done {
+                break;
+            }
+            self.read().await?;
+        }
+        piece(&self.carry, m, out, st)?;
+        Ok(self.total)
+    }
+}
+
+/// Bytes of complete families gathered before a piece of Envoy's body is merged.
+const STREAM_PIECE: usize = 256 << 10;
+
+/// Envoy's scrape: read whole, or being read in pieces.
+enum EnvoyScrape {
+    Whole(Scraped),
+    Stream(Result<EnvoyStream, String>),
 }
 
 #[cfg(test)]
