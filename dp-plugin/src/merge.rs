@@ -566,35 +566,47 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
 }
 
 /// Where Envoy's text, arriving in pieces, can be cut so that everything before the cut is
-/// complete families: the start of a block of comment lines (`# HELP`/`# TYPE`) that follows a
-/// sample line. Each line is scanned once.
+/// complete families: the start of a comment line (`# HELP`/`# TYPE`) right after a sample
+/// line. New text is searched once, for line starts with `#` only (a cut missed, e.g. after an
+/// empty line, only makes a piece longer).
 #[derive(Debug, Default)]
 pub struct FamilyCuts {
-    /// Bytes of the text already scanned (whole lines).
+    /// Bytes of the text already searched (whole lines).
     scanned: usize,
-    /// The last line scanned was a sample.
-    prev_sample: bool,
     /// The last cut found (0: none).
     cut: usize,
 }
 
+/// `\n#`: a comment line starts after it.
+static COMMENT_START: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n#"));
+
 impl FamilyCuts {
-    /// Scans the whole lines of `text` not scanned yet; returns the last cut so far (0: none).
+    /// Searches the whole lines of `text` not searched yet; returns the last cut so far (0:
+    /// none).
     pub fn scan(&mut self, text: &[u8]) -> usize {
-        while let Some(nl) = memchr::memchr(b'\n', &text[self.scanned..]) {
-            let start = self.scanned;
-            match text[start] {
-                b'#' => {
-                    if self.prev_sample {
-                        self.cut = start;
-                    }
-                    self.prev_sample = false;
-                }
-                b'\n' | b'\r' => {}
-                _ => self.prev_sample = true,
+        let Some(last_nl) = memchr::memrchr(b'\n', &text[self.scanned..]) else {
+            return self.cut;
+        };
+        let end = self.scanned + last_nl + 1;
+        let is_cut = |c: usize| {
+            // the line before `c` (which starts a comment line) is a sample
+            c > 0 && {
+                let prev = memchr::memrchr(b'\n', &text[..c - 1]).map_or(0, |p| p + 1);
+                !matches!(text[prev], b'#' | b'\n' | b'\r')
             }
-            self.scanned = start + nl + 1;
+        };
+        if self.scanned < end && text[self.scanned] == b'#' && is_cut(self.scanned) {
+            self.cut = self.scanned;
         }
+        // the last newline of the region ends a line: a `#` after it is not searched yet
+        for p in COMMENT_START.find_iter(&text[self.scanned..end - 1]) {
+            let c = self.scanned + p + 1;
+            if is_cut(c) {
+                self.cut = c;
+            }
+        }
+        self.scanned = end;
         self.cut
     }
 
@@ -1369,6 +1381,65 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
             for step in 1..=ENVOY.len() + 1 {
                 let (got, stats) = streamed(ENVOY, &app, &filter, &extra, step);
                 assert_eq!(got, want, "pieces of {step} bytes");
+                assert_eq!(stats, want_stats, "pieces of {step} bytes");
+            }
+        }
+        // a larger, Envoy-shaped text (HELP lines, histograms, an empty line, internal
+        // clusters) in pieces of many sizes
+        let mut big = String::new();
+        for f in 0..40 {
+            big.push_str(&format!(
+                "# HELP envoy_cluster_f{f}_total Help {f}.\n# TYPE envoy_cluster_f{f}_total counter\n"
+            ));
+            for c in 0..30 {
+                let name = if c % 10 == 0 {
+                    "ads_cluster".to_string()
+                } else {
+                    format!("service_{c}")
+                };
+                big.push_str(&format!(
+                    "envoy_cluster_f{f}_total{{envoy_cluster_name=\"{name}\"}} {c}\n"
+                ));
+            }
+            if f % 7 == 0 {
+                big.push('\n');
+            }
+        }
+        big.push_str("# TYPE envoy_cluster_upstream_rq_time histogram\n");
+        for c in 0..30 {
+            for le in ["1", "10", "+Inf"] {
+                big.push_str(&format!(
+                    "envoy_cluster_upstream_rq_time_bucket{{envoy_cluster_name=\"service_{c}\",le=\"{le}\"}} 3\n"
+                ));
+            }
+            big.push_str(&format!("envoy_cluster_upstream_rq_time_sum{{envoy_cluster_name=\"service_{c}\"}} 4.5\nenvoy_cluster_upstream_rq_time_count{{envoy_cluster_name=\"service_{c}\"}} 3\n"));
+        }
+        big.push_str(ENVOY);
+        for profiles in [
+            None,
+            Some(Profiles {
+                append_profiles: Some(vec![Profile {
+                    name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+                }]),
+                ..Default::default()
+            }),
+        ] {
+            let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
+            let mut st = ParseStats::default();
+            let e = parse(&big, Format::Text, &mut st);
+            let a = parse(&app, Format::Text, &mut st);
+            let mut want = b"# prefix\n".to_vec();
+            let mut want_stats = MergeStats::default();
+            merge_encode(
+                &[(Origin::Envoy, &e), (Origin::Application, &a)],
+                &filter,
+                &extra,
+                &mut want,
+                &mut want_stats,
+            );
+            for step in [1, 2, 3, 17, 64, 100, 999, 4096, big.len()] {
+                let (got, stats) = streamed(&big, &app, &filter, &extra, step);
+                assert!(got.as_bytes() == &want[..], "pieces of {step} bytes");
                 assert_eq!(stats, want_stats, "pieces of {step} bytes");
             }
         }

@@ -1,8 +1,10 @@
 //! OTLP export: one isolated exporter per OpenTelemetry backend, each with its own queue,
 //! connection and retry state (see `docs/otlp.md`).
 //!
-//! The producer builds the OTLP data model (`opentelemetry-proto` types) from the shared
-//! collection: the OpenTelemetry Rust SDK cannot carry scraped metrics faithfully.
+//! The producer maps the shared collection onto the OTLP data model and `encode` writes the
+//! protobuf request directly (the same bytes prost writes for the `opentelemetry-proto` request
+//! the producer can also build): the OpenTelemetry Rust SDK cannot carry scraped metrics
+//! faithfully.
 
 mod encode;
 pub mod exporter;
