@@ -1,6 +1,6 @@
 //! MonitoringAssignment generation for many proxies (10,000 by default, `MADS_PROXIES`) and
-//! MeshMetric policies (200 by default, `MADS_POLICIES`: two with backends, the others adding
-//! extra labels per workload, so every proxy merges several).
+//! MeshMetric policies (200 by default, `MADS_POLICIES`: two with backends, the others excluding
+//! a metric per workload, so every proxy merges several).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -13,7 +13,7 @@ fn fixture(n: usize, policies: usize) -> String {
     );
     for j in 0..policies.saturating_sub(2) {
         s.push_str(&format!(
-            "---\ntype: MeshMetric\nname: p-{j}\nspec: {{targetRef: {{kind: Dataplane, labels: {{kuma.io/workload: svc-{}}}}}, default: {{extraLabels: {{policy: p-{j}}}}}}}\n",
+            "---\ntype: MeshMetric\nname: p-{j}\nspec: {{targetRef: {{kind: Dataplane, labels: {{kuma.io/workload: svc-{}}}}}, default: {{sidecar: {{profiles: {{exclude: [{{type: Exact, match: metric_{j}}}]}}}}}}}}\n",
             j % 100
         ));
     }
