@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 
-use meshmetric_dp::merge::{ExtraLabels, MergeStats, Origin, Relabeling, merge_encode, merge_encode_relabeled};
+use meshmetric_dp::merge::{
+    ExtraLabels, FamilyCuts, MergeStats, Origin, Relabeling, StreamMerge, merge_encode, merge_encode_relabeled,
+};
 use meshmetric_dp::otlp::producer::{Producer, Temporality};
 use meshmetric_dp::parse::{Format, ParseStats, parse};
 use meshmetric_policies::meshmetric::{Profile, ProfileName, Profiles, Selector, SelectorType};
@@ -140,6 +142,44 @@ fn bench(c: &mut Criterion) {
                         &mut out,
                         &mut MergeStats::default(),
                     );
+                    out.len()
+                })
+            });
+        }
+        // the same cycle as the plugin runs it without relabeling rules: Envoy's body arriving in
+        // 16 KiB frames, merged piece by piece (FamilyCuts + StreamMerge)
+        for (name, profile) in [
+            ("stream_cycle_basic", ProfileName::Basic),
+            ("stream_cycle_all", ProfileName::All),
+        ] {
+            let filter = FamilyFilter::new(Some(&profiles(profile, 0))).unwrap();
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    let mut out = Vec::with_capacity(text.len() + text.len() / 2);
+                    let mut m = StreamMerge::new(&[], &filter, &extra, 0);
+                    let mut carry: Vec<u8> = Vec::with_capacity(1 << 19);
+                    let mut cuts = FamilyCuts::default();
+                    let mut st = ParseStats::default();
+                    let keep = |n: &str| filter.keep_family(n);
+                    for frame in text.as_bytes().chunks(16 << 10) {
+                        carry.extend_from_slice(frame);
+                        let cut = cuts.scan(&carry);
+                        if cut >= 256 << 10 {
+                            let piece = std::str::from_utf8(&carry[..cut]).unwrap();
+                            m.envoy(
+                                &meshmetric_dp::parse::parse_filtered(piece, Format::Text, &mut st, &keep),
+                                &mut out,
+                            );
+                            carry.drain(..cut);
+                            cuts.drained(cut);
+                        }
+                    }
+                    let piece = std::str::from_utf8(&carry).unwrap();
+                    m.envoy(
+                        &meshmetric_dp::parse::parse_filtered(piece, Format::Text, &mut st, &keep),
+                        &mut out,
+                    );
+                    m.finish(&mut out);
                     out.len()
                 })
             });
