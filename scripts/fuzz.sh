@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the exposition parser, the YAML/JSON policy loader, the MADS request decoder and the
-# OTLP push reader with libFuzzer (cargo-fuzz), each for a bounded time:  scripts/fuzz.sh [seconds-per-target, default 60]
+# Fuzzes the exposition parser, the YAML/JSON policy loader, the MADS request decoder, the
+# OTLP push reader and the streaming merge with libFuzzer (cargo-fuzz), each for a bounded time:  scripts/fuzz.sh [seconds-per-target, default 60]
 # cargo-fuzz is installed into .tools/ (not committed); the stable toolchain is used with
 # RUSTC_BOOTSTRAP=1 for the sanitizer flags. Corpora grow in fuzz/corpus/ (ignored), starting
 # from the small committed seeds in fuzz/seeds/. A crash leaves its input in fuzz/artifacts/ and
@@ -13,7 +13,7 @@ if ! [ -x .tools/bin/cargo-fuzz ]; then
   cargo install --quiet --locked --root .tools cargo-fuzz
 fi
 export PATH="$PWD/.tools/bin:$PATH" RUSTC_BOOTSTRAP=1
-for t in exposition policy_loader mads_request otlp_push; do
+for t in exposition policy_loader mads_request otlp_push stream_merge; do
   # a target that does not build is a failure, not a silent skip
   cargo fuzz build --fuzz-dir fuzz "$t" >/dev/null
   mkdir -p "fuzz/corpus/$t"

@@ -565,21 +565,28 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
     }
 }
 
-/// Where Envoy's text, arriving in pieces, can be cut so that everything before the cut is
-/// complete families: the start of a comment line (`# HELP`/`# TYPE`) right after a sample
-/// line. New text is searched once, for line starts with `#` only (a cut missed, e.g. after an
-/// empty line, only makes a piece longer).
+/// Where Envoy's text, arriving in pieces, can be cut so that parsing the pieces one by one
+/// gives the families parsing the whole text gives: at a `# TYPE` line the parser accepts
+/// ([`crate::parse::starts_family`]: it starts a new family whatever came before). `# HELP`
+/// carries state to the next `# TYPE`, so no cut is made after the first line mentioning
+/// `HELP` (Envoy writes none; other text is then merged as one piece). New text is searched
+/// once, for line starts with `#` only; a cut missed only makes a piece longer.
 #[derive(Debug, Default)]
 pub struct FamilyCuts {
     /// Bytes of the text already searched (whole lines).
     scanned: usize,
     /// The last cut found (0: none).
     cut: usize,
+    /// `HELP` was seen: no more cuts.
+    help: bool,
 }
 
 /// `\n#`: a comment line starts after it.
 static COMMENT_START: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n#"));
+
+static HELP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"HELP"));
 
 impl FamilyCuts {
     /// Searches the whole lines of `text` not searched yet; returns the last cut so far (0:
@@ -588,25 +595,36 @@ impl FamilyCuts {
         let Some(last_nl) = memchr::memrchr(b'\n', &text[self.scanned..]) else {
             return self.cut;
         };
-        let end = self.scanned + last_nl + 1;
-        let is_cut = |c: usize| {
-            // the line before `c` (which starts a comment line) is a sample
-            c > 0 && {
-                let prev = memchr::memrchr(b'\n', &text[..c - 1]).map_or(0, |p| p + 1);
-                !matches!(text[prev], b'#' | b'\n' | b'\r')
-            }
-        };
-        if self.scanned < end && text[self.scanned] == b'#' && is_cut(self.scanned) {
-            self.cut = self.scanned;
+        let start = self.scanned;
+        let end = start + last_nl + 1;
+        self.scanned = end;
+        if self.help {
+            return self.cut;
         }
-        // the last newline of the region ends a line: a `#` after it is not searched yet
-        for p in COMMENT_START.find_iter(&text[self.scanned..end - 1]) {
-            let c = self.scanned + p + 1;
-            if is_cut(c) {
+        // cuts are only taken before the first HELP of the new text
+        let limit = match HELP.find(&text[start..end]) {
+            Some(p) => {
+                self.help = true;
+                start + p
+            }
+            None => end,
+        };
+        let mut consider = |c: usize| {
+            if c >= limit {
+                return;
+            }
+            let line_end = c + memchr::memchr(b'\n', &text[c..end]).unwrap_or(end - c);
+            if std::str::from_utf8(&text[c..line_end]).is_ok_and(crate::parse::starts_family) {
                 self.cut = c;
             }
+        };
+        if text.get(start) == Some(&b'#') && (start == 0 || text[start - 1] == b'\n') {
+            consider(start);
         }
-        self.scanned = end;
+        // the last newline of the region ends a line: a `#` after it is not searched yet
+        for p in COMMENT_START.find_iter(&text[start..end - 1]) {
+            consider(start + p + 1);
+        }
         self.cut
     }
 
@@ -1350,6 +1368,20 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
     }
 
     #[test]
+    fn cuts_fall_on_type_lines_only_and_stop_at_help() {
+        let text = b"# TYPE a counter\na 1\n## TYPE b gauge\n# TYPE b\n# TYPE c gauge\nc 1\n# TYPE d gauge\n# HELP e x\n# TYPE e gauge\ne 1\n";
+        let mut cuts = FamilyCuts::default();
+        let cut = cuts.scan(text);
+        let at = |needle: &str| text.windows(needle.len()).position(|w| w == needle.as_bytes()).unwrap();
+        // `## TYPE` is a comment and `# TYPE b` has no type: the last cut before HELP is `d`
+        assert_eq!(cut, at("# TYPE d"));
+        // nothing arrives whole past a partial line
+        let mut cuts = FamilyCuts::default();
+        assert_eq!(cuts.scan(b"a 1\n# TYPE c gau"), 0);
+        assert_eq!(cuts.scan(b"a 1\n# TYPE c gauge\nc 1\n"), 4);
+    }
+
+    #[test]
     fn streaming_envoy_in_pieces_gives_the_batch_output() {
         let app = format!(
             "{APP}# TYPE meshmetric_dp_fake gauge\nmeshmetric_dp_fake 1\n# TYPE envoy_cluster_upstream_rq_total counter\nenvoy_cluster_upstream_rq_total{{app=\"1\"}} 7\n# TYPE only_app gauge\nonly_app{{mesh=\"x\"}} 2\n"
@@ -1386,61 +1418,64 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         }
         // a larger, Envoy-shaped text (HELP lines, histograms, an empty line, internal
         // clusters) in pieces of many sizes
-        let mut big = String::new();
-        for f in 0..40 {
-            big.push_str(&format!(
-                "# HELP envoy_cluster_f{f}_total Help {f}.\n# TYPE envoy_cluster_f{f}_total counter\n"
-            ));
+        for with_help in [false, true] {
+            let mut big = String::new();
+            for f in 0..40 {
+                if with_help {
+                    big.push_str(&format!("# HELP envoy_cluster_f{f}_total Help {f}.\n"));
+                }
+                big.push_str(&format!("# TYPE envoy_cluster_f{f}_total counter\n"));
+                for c in 0..30 {
+                    let name = if c % 10 == 0 {
+                        "ads_cluster".to_string()
+                    } else {
+                        format!("service_{c}")
+                    };
+                    big.push_str(&format!(
+                        "envoy_cluster_f{f}_total{{envoy_cluster_name=\"{name}\"}} {c}\n"
+                    ));
+                }
+                if f % 7 == 0 {
+                    big.push('\n');
+                }
+            }
+            big.push_str("# TYPE envoy_cluster_upstream_rq_time histogram\n");
             for c in 0..30 {
-                let name = if c % 10 == 0 {
-                    "ads_cluster".to_string()
-                } else {
-                    format!("service_{c}")
-                };
-                big.push_str(&format!(
-                    "envoy_cluster_f{f}_total{{envoy_cluster_name=\"{name}\"}} {c}\n"
-                ));
+                for le in ["1", "10", "+Inf"] {
+                    big.push_str(&format!(
+                        "envoy_cluster_upstream_rq_time_bucket{{envoy_cluster_name=\"service_{c}\",le=\"{le}\"}} 3\n"
+                    ));
+                }
+                big.push_str(&format!("envoy_cluster_upstream_rq_time_sum{{envoy_cluster_name=\"service_{c}\"}} 4.5\nenvoy_cluster_upstream_rq_time_count{{envoy_cluster_name=\"service_{c}\"}} 3\n"));
             }
-            if f % 7 == 0 {
-                big.push('\n');
-            }
-        }
-        big.push_str("# TYPE envoy_cluster_upstream_rq_time histogram\n");
-        for c in 0..30 {
-            for le in ["1", "10", "+Inf"] {
-                big.push_str(&format!(
-                    "envoy_cluster_upstream_rq_time_bucket{{envoy_cluster_name=\"service_{c}\",le=\"{le}\"}} 3\n"
-                ));
-            }
-            big.push_str(&format!("envoy_cluster_upstream_rq_time_sum{{envoy_cluster_name=\"service_{c}\"}} 4.5\nenvoy_cluster_upstream_rq_time_count{{envoy_cluster_name=\"service_{c}\"}} 3\n"));
-        }
-        big.push_str(ENVOY);
-        for profiles in [
-            None,
-            Some(Profiles {
-                append_profiles: Some(vec![Profile {
-                    name: Some(meshmetric_policies::meshmetric::ProfileName::All),
-                }]),
-                ..Default::default()
-            }),
-        ] {
-            let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
-            let mut st = ParseStats::default();
-            let e = parse(&big, Format::Text, &mut st);
-            let a = parse(&app, Format::Text, &mut st);
-            let mut want = b"# prefix\n".to_vec();
-            let mut want_stats = MergeStats::default();
-            merge_encode(
-                &[(Origin::Envoy, &e), (Origin::Application, &a)],
-                &filter,
-                &extra,
-                &mut want,
-                &mut want_stats,
-            );
-            for step in [1, 2, 3, 17, 64, 100, 999, 4096, big.len()] {
-                let (got, stats) = streamed(&big, &app, &filter, &extra, step);
-                assert!(got.as_bytes() == &want[..], "pieces of {step} bytes");
-                assert_eq!(stats, want_stats, "pieces of {step} bytes");
+            big.push_str(ENVOY);
+            for profiles in [
+                None,
+                Some(Profiles {
+                    append_profiles: Some(vec![Profile {
+                        name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+                    }]),
+                    ..Default::default()
+                }),
+            ] {
+                let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
+                let mut st = ParseStats::default();
+                let e = parse(&big, Format::Text, &mut st);
+                let a = parse(&app, Format::Text, &mut st);
+                let mut want = b"# prefix\n".to_vec();
+                let mut want_stats = MergeStats::default();
+                merge_encode(
+                    &[(Origin::Envoy, &e), (Origin::Application, &a)],
+                    &filter,
+                    &extra,
+                    &mut want,
+                    &mut want_stats,
+                );
+                for step in [1, 2, 3, 17, 64, 100, 999, 4096, big.len()] {
+                    let (got, stats) = streamed(&big, &app, &filter, &extra, step);
+                    assert!(got.as_bytes() == &want[..], "pieces of {step} bytes");
+                    assert_eq!(stats, want_stats, "pieces of {step} bytes");
+                }
             }
         }
         // Envoy failing half way leaves what the other sources give alone

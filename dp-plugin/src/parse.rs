@@ -200,6 +200,27 @@ fn is_name_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b':'
 }
 
+/// The name and type of a `# TYPE` line, from the words after `TYPE`. Errors: what is wrong.
+fn type_of<'a>(parts: &mut impl Iterator<Item = &'a str>) -> Result<(&'a str, MetricType), &'static str> {
+    let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+        return Err("TYPE line needs a name and a type");
+    };
+    let kind = parse_type(kind.trim()).ok_or("unknown metric type")?;
+    Ok((name, kind))
+}
+
+/// Whether `line` (without its newline) is a `# TYPE` line the text-format parser accepts:
+/// such a line always starts a new family, whatever came before it (the streaming merge cuts
+/// Envoy's body there).
+pub fn starts_family(line: &str) -> bool {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let Some(rest) = line.trim_start_matches([' ', '\t']).strip_prefix('#') else {
+        return false;
+    };
+    let mut parts = rest.trim_start_matches([' ', '\t']).splitn(3, [' ', '\t']);
+    parts.next() == Some("TYPE") && type_of(&mut parts).is_ok()
+}
+
 fn parse_type(s: &str) -> Option<MetricType> {
     Some(match s {
         "counter" => MetricType::Counter,
@@ -416,13 +437,12 @@ pub fn parse_filtered<'a>(
             let keyword = parts.next().unwrap_or_default();
             match keyword {
                 "TYPE" => {
-                    let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
-                        stats.bad(line_no, "TYPE line needs a name and a type", line);
-                        continue;
-                    };
-                    let Some(kind) = parse_type(kind.trim()) else {
-                        stats.bad(line_no, "unknown metric type", line);
-                        continue;
+                    let (name, kind) = match type_of(&mut parts) {
+                        Ok(t) => t,
+                        Err(reason) => {
+                            stats.bad(line_no, reason, line);
+                            continue;
+                        }
                     };
                     declared = name;
                     let out_name: Cow<'a, str> = if om && kind == MetricType::Counter {
