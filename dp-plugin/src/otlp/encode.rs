@@ -1,5 +1,5 @@
 //! Direct protobuf encoding of the producer's data points: the bytes `prost` would write for
-//! the `ExportMetricsServiceRequest` that [`super::producer::Producer::produce`] builds, written
+//! the `ExportMetricsServiceRequest` that `Producer::produce` builds, written
 //! without building it (no `String` per attribute, no `Vec` per data point, no second walk to
 //! compute lengths).
 //!
@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use super::producer::{Counted, Emit, Kind, Point, Scope, scope_name, scope_version};
+use super::points::{Counted, Emit, Kind, Point, Scope, scope_name, scope_version};
 
 /// Wire types.
 const VARINT: u8 = 0;

@@ -8,6 +8,7 @@
 
 mod encode;
 pub mod exporter;
+mod points;
 pub mod producer;
 pub mod settings;
 pub mod transport;

@@ -34,6 +34,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::encode::WireEmitter;
+use super::points::{Counted, Emit, Kind, Point, Scope, scope_name, scope_version};
 use crate::parse::{Family, Format, MetricType, ParseStats, Sample, labels, parse, unescape};
 
 pub use meshmetric_policies::meshmetric::Temporality;
@@ -77,9 +78,6 @@ pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
-/// An instrumentation scope: `(name, version)`, empty when the series names none.
-pub(crate) type Scope<'t> = (Cow<'t, str>, Cow<'t, str>);
-
 /// One series' attributes, `(name, unescaped value)` sorted, borrowed from the text.
 pub(crate) type Attrs<'t> = Vec<(&'t str, Cow<'t, str>)>;
 
@@ -101,49 +99,6 @@ fn attrs_of<'t>(raw: &'t str, skip: &str, list: &mut Attrs<'t>) -> Scope<'t> {
         list.sort();
     }
     scope
-}
-
-/// One data point as the core computed it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Point<'p> {
-    /// A gauge's (start 0) or a sum's.
-    Number { start: u64, time: u64, value: f64 },
-    /// Per-bucket counts, the last one `+Inf`'s; finite bounds.
-    Histogram {
-        start: u64,
-        time: u64,
-        count: u64,
-        sum: f64,
-        counts: &'p [u64],
-        bounds: &'p [f64],
-    },
-    /// `(quantile, value)` pairs, sorted.
-    Summary {
-        start: u64,
-        time: u64,
-        count: u64,
-        sum: f64,
-        quantiles: &'p [(f64, f64)],
-    },
-}
-
-/// What a family becomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Gauge,
-    /// Monotonic sum, with its temporality (`AggregationTemporality` value).
-    Sum(i32),
-    /// With its temporality.
-    Histogram(i32),
-    Summary,
-}
-
-/// Receives the core's data points and makes the output of them.
-pub(crate) trait Emit {
-    /// One data point of the current family.
-    fn point(&mut self, scope: &Scope<'_>, attrs: &[(&str, Cow<'_, str>)], p: Point<'_>);
-    /// The current family is complete: one metric per scope that got points.
-    fn end_family(&mut self, name: &str, description: &str, kind: Kind);
 }
 
 impl Producer {
@@ -455,25 +410,6 @@ impl Producer {
 /// A sample's time: its timestamp, else the collection's.
 fn time_of(s: &Sample<'_>, now_ns: u64) -> u64 {
     s.timestamp_ms.map_or(now_ns, |t| t as u64 * 1_000_000)
-}
-
-/// The scope's name on the wire: the plugin's when the series names none.
-pub(crate) fn scope_name(name: &str) -> &str {
-    if name.is_empty() { "meshmetric-dp" } else { name }
-}
-
-/// The scope's version on the wire: the plugin's when the series names none.
-pub(crate) fn scope_version(version: &str) -> &str {
-    if version.is_empty() {
-        env!("CARGO_PKG_VERSION")
-    } else {
-        version
-    }
-}
-
-/// How many data points an emitter got.
-pub(crate) trait Counted {
-    fn points(&self) -> usize;
 }
 
 /// Builds the typed request: per scope, one `Metric` per family.
