@@ -1071,6 +1071,16 @@ mod tests {
     use crate::parse::{Format, ParseStats, parse};
     use meshmetric_policies::meshmetric::{Profile, Profiles, Selector};
 
+    /// Profile All, nothing else.
+    fn all_profiles() -> Profiles {
+        Profiles {
+            append_profiles: Some(vec![Profile {
+                name: Some(meshmetric_policies::meshmetric::ProfileName::All),
+            }]),
+            ..Default::default()
+        }
+    }
+
     fn run(envoy: &str, app: &str, profiles: Option<Profiles>) -> (String, MergeStats) {
         let mut st = ParseStats::default();
         let e = parse(envoy, Format::Text, &mut st);
@@ -1139,12 +1149,7 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         let mut st = ParseStats::default();
         let e = parse(ENVOY, Format::Text, &mut st);
         let a = parse(APP, Format::Text, &mut st);
-        let all = Profiles {
-            append_profiles: Some(vec![Profile {
-                name: Some(meshmetric_policies::meshmetric::ProfileName::All),
-            }]),
-            ..Default::default()
-        };
+        let all = all_profiles();
         let filter = FamilyFilter::new(Some(&all)).unwrap();
         let extra = ExtraLabels::new([("mesh", "default")]);
         // the application's own rule renames its counter; the global ones drop a cluster and
@@ -1225,13 +1230,7 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         let mut st = ParseStats::default();
         let e = parse(ENVOY, Format::Text, &mut st);
         let a = parse(APP, Format::Text, &mut st);
-        let filter = FamilyFilter::new(Some(&Profiles {
-            append_profiles: Some(vec![Profile {
-                name: Some(meshmetric_policies::meshmetric::ProfileName::All),
-            }]),
-            ..Default::default()
-        }))
-        .unwrap();
+        let filter = FamilyFilter::new(Some(&all_profiles())).unwrap();
         let extra = ExtraLabels::new([("mesh", "default")]);
         let app_rules = Rules::compile(&[RelabelConfig {
             source_labels: Some(vec!["__name__".into()]),
@@ -1387,15 +1386,7 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
             "{APP}# TYPE meshmetric_dp_fake gauge\nmeshmetric_dp_fake 1\n# TYPE envoy_cluster_upstream_rq_total counter\nenvoy_cluster_upstream_rq_total{{app=\"1\"}} 7\n# TYPE only_app gauge\nonly_app{{mesh=\"x\"}} 2\n"
         );
         let extra = ExtraLabels::new([("mesh", "default"), ("kuma.workload", "web")]);
-        for profiles in [
-            None,
-            Some(Profiles {
-                append_profiles: Some(vec![Profile {
-                    name: Some(meshmetric_policies::meshmetric::ProfileName::All),
-                }]),
-                ..Default::default()
-            }),
-        ] {
+        for profiles in [None, Some(all_profiles())] {
             let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
             let mut st = ParseStats::default();
             let e = parse(ENVOY, Format::Text, &mut st);
@@ -1449,15 +1440,7 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
                 big.push_str(&format!("envoy_cluster_upstream_rq_time_sum{{envoy_cluster_name=\"service_{c}\"}} 4.5\nenvoy_cluster_upstream_rq_time_count{{envoy_cluster_name=\"service_{c}\"}} 3\n"));
             }
             big.push_str(ENVOY);
-            for profiles in [
-                None,
-                Some(Profiles {
-                    append_profiles: Some(vec![Profile {
-                        name: Some(meshmetric_policies::meshmetric::ProfileName::All),
-                    }]),
-                    ..Default::default()
-                }),
-            ] {
+            for profiles in [None, Some(all_profiles())] {
                 let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
                 let mut st = ParseStats::default();
                 let e = parse(&big, Format::Text, &mut st);
@@ -1529,13 +1512,7 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         assert_eq!(st, ParseStats::default());
         let mut again = Vec::new();
         let mut ms = MergeStats::default();
-        let filter = FamilyFilter::new(Some(&Profiles {
-            append_profiles: Some(vec![Profile {
-                name: Some(meshmetric_policies::meshmetric::ProfileName::All),
-            }]),
-            ..Default::default()
-        }))
-        .unwrap();
+        let filter = FamilyFilter::new(Some(&all_profiles())).unwrap();
         merge_encode(
             &[(Origin::Application, &fams)],
             &filter,
