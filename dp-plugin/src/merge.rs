@@ -131,6 +131,21 @@ pub struct MergeStats {
     pub series_out: u64,
 }
 
+impl MergeStats {
+    /// Adds `o`'s counts.
+    pub fn add(&mut self, o: &MergeStats) {
+        self.families_filtered += o.families_filtered;
+        self.families_reserved += o.families_reserved;
+        self.series_filtered_internal += o.series_filtered_internal;
+        self.families_type_conflict += o.families_type_conflict;
+        self.labels_renamed += o.labels_renamed;
+        self.series_in += o.series_in;
+        self.series_after_profile += o.series_after_profile;
+        self.series_dropped_relabel += o.series_dropped_relabel;
+        self.series_out += o.series_out;
+    }
+}
+
 struct OutFamily<'a, 'f> {
     name: &'f str,
     kind: MetricType,
@@ -550,18 +565,8 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
         for f in &order {
             write_family(out, f, self.extra, &mut self.stats, &mut self.buf);
         }
-        let mut st = self.stats;
-        let e = self.envoy_stats;
-        st.families_filtered += e.families_filtered;
-        st.families_reserved += e.families_reserved;
-        st.series_filtered_internal += e.series_filtered_internal;
-        st.families_type_conflict += e.families_type_conflict;
-        st.labels_renamed += e.labels_renamed;
-        st.series_in += e.series_in;
-        st.series_after_profile += e.series_after_profile;
-        st.series_dropped_relabel += e.series_dropped_relabel;
-        st.series_out += e.series_out;
-        st
+        self.stats.add(&self.envoy_stats);
+        self.stats
     }
 }
 
