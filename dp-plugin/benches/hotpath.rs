@@ -157,28 +157,26 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     let mut out = Vec::with_capacity(text.len() + text.len() / 2);
                     let mut m = StreamMerge::new(&[], &filter, &extra, 0);
-                    let mut carry: Vec<u8> = Vec::with_capacity(1 << 19);
-                    let mut cuts = FamilyCuts::default();
+                    let mut cuts = FamilyCuts::with_capacity(1 << 19);
                     let mut st = ParseStats::default();
                     let keep = |n: &str| filter.keep_family(n);
+                    let mut merge = |piece: &[u8], m: &mut StreamMerge<'_, '_>, out: &mut Vec<u8>| {
+                        let piece = std::str::from_utf8(piece).unwrap();
+                        m.envoy(
+                            &meshmetric_dp::parse::parse_filtered(piece, Format::Text, &mut st, &keep),
+                            out,
+                        );
+                    };
                     for frame in text.as_bytes().chunks(16 << 10) {
-                        carry.extend_from_slice(frame);
-                        let cut = cuts.scan(&carry);
-                        if cut >= 256 << 10 {
-                            let piece = std::str::from_utf8(&carry[..cut]).unwrap();
-                            m.envoy(
-                                &meshmetric_dp::parse::parse_filtered(piece, Format::Text, &mut st, &keep),
-                                &mut out,
-                            );
-                            carry.drain(..cut);
-                            cuts.drained(cut);
+                        cuts.push(frame);
+                        let ready = cuts.ready(256 << 10);
+                        if !ready.is_empty() {
+                            merge(ready, &mut m, &mut out);
+                            let n = ready.len();
+                            cuts.take(n);
                         }
                     }
-                    let piece = std::str::from_utf8(&carry).unwrap();
-                    m.envoy(
-                        &meshmetric_dp::parse::parse_filtered(piece, Format::Text, &mut st, &keep),
-                        &mut out,
-                    );
+                    merge(cuts.rest(), &mut m, &mut out);
                     m.finish(&mut out);
                     out.len()
                 })

@@ -154,6 +154,13 @@ struct OutFamily<'a, 'f> {
     parts: Vec<(usize, &'f [Sample<'a>])>,
 }
 
+impl OutFamily<'_, '_> {
+    /// Its series, every part together.
+    fn series(&self) -> u64 {
+        self.parts.iter().map(|(_, p)| p.len() as u64).sum()
+    }
+}
+
 /// The relabeling rules of one merge: per source (in the order of the sources; `None` = no
 /// rules), applied to that source's series before the extra labels are added, and global ones,
 /// applied to every series with its extra labels (as Prometheus's `metric_relabel_configs` see
@@ -353,11 +360,7 @@ pub fn merge_encode_relabeled<'a>(
     for (si, f, samples) in &kept_families {
         add_part(&mut order, &mut index, f, *si, samples, stats);
     }
-    stats.series_after_profile += order
-        .iter()
-        .flat_map(|f| f.parts.iter())
-        .map(|(_, p)| p.len() as u64)
-        .sum::<u64>();
+    stats.series_after_profile += order.iter().map(OutFamily::series).sum::<u64>();
     if !relabel.is_empty() {
         encode_relabeled(&order, extra, relabel, out, stats);
         return;
@@ -378,18 +381,7 @@ fn write_family(
     stats: &mut MergeStats,
     buf: &mut itoa::Buffer,
 ) {
-    if let Some(h) = f.help {
-        out.extend_from_slice(b"# HELP ");
-        out.extend_from_slice(f.name.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(h.as_bytes());
-        out.push(b'\n');
-    }
-    out.extend_from_slice(b"# TYPE ");
-    out.extend_from_slice(f.name.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(f.kind.as_str().as_bytes());
-    out.push(b'\n');
+    write_header(out, f.name, f.kind, f.help);
     for (_, part) in &f.parts {
         for s in part.iter() {
             stats.series_out += 1;
@@ -450,8 +442,8 @@ pub struct StreamMerge<'s, 'a> {
     by_name: HashMap<&'s str, Vec<usize>>,
     /// Taken into an Envoy family's block.
     consumed: Vec<bool>,
-    /// Envoy's families written so far, with their types.
-    envoy_names: HashMap<String, MetricType>,
+    /// Envoy's families written so far.
+    envoy_names: std::collections::HashSet<String>,
     /// Counters of the other sources alone, and of what Envoy's families added.
     stats: MergeStats,
     envoy_stats: MergeStats,
@@ -492,7 +484,7 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
             consumed: vec![false; kept_others.len()],
             others: kept_others,
             by_name,
-            envoy_names: HashMap::new(),
+            envoy_names: Default::default(),
             stats,
             envoy_stats: MergeStats::default(),
             envoy_start: out_len,
@@ -511,11 +503,10 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
             if samples.is_empty() {
                 continue;
             }
-            if self.envoy_names.contains_key(f.name.as_ref()) {
+            if !self.envoy_names.insert(f.name.to_string()) {
                 st.families_type_conflict += 1;
                 continue;
             }
-            self.envoy_names.insert(f.name.to_string(), f.kind);
             let mut fam = OutFamily {
                 name: f.name.as_ref(),
                 kind: f.kind,
@@ -534,7 +525,7 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
                 }
                 fam.parts.push((*si, &other[..]));
             }
-            st.series_after_profile += fam.parts.iter().map(|(_, p)| p.len() as u64).sum::<u64>();
+            st.series_after_profile += fam.series();
             write_family(out, &fam, self.extra, st, &mut self.buf);
         }
     }
@@ -557,11 +548,7 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
                 add_part(&mut order, &mut index, f, *si, samples, &mut self.stats);
             }
         }
-        self.stats.series_after_profile += order
-            .iter()
-            .flat_map(|f| f.parts.iter())
-            .map(|(_, p)| p.len() as u64)
-            .sum::<u64>();
+        self.stats.series_after_profile += order.iter().map(OutFamily::series).sum::<u64>();
         for f in &order {
             write_family(out, f, self.extra, &mut self.stats, &mut self.buf);
         }
@@ -570,7 +557,7 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
     }
 }
 
-/// Where Envoy's text, arriving in pieces, can be cut so that parsing the pieces one by one
+/// Envoy's text as it arrives, and where it can be cut so that parsing the pieces one by one
 /// gives the families parsing the whole text gives: at a `# TYPE` line the parser accepts
 /// ([`crate::parse::starts_family`]: it starts a new family whatever came before). `# HELP`
 /// carries state to the next `# TYPE`, so no cut is made after the first line mentioning
@@ -578,7 +565,9 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
 /// once, for line starts with `#` only; a cut missed only makes a piece longer.
 #[derive(Debug, Default)]
 pub struct FamilyCuts {
-    /// Bytes of the text already searched (whole lines).
+    /// What has arrived and was not taken yet.
+    text: Vec<u8>,
+    /// Bytes of `text` already searched (whole lines).
     scanned: usize,
     /// The last cut found (0: none).
     cut: usize,
@@ -594,17 +583,50 @@ static HELP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"HELP"));
 
 impl FamilyCuts {
-    /// Searches the whole lines of `text` not searched yet; returns the last cut so far (0:
-    /// none).
-    pub fn scan(&mut self, text: &[u8]) -> usize {
+    /// Room for `n` bytes before the first piece arrives.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            text: Vec::with_capacity(n),
+            ..Default::default()
+        }
+    }
+
+    /// Appends what arrived.
+    pub fn push(&mut self, data: &[u8]) {
+        self.text.extend_from_slice(data);
+    }
+
+    /// The complete families at the start of what is held, when they are at least `min` bytes
+    /// (else empty); [`Self::take`] their length once they are merged.
+    pub fn ready(&mut self, min: usize) -> &[u8] {
+        self.scan();
+        let cut = if self.cut >= min.max(1) { self.cut } else { 0 };
+        &self.text[..cut]
+    }
+
+    /// Forgets the first `n` bytes (a piece [`Self::ready`] gave, merged).
+    pub fn take(&mut self, n: usize) {
+        self.text.drain(..n);
+        self.scanned -= n;
+        self.cut = self.cut.saturating_sub(n);
+    }
+
+    /// Everything held (at the end of the body).
+    pub fn rest(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Searches the whole lines not searched yet for cuts.
+    fn scan(&mut self) {
+        let text = &self.text;
         let Some(last_nl) = memchr::memrchr(b'\n', &text[self.scanned..]) else {
-            return self.cut;
+            return;
         };
         let start = self.scanned;
         let end = start + last_nl + 1;
         self.scanned = end;
         if self.help {
-            return self.cut;
+            return;
         }
         // cuts are only taken before the first HELP of the new text
         let limit = match HELP.find(&text[start..end]) {
@@ -614,13 +636,14 @@ impl FamilyCuts {
             }
             None => end,
         };
+        let mut cut = self.cut;
         let mut consider = |c: usize| {
             if c >= limit {
                 return;
             }
             let line_end = c + memchr::memchr(b'\n', &text[c..end]).unwrap_or(end - c);
             if std::str::from_utf8(&text[c..line_end]).is_ok_and(crate::parse::starts_family) {
-                self.cut = c;
+                cut = c;
             }
         };
         if text.get(start) == Some(&b'#') && (start == 0 || text[start - 1] == b'\n') {
@@ -630,13 +653,7 @@ impl FamilyCuts {
         for p in COMMENT_START.find_iter(&text[start..end - 1]) {
             consider(start + p + 1);
         }
-        self.cut
-    }
-
-    /// The first `n` bytes of the text (up to the last cut) were processed and removed.
-    pub fn drained(&mut self, n: usize) {
-        self.scanned -= n;
-        self.cut = self.cut.saturating_sub(n);
+        self.cut = cut;
     }
 }
 
@@ -1351,21 +1368,18 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         let others = [(Origin::Application, a.as_slice())];
         let mut out = b"# prefix\n".to_vec();
         let mut m = StreamMerge::new(&others, filter, extra, out.len());
-        let mut carry: Vec<u8> = Vec::new();
         let mut cuts = FamilyCuts::default();
         for piece in envoy.as_bytes().chunks(step.max(1)) {
-            carry.extend_from_slice(piece);
-            let cut = cuts.scan(&carry);
-            if cut > 0 {
-                let text = std::str::from_utf8(&carry[..cut]).unwrap();
-                let fams = parse(text, Format::Text, &mut st);
+            cuts.push(piece);
+            let ready = cuts.ready(1);
+            if !ready.is_empty() {
+                let fams = parse(std::str::from_utf8(ready).unwrap(), Format::Text, &mut st);
                 m.envoy(&fams, &mut out);
-                carry.drain(..cut);
-                cuts.drained(cut);
+                let n = ready.len();
+                cuts.take(n);
             }
         }
-        let text = std::str::from_utf8(&carry).unwrap();
-        let fams = parse(text, Format::Text, &mut st);
+        let fams = parse(std::str::from_utf8(cuts.rest()).unwrap(), Format::Text, &mut st);
         m.envoy(&fams, &mut out);
         let stats = m.finish(&mut out);
         (String::from_utf8(out).unwrap(), stats)
@@ -1375,14 +1389,17 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
     fn cuts_fall_on_type_lines_only_and_stop_at_help() {
         let text = b"# TYPE a counter\na 1\n## TYPE b gauge\n# TYPE b\n# TYPE c gauge\nc 1\n# TYPE d gauge\n# HELP e x\n# TYPE e gauge\ne 1\n";
         let mut cuts = FamilyCuts::default();
-        let cut = cuts.scan(text);
+        cuts.push(text);
+        let cut = cuts.ready(1).len();
         let at = |needle: &str| text.windows(needle.len()).position(|w| w == needle.as_bytes()).unwrap();
         // `## TYPE` is a comment and `# TYPE b` has no type: the last cut before HELP is `d`
         assert_eq!(cut, at("# TYPE d"));
         // nothing arrives whole past a partial line
         let mut cuts = FamilyCuts::default();
-        assert_eq!(cuts.scan(b"a 1\n# TYPE c gau"), 0);
-        assert_eq!(cuts.scan(b"a 1\n# TYPE c gauge\nc 1\n"), 4);
+        cuts.push(b"a 1\n# TYPE c gau");
+        assert_eq!(cuts.ready(1).len(), 0);
+        cuts.push(b"ge\nc 1\n");
+        assert_eq!(cuts.ready(1).len(), 4);
     }
 
     #[test]

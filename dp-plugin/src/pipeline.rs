@@ -508,7 +508,7 @@ impl Pipeline {
 struct EnvoyStream {
     format: Format,
     body: hyper::body::Incoming,
-    carry: Vec<u8>,
+    arrived: FamilyCuts,
     total: usize,
     done: bool,
     limit: usize,
@@ -532,7 +532,7 @@ impl EnvoyStream {
         Ok(Self {
             format: Format::from_content_type(ct),
             body,
-            carry: Vec::with_capacity(STREAM_PIECE * 2),
+            arrived: FamilyCuts::with_capacity(STREAM_PIECE * 2),
             total: 0,
             done: false,
             limit,
@@ -541,7 +541,7 @@ impl EnvoyStream {
         })
     }
 
-    /// Reads the next frame into `carry` (sets `done` at the end). Errors: timeout, size, the
+    /// Reads the next frame into `arrived` (sets `done` at the end). Errors: timeout, size, the
     /// body's failure. Cancel-safe: nothing is lost when the future is dropped.
     async fn read(&mut self) -> Result<(), String> {
         use http_body_util::BodyExt;
@@ -559,7 +559,7 @@ impl EnvoyStream {
             if self.total > self.limit {
                 return Err(format!("response body exceeds the limit of {} bytes", self.limit));
             }
-            self.carry.extend_from_slice(&data);
+            self.arrived.push(&data);
         }
         Ok(())
     }
@@ -582,15 +582,14 @@ impl EnvoyStream {
             m.envoy(&fams, out);
             Ok::<(), String>(())
         };
-        let mut cuts = FamilyCuts::default();
         loop {
             // OpenMetrics ends with `# EOF`: read it whole
             if format == Format::Text {
-                let cut = cuts.scan(&self.carry);
-                if cut >= STREAM_PIECE || (self.done && cut > 0) {
-                    piece(&self.carry[..cut], m, out, st)?;
-                    self.carry.drain(..cut);
-                    cuts.drained(cut);
+                let ready = self.arrived.ready(STREAM_PIECE);
+                if !ready.is_empty() {
+                    piece(ready, m, out, st)?;
+                    let n = ready.len();
+                    self.arrived.take(n);
                 }
             }
             if self.done {
@@ -598,7 +597,7 @@ impl EnvoyStream {
             }
             self.read().await?;
         }
-        piece(&self.carry, m, out, st)?;
+        piece(self.arrived.rest(), m, out, st)?;
         Ok(self.total)
     }
 }

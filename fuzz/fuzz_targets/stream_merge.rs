@@ -12,20 +12,19 @@ use meshmetric_policies::profiles::FamilyFilter;
 fn streamed(envoy: &str, others: &[(Origin, &[meshmetric_dp::parse::Family<'_>])], filter: &FamilyFilter, extra: &ExtraLabels, step: usize) -> (Vec<u8>, MergeStats) {
     let mut out = Vec::new();
     let mut m = StreamMerge::new(others, filter, extra, 0);
-    let mut carry: Vec<u8> = Vec::new();
     let mut cuts = FamilyCuts::default();
     let mut st = ParseStats::default();
     for piece in envoy.as_bytes().chunks(step) {
-        carry.extend_from_slice(piece);
-        let cut = cuts.scan(&carry);
-        if cut > 0 {
-            let text = std::str::from_utf8(&carry[..cut]).expect("cut at a line start");
+        cuts.push(piece);
+        let ready = cuts.ready(1);
+        if !ready.is_empty() {
+            let text = std::str::from_utf8(ready).expect("cut at a line start");
             m.envoy(&parse(text, Format::Text, &mut st), &mut out);
-            carry.drain(..cut);
-            cuts.drained(cut);
+            let n = ready.len();
+            cuts.take(n);
         }
     }
-    let text = std::str::from_utf8(&carry).expect("whole text");
+    let text = std::str::from_utf8(cuts.rest()).expect("whole text");
     m.envoy(&parse(text, Format::Text, &mut st), &mut out);
     let stats = m.finish(&mut out);
     (out, stats)

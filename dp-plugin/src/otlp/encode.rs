@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use super::points::{Counted, Emit, Kind, Point, Scope, scope_name, scope_version};
+use super::points::{Emit, Kind, Point, Scope, scope_name, scope_version};
 
 /// Wire types.
 const VARINT: u8 = 0;
@@ -319,13 +319,11 @@ impl WireEmitter {
     }
 }
 
-impl Counted for WireEmitter {
+impl Emit for WireEmitter {
     fn points(&self) -> usize {
         self.points
     }
-}
 
-impl Emit for WireEmitter {
     fn point(&mut self, scope: &Scope<'_>, attrs: &[(&str, Cow<'_, str>)], p: Point<'_>) {
         // the scope of the previous point, most of the time
         let slot = match self.family[..self.active]

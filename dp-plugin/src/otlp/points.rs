@@ -48,6 +48,8 @@ pub(crate) trait Emit {
     fn point(&mut self, scope: &Scope<'_>, attrs: &[(&str, Cow<'_, str>)], p: Point<'_>);
     /// The current family is complete: one metric per scope that got points.
     fn end_family(&mut self, name: &str, description: &str, kind: Kind);
+    /// How many data points the completed families had.
+    fn points(&self) -> usize;
 }
 
 /// The scope's name on the wire: the plugin's when the series names none.
@@ -62,9 +64,4 @@ pub(crate) fn scope_version(version: &str) -> &str {
     } else {
         version
     }
-}
-
-/// How many data points an emitter got.
-pub(crate) trait Counted {
-    fn points(&self) -> usize;
 }

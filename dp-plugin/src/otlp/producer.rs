@@ -34,7 +34,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::encode::WireEmitter;
-use super::points::{Counted, Emit, Kind, Point, Scope, scope_name, scope_version};
+use super::points::{Emit, Kind, Point, Scope, scope_name, scope_version};
 use crate::parse::{Family, Format, MetricType, ParseStats, Sample, labels, parse, unescape};
 
 pub use meshmetric_policies::meshmetric::Temporality;
@@ -179,7 +179,7 @@ impl Producer {
     }
 
     /// The core: parses `text` and hands every data point to `e`. Returns the points.
-    fn run<E: Emit + Counted>(&mut self, text: &str, now_ns: u64, e: &mut E) -> usize {
+    fn run<E: Emit>(&mut self, text: &str, now_ns: u64, e: &mut E) -> usize {
         self.cycle += 1;
         let mut st = ParseStats::default();
         let families = parse(text, Format::Text, &mut st);
@@ -427,13 +427,11 @@ enum TypedPoint {
     Summary(SummaryDataPoint),
 }
 
-impl Counted for TypedEmitter {
+impl Emit for TypedEmitter {
     fn points(&self) -> usize {
         self.points
     }
-}
 
-impl Emit for TypedEmitter {
     fn point(&mut self, scope: &Scope<'_>, attrs: &[(&str, Cow<'_, str>)], p: Point<'_>) {
         let attributes: Vec<KeyValue> = attrs.iter().map(|(k, v)| kv(k, v)).collect();
         let tp = match p {
