@@ -25,19 +25,7 @@ trap cleanup EXIT
 start() { local name=$1; shift; "$@" > "$OUT/$name.log" 2>&1 & PIDS+=($!); echo $!; }
 
 start app target/debug/meshmetric-sample-app --address 127.0.0.1:$APP >/dev/null
-python3 - "$N" "$APP" "$ADMIN" "$LISTEN" > "$OUT/envoy.json" <<'PY'
-import json, sys
-n, app, admin, listen = (int(x) for x in sys.argv[1:])
-cl = [{"name": f"service_{i}", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {"cluster_name": f"service_{i}",
-       "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": app}}}}]}]}} for i in range(n)]
-routes = [{"match": {"path": f"/c{i}"}, "route": {"cluster": f"service_{i}", "prefix_rewrite": "/"}} for i in range(n)]
-print(json.dumps({"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-  "static_resources": {"clusters": cl, "listeners": [{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
-    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-      "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-      "stat_prefix": "ingress", "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-      "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]}}))
-PY
+bench/envoy-bootstrap.py "$N" "$APP" "$ADMIN" "$LISTEN" > "$OUT/envoy.json"
 EPID=$(start envoy "$ENVOY" -c "$OUT/envoy.json" --disable-hot-restart --concurrency 1 -l error); PIDS+=("$EPID")
 until curl -fs "http://127.0.0.1:$ADMIN/ready" >/dev/null 2>&1; do sleep 0.2; done
 curl -s -o /dev/null "http://127.0.0.1:$LISTEN/c[0-$((N-1))]"; sleep 6

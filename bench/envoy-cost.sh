@@ -46,39 +46,8 @@ server.start(); server.wait_for_termination()
 PY
 .venv/otlp/bin/python "$OUT/sink.py" $SINK "$OUT/sink.count" > "$OUT/sink.log" 2>&1 & PIDS+=($!)
 
-# Envoy's bootstrap: N static clusters behind one listener; $1 = sink kind (none, otel, ms)
-bootstrap() {
-  python3 - "$N" "$APP" "$ADMIN" "$LISTEN" "$SINK" "$1" <<'PY'
-import json, sys
-n, app, admin, listen, sink = (int(x) for x in sys.argv[1:6]); kind = sys.argv[6]
-cl = [{"name": f"service_{i}", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {"cluster_name": f"service_{i}",
-       "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": app}}}}]}]}} for i in range(n)]
-routes = [{"match": {"path": f"/c{i}"}, "route": {"cluster": f"service_{i}", "prefix_rewrite": "/"}} for i in range(n)]
-b = {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-  "static_resources": {"clusters": cl, "listeners": [{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
-    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-      "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-      "stat_prefix": "ingress", "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-      "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]}}
-if kind != "none":
-    b["stats_flush_interval"] = "1s"
-    cl.append({"name": "sink", "type": "STATIC", "connect_timeout": "1s",
-               "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                   "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                   "explicit_http_config": {"http2_protocol_options": {}}}},
-               "load_assignment": {"cluster_name": "sink", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": sink}}}}]}]}})
-    grpc = {"envoy_grpc": {"cluster_name": "sink"}}
-    if kind == "otel":
-        sinkcfg = {"name": "envoy.stat_sinks.open_telemetry", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig", "grpc_service": grpc}}
-    else:
-        sinkcfg = {"name": "envoy.stat_sinks.metrics_service", "typed_config": {
-            "@type": "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig", "grpc_service": grpc,
-            "transport_api_version": "V3", "emit_tags_as_labels": True}}
-    b["stats_sinks"] = [sinkcfg]
-print(json.dumps(b))
-PY
-}
+# Envoy's bootstrap; $1 = sink kind (none, otel, ms)
+bootstrap() { bench/envoy-bootstrap.py "$N" "$APP" "$ADMIN" "$LISTEN" "$1" "$SINK"; }
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)

@@ -15,24 +15,7 @@ APP=$!
 trap 'kill $APP 2>/dev/null || true; [ -n "${EP:-}" ] && kill $EP 2>/dev/null || true' EXIT
 for N in "${@:-1 200 1000}"; do
   for n in $N; do
-    python3 - "$n" "$APP_PORT" "$ADMIN" "$LISTEN" > "$OUT/envoy-$n.json" <<'PY'
-import json, sys
-n, app, admin, listen = (int(x) for x in sys.argv[1:])
-clusters = [{"name": f"service_{i}", "type": "STATIC", "connect_timeout": "1s",
-             "load_assignment": {"cluster_name": f"service_{i}", "endpoints": [{"lb_endpoints": [
-                 {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": app}}}}]}]}}
-            for i in range(n)]
-routes = [{"match": {"path": f"/c{i}"}, "route": {"cluster": f"service_{i}", "prefix_rewrite": "/"}} for i in range(n)]
-print(json.dumps({
-  "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-  "static_resources": {"clusters": clusters, "listeners": [{
-    "name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
-    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-      "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-      "stat_prefix": "ingress", "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-      "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]}}))
-PY
+    bench/envoy-bootstrap.py "$n" "$APP_PORT" "$ADMIN" "$LISTEN" > "$OUT/envoy-$n.json"
     "$ENVOY" -c "$OUT/envoy-$n.json" --disable-hot-restart --concurrency 1 -l error > "$OUT/envoy-$n.log" 2>&1 &
     EP=$!
     until curl -fs "http://127.0.0.1:$ADMIN/ready" >/dev/null 2>&1; do sleep 0.1; done
