@@ -21,12 +21,14 @@ use meshmetric_policies::profiles::{FamilyFilter, INTERNAL_LABELS, is_internal_n
 
 use meshmetric_policies::relabel::{LabelSet, Rules, Runner};
 
-use crate::parse::{Family, MetricType, Sample, labels, unescape};
+use crate::parse::{Family, LabelNames, MetricType, Sample, labels, unescape};
 
 /// Extra labels, pre-rendered once per config.
 #[derive(Debug, Clone, Default)]
 pub struct ExtraLabels {
     names: Vec<String>,
+    /// `names` as a [`LabelNames`] set.
+    label_names: LabelNames,
     /// The values, unescaped, in the order of `names` (for relabeling).
     values: Vec<String>,
     /// `name="value",...` (escaped), no leading or trailing comma.
@@ -85,6 +87,7 @@ impl ExtraLabels {
             e.rendered.push_str("=\"");
             escape_label_value(v, &mut e.rendered);
             e.rendered.push('"');
+            e.label_names.add(k.as_bytes());
             e.names.push(k);
             e.values.push(v.to_string());
         }
@@ -151,13 +154,22 @@ struct OutFamily<'a, 'f> {
     kind: MetricType,
     help: Option<&'a str>,
     /// Samples, with the index of the source they come from.
-    parts: Vec<(usize, &'f [Sample<'a>])>,
+    parts: Vec<Part<'a, 'f>>,
+}
+
+/// The samples one source gives to a merged family.
+struct Part<'a, 'f> {
+    /// Index of the source.
+    source: usize,
+    samples: &'f [Sample<'a>],
+    /// The label names of the source's family (a superset).
+    label_names: LabelNames,
 }
 
 impl OutFamily<'_, '_> {
     /// Its series, every part together.
     fn series(&self) -> u64 {
-        self.parts.iter().map(|(_, p)| p.len() as u64).sum()
+        self.parts.iter().map(|p| p.samples.len() as u64).sum()
     }
 }
 
@@ -298,7 +310,11 @@ fn add_part<'a, 'f>(
                 stats.families_type_conflict += 1;
                 return;
             }
-            order[i].parts.push((si, samples));
+            order[i].parts.push(Part {
+                source: si,
+                samples,
+                label_names: f.label_names,
+            });
         }
         None => {
             index.insert(f.name.as_ref(), order.len());
@@ -306,7 +322,11 @@ fn add_part<'a, 'f>(
                 name: f.name.as_ref(),
                 kind: f.kind,
                 help: f.help,
-                parts: vec![(si, samples)],
+                parts: vec![Part {
+                    source: si,
+                    samples,
+                    label_names: f.label_names,
+                }],
             });
         }
     }
@@ -382,13 +402,15 @@ fn write_family(
     buf: &mut itoa::Buffer,
 ) {
     write_header(out, f.name, f.kind, f.help);
-    for (_, part) in &f.parts {
-        for s in part.iter() {
+    for part in &f.parts {
+        // whether a series may have a label named like an extra label
+        let may_conflict = part.label_names.may_share(extra.label_names);
+        for s in part.samples {
             stats.series_out += 1;
             out.extend_from_slice(s.name.as_bytes());
             out.push(b'{');
-            let conflict = !s.labels.is_empty()
-                && !extra.names.is_empty()
+            let conflict = may_conflict
+                && !s.labels.is_empty()
                 && labels(s.labels).any(|(n, _)| extra.names.iter().any(|e| e == n));
             if conflict {
                 let pairs: Vec<(&str, &str)> = labels(s.labels).collect();
@@ -511,7 +533,11 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
                 name: f.name.as_ref(),
                 kind: f.kind,
                 help: f.help,
-                parts: vec![(0, &samples[..])],
+                parts: vec![Part {
+                    source: 0,
+                    samples: &samples[..],
+                    label_names: f.label_names,
+                }],
             };
             for &k in self.by_name.get(f.name.as_ref()).map_or(&[][..], Vec::as_slice) {
                 let (si, of, other) = &self.others[k];
@@ -523,7 +549,11 @@ impl<'s, 'a> StreamMerge<'s, 'a> {
                     st.families_type_conflict += 1;
                     continue;
                 }
-                fam.parts.push((*si, &other[..]));
+                fam.parts.push(Part {
+                    source: *si,
+                    samples: &other[..],
+                    label_names: of.label_names,
+                });
             }
             st.series_after_profile += fam.series();
             write_family(out, &fam, self.extra, st, &mut self.buf);
@@ -942,7 +972,7 @@ fn encode_relabeled(
         .iter()
         .map(|r| r.filter(|r| !r.is_empty()).map_or(0, |r| r as *const Rules as usize))
         .collect();
-    let total: usize = order.iter().flat_map(|f| f.parts.iter()).map(|(_, p)| p.len()).sum();
+    let total: usize = order.iter().flat_map(|f| f.parts.iter()).map(|p| p.samples.len()).sum();
     let mut picks: Vec<u32> = Vec::with_capacity(total);
     // series renamed out of their family: (target, family, part, sample, entry)
     let mut moved: Vec<(Target, usize, usize, usize, u32)> = Vec::new();
@@ -954,9 +984,10 @@ fn encode_relabeled(
     let mut full_at: Option<(usize, usize, usize)> = None;
     let mut cursor = 0usize;
     for (fi, f) in order.iter().enumerate() {
-        for (pi, (si, part)) in f.parts.iter().enumerate() {
-            let id = source_ids.get(*si).copied().unwrap_or(0);
-            for (ii, s) in part.iter().enumerate() {
+        for (pi, part) in f.parts.iter().enumerate() {
+            let si = part.source;
+            let id = source_ids.get(si).copied().unwrap_or(0);
+            for (ii, s) in part.samples.iter().enumerate() {
                 let e = if cursor < cache.entries.len() && cache.is(cursor, id, s.name, s.labels) {
                     cursor
                 } else {
@@ -964,7 +995,7 @@ fn encode_relabeled(
                     match cache.index.get(&hash) {
                         Some(&e) if cache.is(e as usize, id, s.name, s.labels) => e as usize,
                         _ => {
-                            let runner = per_source.get_mut(*si).and_then(Option::as_mut);
+                            let runner = per_source.get_mut(si).and_then(Option::as_mut);
                             let r = relabel_series(&mut ls, s, runner, &mut global, extra);
                             if full_at.is_none() && cache.keys.len() + cache.labels.len() >= SeriesCache::MAX_BYTES {
                                 full_at = Some((cache.entries.len(), cache.keys.len(), cache.labels.len()));
@@ -1011,8 +1042,8 @@ fn encode_relabeled(
     let mut mv = 0;
     for (fi, f) in order.iter().enumerate() {
         let mut header = false;
-        for (_, part) in &f.parts {
-            for s in part.iter() {
+        for part in &f.parts {
+            for s in part.samples {
                 let e = *pick.next().expect("one pick per series");
                 if e == u32::MAX {
                     continue;
@@ -1031,7 +1062,7 @@ fn encode_relabeled(
                 write_header(out, f.name, f.kind, f.help);
                 header = true;
             }
-            let s = &order[mfi].parts[mpi].1[mii];
+            let s = &order[mfi].parts[mpi].samples[mii];
             let name = cache.entries[e as usize].name.as_deref().unwrap_or(s.name);
             write_line(out, name, cache.labels_of(e as usize), s, &mut ts);
             stats.series_out += 1;
@@ -1043,7 +1074,7 @@ fn encode_relabeled(
         write_header(out, name, MetricType::Untyped, None);
         while mv < moved.len() && moved[mv].0 == Target::Renamed(ri) {
             let (_, mfi, mpi, mii, e) = moved[mv];
-            let s = &order[mfi].parts[mpi].1[mii];
+            let s = &order[mfi].parts[mpi].samples[mii];
             write_line(out, name, cache.labels_of(e as usize), s, &mut ts);
             stats.series_out += 1;
             mv += 1;

@@ -82,6 +82,40 @@ impl Sample<'_> {
     }
 }
 
+/// A superset of a set of label names, as 64 bits (one per name hash): two sets that share no
+/// bit share no name. Lets the merge skip looking for extra labels' names in the series of a
+/// family that cannot have them (Envoy's families never do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LabelNames(u64);
+
+impl LabelNames {
+    /// Every name may be in the set (when the names are not known).
+    pub const ANY: LabelNames = LabelNames(u64::MAX);
+
+    /// Adds `name`.
+    pub fn add(&mut self, name: &[u8]) {
+        let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
+            return;
+        };
+        let h = (name.len() as u64).wrapping_mul(0x9E37_79B9) ^ u64::from(first) << 3 ^ u64::from(last) << 7;
+        self.0 |= 1 << (h.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 58);
+    }
+
+    /// The set with `names`.
+    pub fn of<'n>(names: impl IntoIterator<Item = &'n str>) -> Self {
+        let mut s = LabelNames::default();
+        for n in names {
+            s.add(n.as_bytes());
+        }
+        s
+    }
+
+    /// Whether the two sets may have a name in common (false: they certainly have none).
+    pub fn may_share(self, other: LabelNames) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
 /// A metric family: a `# TYPE` (or an untyped run of samples) and its samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Family<'a> {
@@ -92,6 +126,8 @@ pub struct Family<'a> {
     /// Raw (escaped) help text.
     pub help: Option<&'a str>,
     pub samples: Vec<Sample<'a>>,
+    /// The label names its samples use (a superset; [`LabelNames::ANY`] when not known).
+    pub label_names: LabelNames,
 }
 
 /// One series of a histogram or a summary: its samples grouped by their labels other than
@@ -193,11 +229,39 @@ impl ParseStats {
     }
 }
 
+/// Byte classes of metric names (`[a-zA-Z_:][a-zA-Z0-9_:]*`) and label names
+/// (`[a-zA-Z_][a-zA-Z0-9_]*`): bit 0 / 1 = may start / continue a metric name, bit 2 / 3 = may
+/// start / continue a label name. One table load per byte (the parser's hottest loops).
+static NAME_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphabetic() || c == b'_' {
+            t[b] = 0b1111;
+        } else if c == b':' {
+            t[b] = 0b0011;
+        } else if c.is_ascii_digit() {
+            t[b] = 0b1010;
+        }
+        b += 1;
+    }
+    t
+};
+
 fn is_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+    NAME_BYTES[b as usize] & 1 != 0
 }
 fn is_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+    NAME_BYTES[b as usize] & 2 != 0
+}
+
+/// The end of the name chars starting at `i`.
+fn name_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_name_char(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 /// The name and type of a `# TYPE` line, from the words after `TYPE`. Errors: what is wrong.
@@ -205,6 +269,10 @@ fn type_of<'a>(parts: &mut impl Iterator<Item = &'a str>) -> Result<(&'a str, Me
     let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
         return Err("TYPE line needs a name and a type");
     };
+    let b = name.as_bytes();
+    if b.is_empty() || !is_name_start(b[0]) || name_end(b, 1) != b.len() {
+        return Err("invalid metric name in TYPE line");
+    }
     let kind = parse_type(kind.trim()).ok_or("unknown metric type")?;
     Ok((name, kind))
 }
@@ -255,7 +323,7 @@ pub fn parse_value(s: &str) -> Option<f64> {
 
 /// Scans a label set starting after `{`; returns the raw inner text (trailing comma and
 /// spaces removed) and the index just past `}`.
-fn scan_labels(b: &[u8], mut i: usize) -> Result<(usize, usize), &'static str> {
+fn scan_labels(b: &[u8], mut i: usize, names: &mut LabelNames) -> Result<(usize, usize), &'static str> {
     let mut end_content = i;
     loop {
         while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
@@ -267,12 +335,14 @@ fn scan_labels(b: &[u8], mut i: usize) -> Result<(usize, usize), &'static str> {
         if b[i] == b'}' {
             return Ok((end_content, i + 1));
         }
-        if !is_name_start(b[i]) || b[i] == b':' {
+        if NAME_BYTES[b[i] as usize] & 4 == 0 {
             return Err("invalid label name");
         }
-        while i < b.len() && is_name_char(b[i]) && b[i] != b':' {
+        let start = i;
+        while i < b.len() && NAME_BYTES[b[i] as usize] & 8 != 0 {
             i += 1;
         }
+        names.add(&b[start..i]);
         while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
             i += 1;
         }
@@ -462,6 +532,7 @@ pub fn parse_filtered<'a>(
                         kind,
                         help,
                         samples: Vec::new(),
+                        label_names: LabelNames::default(),
                     });
                 }
                 "HELP" => {
@@ -485,10 +556,14 @@ pub fn parse_filtered<'a>(
             stats.bad(line_no, "invalid metric name", line);
             continue;
         }
-        let mut i = 1;
-        while i < b.len() && is_name_char(b[i]) {
-            i += 1;
-        }
+        // a sample of the declared family starts with its name (already checked): only the
+        // rest of the name (a suffix such as `_bucket`) is scanned
+        let from = if !declared.is_empty() && b.len() > declared.len() && b.starts_with(declared.as_bytes()) {
+            declared.len()
+        } else {
+            1
+        };
+        let mut i = name_end(b, from);
         let name = &trimmed[..i];
         if let Some((d, kind)) = skipping {
             if is_member(name, d, kind, om) {
@@ -498,8 +573,9 @@ pub fn parse_filtered<'a>(
             declared = "";
         }
         let mut labels_raw = "";
+        let mut names = LabelNames::default();
         if i < b.len() && b[i] == b'{' {
-            match scan_labels(b, i + 1) {
+            match scan_labels(b, i + 1, &mut names) {
                 Ok((content_end, next)) => {
                     labels_raw = &trimmed[i + 1..content_end];
                     i = next;
@@ -572,25 +648,26 @@ pub fn parse_filtered<'a>(
                 raw_value,
                 timestamp_ms,
             });
+            f.label_names.0 |= names.0;
         } else {
             declared = "";
+            let sample = Sample {
+                name,
+                labels: labels_raw,
+                raw_value,
+                timestamp_ms,
+            };
             match families.last_mut() {
-                Some(f) if f.kind == MetricType::Untyped && f.name == name => f.samples.push(Sample {
-                    name,
-                    labels: labels_raw,
-                    raw_value,
-                    timestamp_ms,
-                }),
+                Some(f) if f.kind == MetricType::Untyped && f.name == name => {
+                    f.samples.push(sample);
+                    f.label_names.0 |= names.0;
+                }
                 _ => families.push(Family {
                     name: Cow::Borrowed(name),
                     kind: MetricType::Untyped,
                     help: None,
-                    samples: vec![Sample {
-                        name,
-                        labels: labels_raw,
-                        raw_value,
-                        timestamp_ms,
-                    }],
+                    samples: vec![sample],
+                    label_names: names,
                 }),
             }
         }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::merge::{MergeStats, escape_label_value};
-use crate::parse::{Family, MetricType, Sample};
+use crate::parse::{Family, LabelNames, MetricType, Sample};
 
 /// One self-metric: name, type and help (the reference in `docs/operations.md` lists them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +286,7 @@ impl Rendered {
                         timestamp_ms: None,
                     })
                     .collect(),
+                label_names: LabelNames::ANY,
             })
             .collect()
     }
