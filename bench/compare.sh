@@ -8,7 +8,8 @@
 # VmHWM. Prints a Markdown table: agent, Envoy and whole cost per cycle, and the whole cost
 # against vmagent's whole cost with the same filter.
 #   bench/compare.sh [N clusters, default 1000] [seconds per phase, default 20]
-# AGENTS=dp runs only the plugin's phases (for the growth table over cluster counts).
+# AGENTS=dp runs only the plugin's phases (for the growth table over cluster counts); PROFILES
+# (All Basic Rules AllUsed) and FILTERS (none Basic rules usedonly) pick phases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}; SECS=${2:-20}
@@ -57,7 +58,7 @@ measure() { # label pid
 # (profile All), as metric_relabel_configs for the agents
 RULES=$(tr -d '\n' < bench/relabel-rules.json)
 PROM_RULES=$(python3 -c 'import json,sys; r=json.load(open("bench/relabel-rules.json")); m={"sourceLabels":"source_labels","targetLabel":"target_label"}; print(json.dumps([{m.get(k,k):v for k,v in x.items()} for x in r]))')
-for profile in All Basic Rules AllUsed; do
+for profile in ${PROFILES:-All Basic Rules AllUsed}; do
   relabel='[]'; p=$profile; unused=true
   if [ "$profile" = Rules ]; then relabel=$RULES; p=All; fi
   if [ "$profile" = AllUsed ]; then p=All; unused=false; fi
@@ -74,10 +75,12 @@ for profile in All Basic Rules AllUsed; do
   measure "meshmetric-dp, $label" "$pid" "dp-$profile"
 done
 
-for filter in none Basic rules usedonly; do
+for filter in ${FILTERS:-none Basic rules usedonly}; do
   [ "${AGENTS:-all}" = dp ] && break
-  relabel=""; params="params: {text_readouts: ['']}"
-  if [ "$filter" = usedonly ]; then params="params: {text_readouts: [''], usedonly: ['']}"; fi
+  # Envoy looks only at whether a parameter is present; vmagent leaves out parameters whose
+  # value is empty, so each gets a value
+  relabel=""; params="params: {text_readouts: ['true']}"
+  if [ "$filter" = usedonly ]; then params="params: {text_readouts: ['true'], usedonly: ['true']}"; fi
   if [ "$filter" = Basic ]; then relabel="    metric_relabel_configs: [{source_labels: [__name__], regex: '$BASIC', action: keep}]"; fi
   if [ "$filter" = rules ]; then relabel="    metric_relabel_configs: $PROM_RULES"; fi
   cat > "$OUT/scrape-$filter.yml" <<YML

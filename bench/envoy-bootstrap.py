@@ -2,10 +2,12 @@
 """Prints the bootstrap of the benchmarks' Envoy: N static clusters `service_<i>`, all pointing at
 the sample app, behind one listener routing `/c<i>` to cluster i, admin on loopback.
 
-  bench/envoy-bootstrap.py N APP_PORT ADMIN_PORT LISTEN_PORT [otel|ms SINK_PORT]
+  bench/envoy-bootstrap.py N APP_PORT ADMIN_PORT LISTEN_PORT [otel|ms|otel-admin SINK_PORT]
 
 With a sink kind, stats are flushed every second to a gRPC receiver on SINK_PORT through
-envoy.stat_sinks.open_telemetry (otel) or envoy.stat_sinks.metrics_service (ms).
+envoy.stat_sinks.open_telemetry (otel) or envoy.stat_sinks.metrics_service (ms); otel-admin
+flushes to the OpenTelemetry sink only when a /stats request reaches the admin interface
+(`stats_flush_on_admin`), instead of on a timer.
 """
 import json
 import sys
@@ -38,7 +40,7 @@ if kind != "none":
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}}}}))
     grpc = {"envoy_grpc": {"cluster_name": "sink"}}
-    if kind == "otel":
+    if kind in ("otel", "otel-admin"):
         cfg = {"name": "envoy.stat_sinks.open_telemetry", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig", "grpc_service": grpc}}
     elif kind == "ms":
@@ -47,6 +49,9 @@ if kind != "none":
             "transport_api_version": "V3", "emit_tags_as_labels": True}}
     else:
         sys.exit(f"unknown sink kind {kind!r}; accepted: otel, ms")
-    bootstrap["stats_flush_interval"] = "1s"
+    if kind == "otel-admin":
+        bootstrap["stats_flush_on_admin"] = True
+    else:
+        bootstrap["stats_flush_interval"] = "1s"
     bootstrap["stats_sinks"] = [cfg]
 print(json.dumps(bootstrap))

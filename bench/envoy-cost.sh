@@ -5,9 +5,12 @@
 # exposition with and without unused stats, Envoy-side `filter=` with the Basic profile's
 # regex, a narrow filter), and while a stats sink pushes every stat once a second over gRPC
 # (envoy.stat_sinks.open_telemetry: OTLP; envoy.stat_sinks.metrics_service: Prometheus
-# MetricFamily protobuf) to a receiver that reads and discards the bytes. Each sink runs in its
-# own Envoy with the same clusters (sinks are bootstrap config). Prints a Markdown table:
-# Envoy CPU per second above idle, bytes per scrape or push.
+# MetricFamily protobuf) to a receiver that reads and discards the bytes; then the OpenTelemetry
+# sink flushed only when a /stats request comes (stats_flush_on_admin), triggered once a second by
+# the cheapest one (/stats?type=TextReadouts) and by the text scrapes. Each sink runs in its own
+# Envoy with the same clusters (sinks are bootstrap config). Prints a Markdown table: Envoy CPU
+# per second above idle, bytes per scrape or push. bench/otel-sink-compare.py compares what the
+# OpenTelemetry sink sends with the text, series by series.
 #   bench/envoy-cost.sh [N clusters, default 1000] [seconds per phase, default 20]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,17 +87,34 @@ for v in all usedonly basic narrow; do
   ROWS+=("text scrape, $v|$ms|$bytes|1")
 done
 stop_envoy
-for kind in otel ms; do
+sink_phase() { # label [admin query requested once a second]
   rm -f "$OUT/sink.count"
-  start_envoy "$kind"
+  local LOOP=""
+  if [ -n "${2:-}" ]; then
+    ( end=$((SECONDS + SECS + 2)); while [ $SECONDS -lt $end ]; do curl -s -o /dev/null "http://127.0.0.1:$ADMIN$2"; sleep 1; done ) &
+    LOOP=$!; sleep 1
+  fi
+  local c0 c1 ms per
   c0=$(cat "$OUT/sink.count" 2>/dev/null || echo "0 0")
   ms=$(cpu_ms_per_s "$EPID" "$SECS")
   c1=$(cat "$OUT/sink.count" 2>/dev/null || echo "0 0")
+  [ -n "$LOOP" ] && wait "$LOOP"
   per=$(awk -v a="$c0" -v b="$c1" 'BEGIN {split(a,x," "); split(b,y," "); m=y[2]-x[2]; if (m>0) printf "%d", (y[1]-x[1])/m; else print "no push"}')
+  ROWS+=("$1|$ms|$per|1")
+}
+for kind in otel ms; do
+  start_envoy "$kind"
   label="OpenTelemetry stat sink (OTLP/gRPC), 1 s flush"; [ "$kind" = ms ] && label="metrics_service stat sink (gRPC), 1 s flush"
-  ROWS+=("$label|$ms|$per|1")
+  sink_phase "$label"
   stop_envoy
 done
+# flushed only when a /stats request comes (stats_flush_on_admin): by the cheapest request (text
+# readouts only), and by the text scrapes, which then pay for a push too
+start_envoy otel-admin
+sink_phase "OpenTelemetry stat sink, flushed by /stats?type=TextReadouts once a second" "/stats?type=TextReadouts"
+sink_phase "OpenTelemetry stat sink flushed on admin + text scrape, usedonly" "/stats?format=prometheus&text_readouts&usedonly"
+sink_phase "OpenTelemetry stat sink flushed on admin + text scrape, all" "/stats?format=prometheus&text_readouts"
+stop_envoy
 echo "Envoy $("$ENVOY" --version | grep -o 'version: [^ ]*' | head -1 | cut -d/ -f2), $N clusters, $SECS s per phase, $(nproc) cores"
 echo
 echo "| how the stats leave Envoy | Envoy CPU per second | above idle, per scrape or push | bytes per scrape or push |"

@@ -718,6 +718,25 @@ mod tests {
     }
 
     #[test]
+    fn families_know_every_label_name_their_samples_use() {
+        let text = "# TYPE a counter\na{x=\"1\",mesh=\"m\"} 1\na{y=\"2\"} 2\nb{zone=\"z\"} 3\n# TYPE c gauge\nc 4\n# TYPE d gauge\nd{bad} 5\n";
+        let (f, st) = p(text, Format::Text);
+        assert_eq!(st.bad_lines, 1);
+        let names = |i: usize| f[i].label_names;
+        for (i, n) in [(0, "x"), (0, "mesh"), (0, "y"), (1, "zone")] {
+            assert!(names(i).may_share(LabelNames::of([n])), "family {i} must know {n}");
+        }
+        // no labels, or only a bad line: an empty set, which shares nothing
+        assert_eq!(names(2), LabelNames::default());
+        assert!(!names(2).may_share(LabelNames::of(["mesh", "zone"])));
+        assert!(f.len() == 3 || f[3].label_names == LabelNames::default());
+        assert!(LabelNames::ANY.may_share(LabelNames::of(["anything"])));
+        // a TYPE line with an invalid name is a bad line, not a family
+        let (f, st) = p("# TYPE a{ counter\na 1\n", Format::Text);
+        assert_eq!((st.bad_lines, f.len(), f[0].kind), (1, 1, MetricType::Untyped));
+    }
+
+    #[test]
     fn envoy_style() {
         let text = "# TYPE envoy_cluster_upstream_rq_total counter\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 3\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"b\",} 4\n# TYPE envoy_server_live gauge\nenvoy_server_live{} 1\n# TYPE envoy_x histogram\nenvoy_x_bucket{le=\"0.5\"} 1\nenvoy_x_bucket{le=\"+Inf\"} 2\nenvoy_x_sum{} 1.0000000000000002\nenvoy_x_count{} 2\n# TYPE envoy_s summary\nenvoy_s{quantile=\"0.5\"} nan\nenvoy_s_sum{} 0\n";
         let (f, st) = p(text, Format::Text);
