@@ -255,6 +255,12 @@ fn is_name_start(b: u8) -> bool {
 fn is_name_char(b: u8) -> bool {
     NAME_BYTES[b as usize] & 2 != 0
 }
+fn is_label_start(b: u8) -> bool {
+    NAME_BYTES[b as usize] & 4 != 0
+}
+fn is_label_char(b: u8) -> bool {
+    NAME_BYTES[b as usize] & 8 != 0
+}
 
 /// The end of the name chars starting at `i`.
 fn name_end(b: &[u8], mut i: usize) -> usize {
@@ -335,11 +341,11 @@ fn scan_labels(b: &[u8], mut i: usize, names: &mut LabelNames) -> Result<(usize,
         if b[i] == b'}' {
             return Ok((end_content, i + 1));
         }
-        if NAME_BYTES[b[i] as usize] & 4 == 0 {
+        if !is_label_start(b[i]) {
             return Err("invalid label name");
         }
         let start = i;
-        while i < b.len() && NAME_BYTES[b[i] as usize] & 8 != 0 {
+        while i < b.len() && is_label_char(b[i]) {
             i += 1;
         }
         names.add(&b[start..i]);
