@@ -4,6 +4,10 @@
   bench/otel-sink-compare.py receive PORT OUT.json   # OTLP/gRPC receiver: keeps the last push
   bench/otel-sink-compare.py compare TEXT OUT.json   # series of both, and where they differ
 
+`receive` needs grpcio and opentelemetry-proto (`.venv/otlp/bin/python`, made by
+`scripts/install-peers.sh otlp`); `compare` only the standard library.
+bench/otel-sink-series.sh runs both against a real Envoy.
+
 The sink names a metric by Envoy's tag-extracted stat name (`cluster.upstream_rq_total`) with
 the tags as attributes (`envoy.cluster_name`); the text names it `envoy_` + the name with every
 character outside [a-zA-Z0-9_] as `_`, tags the same way. Series are compared as label sets;
