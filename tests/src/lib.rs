@@ -50,8 +50,30 @@ pub fn envoy() -> PathBuf {
     panic!("Envoy not found: run scripts/install-peers.sh or set MESHMETRIC_ENVOY");
 }
 
-/// A free TCP port on `ip` (bound then released).
+/// A free TCP port on `ip` (bound then released), below the kernel's ephemeral port range, so
+/// that no outgoing connection of this or another test can take it before the process it is
+/// meant for binds it (a port from `bind(0)` could be, and once was). Ports are handed out in
+/// turn from a per-process starting point; when the ephemeral range leaves too little room
+/// below it, the kernel picks one.
 pub fn free_port(ip: &str) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > LOW + 1_000 {
+        let span = ephemeral_low - LOW;
+        let base = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = (LOW + (base + n) % span) as u16;
+            if TcpListener::bind((ip, port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind((ip, 0))
         .expect("bind port 0")
         .local_addr()
