@@ -66,6 +66,13 @@ start_envoy() { # kind
   curl -s -o /dev/null "http://127.0.0.1:$LISTEN/c[0-$((N-1))]"; sleep 6
 }
 stop_envoy() { kill "$EPID"; wait "$EPID" 2>/dev/null || true; }
+# requests admin path $1 once a second for the phase (and a little longer) in the background;
+# LOOP is its PID
+every_second() {
+  ( end=$((SECONDS + SECS + 2)); while [ $SECONDS -lt $end ]; do curl -s -o /dev/null "http://127.0.0.1:$ADMIN$1"; sleep 1; done ) &
+  LOOP=$!
+  sleep 1
+}
 
 BASIC='.*(rq_time|cx_length_ms|cx_count|_rq|bytes|timeout|health_check|lb_healthy_panic|cx_destroy|error|fail|reset|eject|overflow|cancelled|max_duration_reached|no_cluster|no_route|no_filter_chain|reject|denied|days_until_first_cert_expiring|rbac|cx_active|cx_connect|circuit_breakers|cx_total|ssl_handshake|ssl_context_update_by_sds).*|envoy_cluster_membership_(degraded|healthy|total)|envoy_cluster_ssl_handshake|envoy_(server|control_plane|dns_filter|dns_cares).*'
 ROWS=()
@@ -80,20 +87,15 @@ for v in all usedonly basic narrow; do
     narrow) q="$q&filter=$(python3 -c 'import urllib.parse; print(urllib.parse.quote("upstream_rq_total|upstream_cx_active"))')";;
   esac
   bytes=$(curl -s "http://127.0.0.1:$ADMIN$q" | wc -c)
-  ( end=$((SECONDS + SECS + 2)); while [ $SECONDS -lt $end ]; do curl -s -o /dev/null "http://127.0.0.1:$ADMIN$q"; sleep 1; done ) &
-  LOOP=$!
-  sleep 1
+  every_second "$q"
   ms=$(cpu_ms_per_s "$EPID" "$SECS"); wait "$LOOP"
   ROWS+=("text scrape, $v|$ms|$bytes|1")
 done
 stop_envoy
 sink_phase() { # label [admin query requested once a second]
   rm -f "$OUT/sink.count"
-  local LOOP=""
-  if [ -n "${2:-}" ]; then
-    ( end=$((SECONDS + SECS + 2)); while [ $SECONDS -lt $end ]; do curl -s -o /dev/null "http://127.0.0.1:$ADMIN$2"; sleep 1; done ) &
-    LOOP=$!; sleep 1
-  fi
+  LOOP=""
+  [ -n "${2:-}" ] && every_second "$2"
   local c0 c1 ms per
   c0=$(cat "$OUT/sink.count" 2>/dev/null || echo "0 0")
   ms=$(cpu_ms_per_s "$EPID" "$SECS")
