@@ -1122,7 +1122,28 @@ fn add_extra<'a>(ls: &mut LabelSet<'a>, extra: &'a ExtraLabels, stats: &mut Merg
 mod tests {
     use super::*;
     use crate::parse::{Format, ParseStats, parse};
-    use meshmetric_policies::meshmetric::{Profile, Profiles, Selector};
+    use meshmetric_policies::meshmetric::{Profile, Profiles, RelabelAction, RelabelConfig, Selector};
+
+    /// A rule renaming series whose name matches `regex` to `to` (`$1` expanded).
+    fn rename(regex: &str, to: &str) -> RelabelConfig {
+        RelabelConfig {
+            source_labels: Some(vec!["__name__".into()]),
+            regex: Some(regex.into()),
+            target_label: Some("__name__".into()),
+            replacement: Some(to.into()),
+            ..Default::default()
+        }
+    }
+
+    /// A rule dropping the series of the clusters `regex` matches.
+    fn drop_clusters(regex: &str) -> RelabelConfig {
+        RelabelConfig {
+            source_labels: Some(vec!["envoy_cluster_name".into()]),
+            regex: Some(regex.into()),
+            action: Some(RelabelAction::Drop),
+            ..Default::default()
+        }
+    }
 
     /// Profile All, nothing else.
     fn all_profiles() -> Profiles {
@@ -1198,7 +1219,6 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
 
     #[test]
     fn relabeling_per_source_then_global_with_renamed_families() {
-        use meshmetric_policies::meshmetric::{RelabelAction, RelabelConfig};
         let mut st = ParseStats::default();
         let e = parse(ENVOY, Format::Text, &mut st);
         let a = parse(APP, Format::Text, &mut st);
@@ -1207,28 +1227,10 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         let extra = ExtraLabels::new([("mesh", "default")]);
         // the application's own rule renames its counter; the global ones drop a cluster and
         // move envoy_cluster_version onto envoy_server_live's family
-        let app_rules = Rules::compile(&[RelabelConfig {
-            source_labels: Some(vec!["__name__".into()]),
-            regex: Some("app_requests_total".into()),
-            target_label: Some("__name__".into()),
-            replacement: Some("http_requests_total".into()),
-            ..Default::default()
-        }])
-        .unwrap();
+        let app_rules = Rules::compile(&[rename("app_requests_total", "http_requests_total")]).unwrap();
         let global = Rules::compile(&[
-            RelabelConfig {
-                source_labels: Some(vec!["envoy_cluster_name".into()]),
-                regex: Some("ads_cluster|_meshmetric_dp".into()),
-                action: Some(RelabelAction::Drop),
-                ..Default::default()
-            },
-            RelabelConfig {
-                source_labels: Some(vec!["__name__".into()]),
-                regex: Some("envoy_cluster_version".into()),
-                target_label: Some("__name__".into()),
-                replacement: Some("envoy_server_live".into()),
-                ..Default::default()
-            },
+            drop_clusters("ads_cluster|_meshmetric_dp"),
+            rename("envoy_cluster_version", "envoy_server_live"),
         ])
         .unwrap();
         let per_source = [None, Some(&app_rules)];
@@ -1279,34 +1281,15 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
 
     #[test]
     fn remembered_results_give_the_same_output_and_counts_as_running_the_rules() {
-        use meshmetric_policies::meshmetric::{RelabelAction, RelabelConfig};
         let mut st = ParseStats::default();
         let e = parse(ENVOY, Format::Text, &mut st);
         let a = parse(APP, Format::Text, &mut st);
         let filter = FamilyFilter::new(Some(&all_profiles())).unwrap();
         let extra = ExtraLabels::new([("mesh", "default")]);
-        let app_rules = Rules::compile(&[RelabelConfig {
-            source_labels: Some(vec!["__name__".into()]),
-            regex: Some("app_(.*)".into()),
-            target_label: Some("__name__".into()),
-            replacement: Some("renamed_$1".into()),
-            ..Default::default()
-        }])
-        .unwrap();
+        let app_rules = Rules::compile(&[rename("app_(.*)", "renamed_$1")]).unwrap();
         let global = Rules::compile(&[
-            RelabelConfig {
-                source_labels: Some(vec!["envoy_cluster_name".into()]),
-                regex: Some("ads_cluster".into()),
-                action: Some(RelabelAction::Drop),
-                ..Default::default()
-            },
-            RelabelConfig {
-                source_labels: Some(vec!["__name__".into()]),
-                regex: Some("envoy_cluster_version".into()),
-                target_label: Some("__name__".into()),
-                replacement: Some("envoy_server_live".into()),
-                ..Default::default()
-            },
+            drop_clusters("ads_cluster"),
+            rename("envoy_cluster_version", "envoy_server_live"),
             RelabelConfig {
                 source_labels: Some(vec!["envoy_cluster_name".into()]),
                 target_label: Some("shard".into()),
