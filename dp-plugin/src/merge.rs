@@ -1370,6 +1370,23 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
 
     /// Feeds `envoy` to a [`StreamMerge`] in pieces cut at every `step` bytes, as the body
     /// arrives, and returns the output and counters.
+    /// The batch merge of `envoy` and `app` after the same prefix [`streamed`] writes.
+    fn batched(envoy: &str, app: &str, filter: &FamilyFilter, extra: &ExtraLabels) -> (Vec<u8>, MergeStats) {
+        let mut st = ParseStats::default();
+        let e = parse(envoy, Format::Text, &mut st);
+        let a = parse(app, Format::Text, &mut st);
+        let mut out = b"# prefix\n".to_vec();
+        let mut stats = MergeStats::default();
+        merge_encode(
+            &[(Origin::Envoy, &e), (Origin::Application, &a)],
+            filter,
+            extra,
+            &mut out,
+            &mut stats,
+        );
+        (out, stats)
+    }
+
     fn streamed(
         envoy: &str,
         app: &str,
@@ -1424,18 +1441,7 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
         let extra = ExtraLabels::new([("mesh", "default"), ("kuma.workload", "web")]);
         for profiles in [None, Some(all_profiles())] {
             let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
-            let mut st = ParseStats::default();
-            let e = parse(ENVOY, Format::Text, &mut st);
-            let a = parse(&app, Format::Text, &mut st);
-            let mut want = b"# prefix\n".to_vec();
-            let mut want_stats = MergeStats::default();
-            merge_encode(
-                &[(Origin::Envoy, &e), (Origin::Application, &a)],
-                &filter,
-                &extra,
-                &mut want,
-                &mut want_stats,
-            );
+            let (want, want_stats) = batched(ENVOY, &app, &filter, &extra);
             let want = String::from_utf8(want).unwrap();
             for step in 1..=ENVOY.len() + 1 {
                 let (got, stats) = streamed(ENVOY, &app, &filter, &extra, step);
@@ -1478,18 +1484,7 @@ app_requests_total{exported_mesh=\"mine\",code=\"200\",mesh=\"default\",kuma_wor
             big.push_str(ENVOY);
             for profiles in [None, Some(all_profiles())] {
                 let filter = FamilyFilter::new(profiles.as_ref()).unwrap();
-                let mut st = ParseStats::default();
-                let e = parse(&big, Format::Text, &mut st);
-                let a = parse(&app, Format::Text, &mut st);
-                let mut want = b"# prefix\n".to_vec();
-                let mut want_stats = MergeStats::default();
-                merge_encode(
-                    &[(Origin::Envoy, &e), (Origin::Application, &a)],
-                    &filter,
-                    &extra,
-                    &mut want,
-                    &mut want_stats,
-                );
+                let (want, want_stats) = batched(&big, &app, &filter, &extra);
                 for step in [1, 2, 3, 17, 64, 100, 999, 4096, big.len()] {
                     let (got, stats) = streamed(&big, &app, &filter, &extra, step);
                     assert!(got.as_bytes() == &want[..], "pieces of {step} bytes");
